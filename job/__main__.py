@@ -1,0 +1,5 @@
+"""`python -m job` runs the `audit` command line."""
+
+from .cli import main
+
+main()

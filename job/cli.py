@@ -1,0 +1,225 @@
+"""The `audit` command line: a thin layer that parses options, calls one core function,
+and turns our errors into one line on stderr and a decided exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .errors import EXIT_CODES_HELP, EXIT_INTERNAL, EXIT_UNSENT, AuditError, ConfigError
+
+app = typer.Typer(
+    name="audit",
+    help="Nightly ledger audit with email approvals.\n\n" + EXIT_CODES_HELP,
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+ConfigOption = typer.Option(None, "--config", "-c", help="Config file (else $AUDIT_CONFIG, else ./audit.toml, else defaults).")
+DbOption = typer.Option(None, "--db", help="Audit database (overrides the config's db).")
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"audit: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def guarded(func):
+    """Run a command; our errors become one line and their exit code, never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except AuditError as exc:
+            _fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        except Exception as exc:  # a bug: say what it was in one line
+            if os.environ.get("AUDIT_DEBUG"):
+                raise
+            _fail(f"internal error: {type(exc).__name__}: {exc} (please report this)", EXIT_INTERNAL)
+
+    return wrapper
+
+
+def _setup(config_path: Optional[Path], db_path: Optional[Path]):
+    from .config import load_config
+
+    return load_config(config_path, db=db_path)
+
+
+@app.command()
+@guarded
+def run(
+    ledger: list[Path] = typer.Option(..., "--ledger", "-l", help="Ledger CSV export; repeat for several files."),
+    config: Optional[Path] = ConfigOption,
+    db: Optional[Path] = DbOption,
+    wait: float = typer.Option(30.0, help="Seconds to wait for another run to finish before giving up."),
+) -> None:
+    """Ingest, screen and record ledgers; email one approval request for what is flagged."""
+    from .db import hold_lock, open_db
+    from .run import run_audit
+
+    settings = _setup(config, db)
+    reviewer = settings.llm.describe()
+    with hold_lock(settings.db, "run", wait=wait):
+        database = open_db(settings.db)
+        result = asyncio.run(run_audit(database, settings, ledger, reviewer=reviewer))
+    for item in result.ledgers:
+        note = "already imported, skipped" if item.already_imported else f"{item.new_rows} new"
+        typer.echo(f"{item.name}: {item.rows} transactions ({note})")
+    typer.echo(
+        f"run {result.run_id}: {result.new_transactions} new, {result.flagged} flagged, "
+        f"{result.auto_approved} auto-approved, {result.held} held; reviewer: {result.reviewer}"
+    )
+    for problem in result.refused:
+        typer.echo(f"audit: warning: reviewer output refused: {problem}", err=True)
+    if result.changed_in_later_export:
+        ids = ", ".join(result.changed_in_later_export[:10])
+        typer.echo(f"audit: warning: a later export repeats these ids with different data (kept the first): {ids}", err=True)
+    if result.request_id:
+        typer.echo(f"request {result.request_id} queued for {', '.join(result.recipients)}")
+    _report_sending(result.sent, settings)
+
+
+def _report_sending(sent, settings) -> None:
+    if sent is None:
+        return
+    where = f"{settings.mail.maildir / 'outbox'}" if settings.mail.transport == "maildir" else f"{settings.mail.smtp.host}:{settings.mail.smtp.port}"
+    if sent.sent:
+        typer.echo(f"sent {sent.sent} message(s) via {where}")
+    if sent.failed:
+        for error in sent.errors:
+            typer.echo(f"audit: error: {error}", err=True)
+        typer.echo(f"audit: error: {sent.failed} message(s) left unsent; they are retried by the next run or poll", err=True)
+        raise typer.Exit(EXIT_UNSENT)
+
+
+@app.command()
+@guarded
+def poll(
+    once: bool = typer.Option(False, "--once", help="Check for replies once and exit (for cron)."),
+    interval: float = typer.Option(60.0, help="Seconds between checks when not --once."),
+    config: Optional[Path] = ConfigOption,
+    db: Optional[Path] = DbOption,
+    wait: float = typer.Option(0.0, help="Seconds to wait for another poll to finish before giving up."),
+) -> None:
+    """Read approvers' replies, record their decisions, and confirm back."""
+    from .db import hold_lock, open_db
+    from .poll import poll_replies
+
+    settings = _setup(config, db)
+    with hold_lock(settings.db, "poll", wait=wait):
+        database = open_db(settings.db)
+        while True:
+            result = asyncio.run(poll_replies(database, settings))
+            typer.echo(
+                f"poll: {result.fetched} message(s): {result.processed} processed, {result.refused} refused, "
+                f"{result.ignored} ignored, {result.duplicates} already seen; {result.decisions} decision(s) recorded"
+            )
+            for request_id in result.closed_requests:
+                typer.echo(f"request {request_id} closed: every item decided")
+            for warning in result.warnings:
+                typer.echo(f"audit: warning: {warning}", err=True)
+            _report_sending(result.sent, settings)
+            if once:
+                return
+            time.sleep(interval)
+
+
+@app.command()
+@guarded
+def report(
+    format: str = typer.Option("csv", "--format", "-f", help="csv or json."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write here instead of stdout."),
+    since: Optional[str] = typer.Option(None, help="First transaction date to include (YYYY-MM-DD)."),
+    until: Optional[str] = typer.Option(None, help="Last transaction date to include (YYYY-MM-DD)."),
+    config: Optional[Path] = ConfigOption,
+    db: Optional[Path] = DbOption,
+) -> None:
+    """Export who decided what, when and why: one row per transaction."""
+    from .db import open_db
+    from .errors import InputError
+    from .report import parse_day, write_report
+
+    if format not in ("csv", "json"):
+        raise InputError(f"--format: must be csv or json, got {format!r}")
+    first, last = parse_day(since, "--since"), parse_day(until, "--until")
+    settings = _setup(config, db)
+    database = open_db(settings.db, create=False)
+    if out is None:
+        write_report(database, sys.stdout, format, since=first, until=last)
+        return
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as handle:
+            count = write_report(database, handle, format, since=first, until=last)
+        tmp.replace(out)  # never leave half a report behind
+    except OSError as exc:
+        raise InputError(f"{out}: cannot write the report: {exc.strerror or exc}") from exc
+    typer.echo(f"wrote {count} row(s) to {out}", err=True)
+
+
+@app.command()
+@guarded
+def status(
+    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    config: Optional[Path] = ConfigOption,
+    db: Optional[Path] = DbOption,
+) -> None:
+    """Open requests and their age, pending items, unsent mail, and the last run."""
+    from .db import open_db
+    from .report import collect_status
+
+    settings = _setup(config, db)
+    info = collect_status(open_db(settings.db, create=False))
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    last = info["last_run"]
+    if last:
+        typer.echo(
+            f"last run: {last['run_id']} at {last['started_at']}: {last['new_transactions']} new, {last['flagged']} flagged, "
+            f"{last['auto_approved']} auto-approved, {last['held']} held ({last['reviewer']})"
+        )
+    else:
+        typer.echo("last run: none")
+    typer.echo(f"pending items: {info['pending_items']}")
+    typer.echo(f"open requests: {len(info['open_requests'])}")
+    for r in info["open_requests"]:
+        typer.echo(f"  {r['request_id']}  age {r['age']}  {r['pending']} of {r['items']} pending  {r['subject']}")
+    typer.echo(f"unsent mail: {len(info['unsent_mail'])}")
+    for m in info["unsent_mail"]:
+        typer.echo(f"  #{m['id']} {m['kind']} to {m['recipients']}: {m['attempts']} attempt(s); {m['error'] or 'not tried yet'}")
+
+
+@app.command()
+@guarded
+def init(
+    path: Path = typer.Argument(Path("audit.toml"), help="Where to write the config."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
+) -> None:
+    """Write a commented audit.toml with every setting and its default."""
+    from .config import DEFAULT_CONFIG_TEXT
+
+    if path.exists() and not force:
+        raise ConfigError(f"{path}: already exists (use --force to overwrite)")
+    path.write_text(DEFAULT_CONFIG_TEXT, encoding="utf-8")
+    typer.echo(f"wrote {path}")
+
+
+def main() -> None:
+    app(prog_name="audit")

@@ -1,0 +1,390 @@
+"""Settings: where they come from, their defaults, and the commented file `audit init` writes.
+
+Precedence: `--config PATH`, else `$AUDIT_CONFIG`, else `./audit.toml`, else the built-in
+defaults. Relative paths in a config file resolve against that file's folder. Secrets are
+never stored here: the config names the environment variable that holds them.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+__all__ = [
+    "Config",
+    "Policy",
+    "MailSettings",
+    "ServerSettings",
+    "ModelSettings",
+    "LedgerSettings",
+    "load_config",
+    "build_config",
+    "find_config_path",
+    "DEFAULT_CONFIG_TEXT",
+]
+
+APPROVAL_MODES = ("always", "flagged", "never")
+DEFAULT_VAGUE_TERMS = ("confidential", "misc", "miscellaneous", "various", "sundry")
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    amount_threshold: Decimal = Decimal("10000.00")
+    vague_memo_terms: tuple[str, ...] = DEFAULT_VAGUE_TERMS
+    known_vendors: tuple[str, ...] = ()
+    known_vendors_file: Path | None = None
+    approval_mode: str = "flagged"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 0
+    username: str = ""
+    password_env: str = ""
+    tls: str = "starttls"
+    folder: str = "INBOX"
+    timeout: float = 30.0
+    cafile: Path | None = None
+    allow_plaintext_password: bool = False
+
+    def password(self) -> str | None:
+        if not self.password_env:
+            return None
+        value = os.environ.get(self.password_env)
+        if value is None:
+            raise ConfigError(f"environment variable {self.password_env} (named by password_env) is not set")
+        return value
+
+    def __repr__(self) -> str:  # never show secrets, only where they come from
+        return (
+            f"ServerSettings(host={self.host!r}, port={self.port}, username={self.username!r}, "
+            f"password_env={self.password_env!r}, tls={self.tls!r})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MailSettings:
+    transport: str = "maildir"
+    maildir: Path = Path("var/mail")
+    from_address: str = "audit@example.com"
+    reply_address: str = "audit@example.com"
+    smtp: ServerSettings = field(default_factory=lambda: ServerSettings(port=587, tls="starttls"))
+    imap: ServerSettings = field(default_factory=lambda: ServerSettings(port=993, tls="tls"))
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSettings:
+    model: str = ""
+    base_url: str = ""
+    api_key_env: str = "OPENAI_API_KEY"
+    batch_size: int = 25
+    timeout: float = 60.0
+    max_retries: int = 2
+
+    @property
+    def offline(self) -> bool:
+        return not self.model
+
+    def describe(self) -> str:
+        """The reviewer's name as reports and emails show it."""
+        if self.offline:
+            return "built-in offline reviewer"
+        return f"model {self.model} at {self.base_url or 'the OpenAI API'}"
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerSettings:
+    source: str = "ledger"
+    columns: dict[str, str] = field(default_factory=dict)
+    default_currency: str = "USD"
+    date_formats: tuple[str, ...] = ("%Y-%m-%d",)
+    decimal_separator: str = "."
+    thousands_separator: str = ","
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: Path | None = None
+    db: Path = Path("audit.db")
+    policy: Policy = field(default_factory=Policy)
+    approvers: tuple[str, ...] = ("controller@example.com",)
+    mail: MailSettings = field(default_factory=MailSettings)
+    llm: ModelSettings = field(default_factory=ModelSettings)
+    ledger: LedgerSettings = field(default_factory=LedgerSettings)
+
+
+def find_config_path(explicit: str | os.PathLike | None) -> Path | None:
+    """The config file to read, by precedence; None means built-in defaults."""
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        return path
+    env = os.environ.get("AUDIT_CONFIG")
+    if env:
+        path = Path(env)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file named by AUDIT_CONFIG not found")
+        return path
+    local = Path("audit.toml")
+    return local if local.is_file() else None
+
+
+def load_config(explicit: str | os.PathLike | None = None, *, db: str | os.PathLike | None = None) -> Config:
+    """Read the config by precedence and return validated settings with absolute paths."""
+    path = find_config_path(explicit)
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read: {exc}") from exc
+    base = path.resolve().parent if path is not None else Path.cwd()
+    config = build_config(data, base=base, where=str(path or "defaults"))
+    config = _replace(config, path=path.resolve() if path else None)
+    if db is not None:
+        config = _replace(config, db=Path(db).resolve())
+    return config
+
+
+def _replace(obj: Any, **changes: Any) -> Any:
+    from dataclasses import replace
+
+    return replace(obj, **changes)
+
+
+class _Section:
+    """Reads one TOML table, refusing unknown keys and wrong types with the key's full name."""
+
+    def __init__(self, data: Any, name: str, where: str) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: [{name}] must be a table")
+        self.data = dict(data)
+        self.name = name
+        self.where = where
+
+    def key(self, key: str) -> str:
+        return f"{self.name}.{key}" if self.name else key
+
+    def fail(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.where}: {self.key(key)}: {problem}")
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any) -> Any:
+        if key not in self.data:
+            return default
+        value = self.data.pop(key)
+        if isinstance(value, bool) and kind is not bool and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+            raise self.fail(key, f"expected {_kind_name(kind)}, got a boolean")
+        if not isinstance(value, kind):
+            raise self.fail(key, f"expected {_kind_name(kind)}, got {type(value).__name__}")
+        return value
+
+    def strings(self, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        value = self.get(key, list, None)
+        if value is None:
+            return default
+        if not all(isinstance(v, str) for v in value):
+            raise self.fail(key, "expected a list of strings")
+        return tuple(value)
+
+    def table(self, key: str) -> "_Section":
+        return _Section(self.data.pop(key, {}), self.key(key), self.where)
+
+    def finish(self) -> None:
+        if self.data:
+            unknown = ", ".join(sorted(self.key(k) for k in self.data))
+            raise ConfigError(f"{self.where}: unknown setting {unknown}")
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", list: "a list", bool: "true or false", dict: "a table"}
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _path(base: Path, value: str | None) -> Path | None:
+    if not value:
+        return None
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else (base / p)
+
+
+def build_config(data: dict[str, Any], *, base: Path, where: str) -> Config:
+    """Validate a parsed TOML document into a Config (pure: no files are read)."""
+    top = _Section(data, "", where)
+    db = _path(base, top.get("db", str, "audit.db"))
+
+    pol = top.table("policy")
+    raw_threshold = pol.get("amount_threshold", (str, int), "10000.00")
+    try:
+        threshold = Decimal(str(raw_threshold))
+    except InvalidOperation:
+        raise pol.fail("amount_threshold", f"not a decimal amount: {raw_threshold!r}") from None
+    if not threshold.is_finite() or threshold < 0:
+        raise pol.fail("amount_threshold", "must be a non-negative amount")
+    mode = pol.get("approval_mode", str, "flagged").lower()
+    if mode not in APPROVAL_MODES:
+        raise pol.fail("approval_mode", f"must be one of {', '.join(APPROVAL_MODES)}, got {mode!r}")
+    policy = Policy(
+        amount_threshold=threshold,
+        vague_memo_terms=tuple(t.lower() for t in pol.strings("vague_memo_terms", DEFAULT_VAGUE_TERMS)),
+        known_vendors=pol.strings("known_vendors", ()),
+        known_vendors_file=_path(base, pol.get("known_vendors_file", str, "")),
+        approval_mode=mode,
+    )
+    pol.finish()
+
+    appr = top.table("approvers")
+    approvers = tuple(a.strip() for a in appr.strings("addresses", ("controller@example.com",)))
+    appr.finish()
+    if not approvers:
+        raise ConfigError(f"{where}: approvers.addresses: at least one approver is required")
+    for address in approvers:
+        if "@" not in address or any(c in address for c in "<>,; \r\n"):
+            raise ConfigError(f"{where}: approvers.addresses: not a plain address: {address!r}")
+
+    mail_t = top.table("mail")
+    transport = mail_t.get("transport", str, "maildir").lower()
+    if transport not in ("maildir", "smtp"):
+        raise mail_t.fail("transport", f"must be 'maildir' or 'smtp', got {transport!r}")
+    smtp = _read_server(mail_t.table("smtp"), default_port=587, default_tls="starttls", tls_choices=("starttls", "tls", "none"), base=base)
+    imap = _read_server(mail_t.table("imap"), default_port=993, default_tls="tls", tls_choices=("tls", "none"), base=base)
+    mail = MailSettings(
+        transport=transport,
+        maildir=_path(base, mail_t.get("maildir", str, "var/mail")),
+        from_address=mail_t.get("from_address", str, "audit@example.com"),
+        reply_address=mail_t.get("reply_address", str, "audit@example.com"),
+        smtp=smtp,
+        imap=imap,
+    )
+    mail_t.finish()
+    for key, value in (("from_address", mail.from_address), ("reply_address", mail.reply_address)):
+        if value.count("@") != 1 or any(c in value for c in "<>,; \r\n\"'"):
+            raise ConfigError(f"{where}: mail.{key}: not a plain address: {value!r}")
+
+    llm_t = top.table("llm")
+    llm = ModelSettings(
+        model=llm_t.get("model", str, ""),
+        base_url=llm_t.get("base_url", str, ""),
+        api_key_env=llm_t.get("api_key_env", str, "OPENAI_API_KEY"),
+        batch_size=llm_t.get("batch_size", int, 25),
+        timeout=float(llm_t.get("timeout", (int, float), 60.0)),
+        max_retries=llm_t.get("max_retries", int, 2),
+    )
+    llm_t.finish()
+    if llm.batch_size < 1:
+        raise ConfigError(f"{where}: llm.batch_size: must be at least 1")
+
+    led = top.table("ledger")
+    columns = led.get("columns", dict, {})
+    if not all(isinstance(v, str) for v in columns.values()):
+        raise led.fail("columns", "expected a table of strings (canonical name = header in the file)")
+    ledger = LedgerSettings(
+        source=led.get("source", str, "ledger"),
+        columns=dict(columns),
+        default_currency=led.get("default_currency", str, "USD").upper(),
+        date_formats=led.strings("date_formats", ("%Y-%m-%d",)),
+        decimal_separator=(decimal := led.get("decimal_separator", str, ".")),
+        thousands_separator=led.get("thousands_separator", str, "." if decimal == "," else ","),
+    )
+    led.finish()
+    top.finish()
+    return Config(db=db, policy=policy, approvers=approvers, mail=mail, llm=llm, ledger=ledger)
+
+
+def _read_server(sec: _Section, *, default_port: int, default_tls: str, tls_choices: tuple[str, ...], base: Path) -> ServerSettings:
+    tls = sec.get("tls", str, default_tls).lower()
+    if tls not in tls_choices:
+        raise sec.fail("tls", f"must be one of {', '.join(tls_choices)}, got {tls!r}")
+    port = sec.get("port", int, default_port)
+    if not 0 < port < 65536:
+        raise sec.fail("port", f"not a port number: {port}")
+    settings = ServerSettings(
+        host=sec.get("host", str, "127.0.0.1"),
+        port=port,
+        username=sec.get("username", str, ""),
+        password_env=sec.get("password_env", str, ""),
+        tls=tls,
+        folder=sec.get("folder", str, "INBOX"),
+        timeout=float(sec.get("timeout", (int, float), 30.0)),
+        cafile=_path(base, sec.get("cafile", str, "")),
+        allow_plaintext_password=sec.get("allow_plaintext_password", bool, False),
+    )
+    sec.finish()
+    return settings
+
+
+DEFAULT_CONFIG_TEXT = '''\
+# audit.toml: settings for the nightly ledger audit.
+# Every setting is shown with its default. Relative paths resolve against this file's folder.
+# Secrets never go here: name the environment variable that holds them (password_env, api_key_env).
+
+db = "audit.db"                      # the SQLite audit log
+
+[policy]
+amount_threshold = "10000.00"        # flag amounts strictly above this (10000.00 is not flagged)
+vague_memo_terms = ["confidential", "misc", "miscellaneous", "various", "sundry"]  # whole words, any case
+known_vendors = []                   # vendors that are never "unfamiliar"
+known_vendors_file = ""              # e.g. "vendors.csv": one vendor per line (a "vendor" header is allowed)
+                                     # vendors seen in earlier ledgers count as known too
+approval_mode = "flagged"            # always  : send a request every run, even with nothing flagged
+                                     # flagged : send a request only when something is flagged
+                                     # never   : send nothing; flagged items are recorded as held
+
+[approvers]
+addresses = ["controller@example.com"]   # who receives requests and whose replies count
+
+[ledger]
+source = "ledger"                    # name of the system the exports come from; (source, id) is unique
+default_currency = "USD"             # used when the file has no currency column
+date_formats = ["%Y-%m-%d"]          # tried in order; a date two formats read differently is refused
+decimal_separator = "."
+thousands_separator = ","
+# [ledger.columns]                   # map canonical names to the headers your export uses
+# id = "Reference"
+# amount = "Amount (USD)"
+
+[mail]
+transport = "maildir"                # maildir | smtp  (smtp = send with SMTP, read replies with IMAP)
+maildir = "var/mail"                 # outgoing mail in <maildir>/outbox, replies read from <maildir>/inbox
+from_address = "audit@example.com"
+reply_address = "audit@example.com"  # replies go to <local>+<token>@<domain>
+
+[mail.smtp]
+host = "127.0.0.1"
+port = 587
+username = ""
+password_env = ""                    # name of the environment variable holding the password
+tls = "starttls"                     # starttls | tls | none
+timeout = 30                         # seconds, for every network step
+cafile = ""                          # extra CA bundle (PEM) to trust, e.g. for a private relay
+allow_plaintext_password = false     # allow sending a password without TLS to a non-loopback host
+
+[mail.imap]
+host = "127.0.0.1"
+port = 993
+username = ""
+password_env = ""
+tls = "tls"                          # tls | none
+folder = "INBOX"
+timeout = 30
+cafile = ""
+allow_plaintext_password = false
+
+[llm]
+model = ""                           # empty = the built-in offline reviewer (no key, no network)
+base_url = ""                        # any OpenAI-compatible endpoint (OpenAI, Ollama, vLLM)
+api_key_env = "OPENAI_API_KEY"       # environment variable holding the key
+batch_size = 25                      # flagged items per model call
+timeout = 60                         # seconds per model call
+max_retries = 2                      # retries on 429 and 5xx
+'''

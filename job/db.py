@@ -1,0 +1,259 @@
+"""The audit database: opening it, versioned migrations, and the single-writer lock.
+
+SQLite through sqlite-utils, in WAL mode with a busy timeout. The schema version lives in
+`PRAGMA user_version`; every open runs the migrations it has not seen yet, so an old
+database upgrades itself and a database from a newer version is refused. Decisions and the
+agent transcript are append-only: triggers refuse UPDATE and DELETE on them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import sqlite_utils
+
+from .errors import BusyError, DatabaseError
+
+__all__ = ["open_db", "migrate", "transaction", "SCHEMA_VERSION", "hold_lock", "now_utc", "split_sql"]
+
+MIGRATIONS: list[str] = [
+    # 1: the whole loop
+    """
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        mode TEXT NOT NULL,
+        reviewer TEXT NOT NULL,
+        ledgers INTEGER NOT NULL DEFAULT 0,
+        transactions INTEGER NOT NULL DEFAULT 0,
+        new_transactions INTEGER NOT NULL DEFAULT 0,
+        flagged INTEGER NOT NULL DEFAULT 0,
+        auto_approved INTEGER NOT NULL DEFAULT 0,
+        held INTEGER NOT NULL DEFAULT 0,
+        request_id TEXT,
+        review_summary TEXT NOT NULL DEFAULT '',
+        model_calls INTEGER NOT NULL DEFAULT 0,
+        prompt_tokens INTEGER NOT NULL DEFAULT 0,
+        completion_tokens INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE ledger_files (
+        id INTEGER PRIMARY KEY,
+        source TEXT NOT NULL,
+        name TEXT NOT NULL,
+        path TEXT NOT NULL,
+        sha256 TEXT NOT NULL UNIQUE,
+        rows INTEGER NOT NULL,
+        new_rows INTEGER NOT NULL,
+        imported_at TEXT NOT NULL,
+        run_id INTEGER NOT NULL REFERENCES runs(id)
+    );
+    CREATE TABLE transactions (
+        id INTEGER PRIMARY KEY,
+        source TEXT NOT NULL,
+        txn_id TEXT NOT NULL,
+        date TEXT NOT NULL,
+        amount_minor INTEGER NOT NULL,
+        currency TEXT NOT NULL,
+        vendor TEXT NOT NULL,
+        vendor_key TEXT NOT NULL,
+        memo TEXT NOT NULL,
+        account TEXT NOT NULL,
+        ledger_file_id INTEGER NOT NULL REFERENCES ledger_files(id),
+        line INTEGER NOT NULL,
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        flags TEXT NOT NULL DEFAULT '[]',
+        agent_note TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL CHECK (status IN ('auto_approved','pending','approved','rejected','held')),
+        request_id TEXT REFERENCES requests(id),
+        item_no INTEGER,
+        UNIQUE (source, txn_id)
+    );
+    CREATE INDEX transactions_request ON transactions(request_id, item_no);
+    CREATE INDEX transactions_date ON transactions(date);
+    CREATE TABLE vendors (
+        vendor_key TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        first_run_id INTEGER
+    );
+    CREATE TABLE requests (
+        id TEXT PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        created_at TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('open','closed')),
+        subject TEXT NOT NULL,
+        items INTEGER NOT NULL,
+        question TEXT NOT NULL,
+        conversation_id TEXT NOT NULL,
+        closed_at TEXT,
+        summary TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE request_tokens (
+        token_hash TEXT PRIMARY KEY,
+        request_id TEXT NOT NULL REFERENCES requests(id),
+        approver TEXT NOT NULL
+    );
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY,
+        direction TEXT NOT NULL CHECK (direction IN ('in','out')),
+        kind TEXT NOT NULL,
+        request_id TEXT,
+        message_id TEXT NOT NULL,
+        in_reply_to TEXT NOT NULL DEFAULT '',
+        sender TEXT NOT NULL DEFAULT '',
+        recipients TEXT NOT NULL DEFAULT '',
+        subject TEXT NOT NULL DEFAULT '',
+        raw BLOB NOT NULL,
+        created_at TEXT NOT NULL,
+        status TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '',
+        new_text TEXT NOT NULL DEFAULT '',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        sent_at TEXT,
+        next_attempt_at TEXT,
+        UNIQUE (direction, message_id)
+    );
+    CREATE INDEX messages_status ON messages(direction, status);
+    CREATE TABLE decisions (
+        id INTEGER PRIMARY KEY,
+        request_id TEXT NOT NULL REFERENCES requests(id),
+        transaction_id INTEGER REFERENCES transactions(id),
+        item_no INTEGER,
+        decision TEXT NOT NULL CHECK (decision IN ('approved','rejected','held','signed_off')),
+        reason TEXT NOT NULL DEFAULT '',
+        approver TEXT NOT NULL,
+        decided_at TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        UNIQUE (request_id, transaction_id)
+    );
+    CREATE TABLE conversation (
+        seq INTEGER PRIMARY KEY,
+        stream_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX conversation_stream ON conversation(stream_id, seq);
+    CREATE TABLE transcript (
+        id INTEGER PRIMARY KEY,
+        stream_id TEXT NOT NULL,
+        at TEXT NOT NULL,
+        type TEXT NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE TABLE imap_state (
+        folder TEXT PRIMARY KEY,
+        uidvalidity INTEGER NOT NULL,
+        last_uid INTEGER NOT NULL
+    );
+    CREATE TRIGGER decisions_no_update BEFORE UPDATE ON decisions
+        BEGIN SELECT RAISE(ABORT, 'decisions are append-only'); END;
+    CREATE TRIGGER decisions_no_delete BEFORE DELETE ON decisions
+        BEGIN SELECT RAISE(ABORT, 'decisions are append-only'); END;
+    CREATE TRIGGER transcript_no_update BEFORE UPDATE ON transcript
+        BEGIN SELECT RAISE(ABORT, 'the transcript is append-only'); END;
+    CREATE TRIGGER transcript_no_delete BEFORE DELETE ON transcript
+        BEGIN SELECT RAISE(ABORT, 'the transcript is append-only'); END;
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+BUSY_TIMEOUT_MS = 10_000
+
+
+def now_utc() -> str:
+    """The current time as an ISO 8601 UTC string with seconds, e.g. 2026-11-25T01:02:03Z."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def open_db(path: str | os.PathLike, *, create: bool = True) -> sqlite_utils.Database:
+    """Open (and if needed create and upgrade) the audit database."""
+    path = Path(path)
+    if not create and not path.exists():
+        raise DatabaseError(f"{path}: no audit database here (run 'audit run' first)")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        db = sqlite_utils.Database(conn)
+        migrate(db, where=str(path))
+    except sqlite3.DatabaseError as exc:
+        raise DatabaseError(f"{path}: {exc}") from exc
+    return db
+
+
+def migrate(db: sqlite_utils.Database, *, where: str = "database") -> int:
+    """Apply the migrations this database has not seen; return the resulting version."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise DatabaseError(
+            f"{where}: schema version {version} is newer than this program understands ({SCHEMA_VERSION}); upgrade the program"
+        )
+    for number in range(version, SCHEMA_VERSION):
+        with transaction(db):
+            for statement in split_sql(MIGRATIONS[number]):
+                db.conn.execute(statement)
+            db.conn.execute(f"PRAGMA user_version = {number + 1}")
+    return SCHEMA_VERSION
+
+
+def split_sql(script: str) -> list[str]:
+    """Split a script into complete statements (trigger bodies keep their inner semicolons)."""
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            if current.strip():
+                statements.append(current.strip())
+            current = ""
+    if current.strip():
+        statements.append(current.strip())
+    return statements
+
+
+@contextlib.contextmanager
+def transaction(db: sqlite_utils.Database) -> Iterator[sqlite3.Connection]:
+    """One write transaction: BEGIN IMMEDIATE, then COMMIT, or ROLLBACK on any error."""
+    conn = db.conn
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+@contextlib.contextmanager
+def hold_lock(db_path: str | os.PathLike, name: str, *, wait: float = 0.0) -> Iterator[None]:
+    """Hold an exclusive lock named for one job (`run` or `poll`) on this database.
+
+    A second `run` while one is running waits up to `wait` seconds, then fails with
+    BusyError. The lock is a kernel file lock, so it disappears with a killed process.
+    """
+    lock_path = Path(f"{db_path}.{name}.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise BusyError(
+                        f"another 'audit {name}' is running on {db_path} (lock {lock_path}); try again later"
+                    ) from None
+                time.sleep(0.2)
+        yield
+    finally:
+        os.close(fd)

@@ -1,0 +1,120 @@
+"""Turning an approver's commands into decisions: pure planning, then recording.
+
+`plan_decisions` is pure: given the parsed commands and the request's items it says what
+to record and what to refuse, and why. Specific commands are applied before `all`, which
+covers only what is still pending. Decisions are final: naming an item that is already
+decided is refused, and an item named twice with different verbs in one reply is not
+decided at all. `record_decisions` writes the plan inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .reply import Command
+
+__all__ = ["Item", "Decision", "Plan", "plan_decisions", "record_decisions", "DECISION_OF"]
+
+DECISION_OF = {"approve": "approved", "reject": "rejected", "hold": "held"}
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    pk: int
+    no: int
+    txn_id: str
+    status: str
+    decided_by: str = ""
+    decided_at: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    item: Item | None  # None: the sign-off of a run with nothing flagged
+    decision: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    decisions: tuple[Decision, ...]
+    problems: tuple[str, ...]
+
+
+def _resolve(target: str, by_no: dict[int, Item], by_id: dict[str, Item]) -> Item | None:
+    if target.isdigit():
+        return by_no.get(int(target))
+    return by_id.get(target.casefold())
+
+
+def plan_decisions(commands: Sequence[Command], items: Sequence[Item], *, signed_off: bool = False) -> Plan:
+    """What the commands decide about these items (pure)."""
+    by_no = {i.no: i for i in items}
+    by_id = {i.txn_id.casefold(): i for i in items}
+    problems: list[str] = []
+    wanted: dict[int, tuple[str, str, str]] = {}  # item no -> (decision, reason, source text)
+    conflicted: set[int] = set()
+    all_commands = [c for c in commands if c.targets is None]
+
+    for command in commands:
+        if command.targets is None:
+            continue
+        decision = DECISION_OF[command.action]
+        for target in command.targets:
+            item = _resolve(target, by_no, by_id)
+            if item is None:
+                problems.append(f"'{command.text}': there is no item {target} in this request")
+                continue
+            if item.status != "pending":
+                problems.append(
+                    f"'{command.text}': item {item.no} ({item.txn_id}) was already {item.status}"
+                    + (f" by {item.decided_by}" if item.decided_by else "")
+                    + "; decisions are final"
+                )
+                continue
+            previous = wanted.get(item.no)
+            if previous and previous[0] != decision:
+                conflicted.add(item.no)
+            elif not previous:
+                wanted[item.no] = (decision, command.reason, command.text)
+
+    if len({DECISION_OF[c.action] for c in all_commands}) > 1:
+        problems.append("the reply says 'all' with different verbs; none of the 'all' instructions was applied")
+        all_commands = []
+    if all_commands:
+        command = all_commands[0]
+        decision = DECISION_OF[command.action]
+        for item in items:
+            if item.status == "pending" and item.no not in wanted and item.no not in conflicted:
+                wanted[item.no] = (decision, command.reason, command.text)
+
+    for no in sorted(conflicted):
+        wanted.pop(no, None)
+        problems.append(f"item {no} ({by_no[no].txn_id}) was given different decisions in one reply; it stays pending")
+
+    decisions = [Decision(by_no[no], d, reason) for no, (d, reason, _) in sorted(wanted.items())]
+    if not items and all_commands:
+        if signed_off:
+            problems.append("this run was already signed off; decisions are final")
+        elif all_commands[0].action == "approve":
+            decisions.append(Decision(None, "signed_off", all_commands[0].reason))
+        else:
+            problems.append("nothing was flagged in this run; only 'approve all' (sign-off) applies")
+    return Plan(tuple(decisions), tuple(problems))
+
+
+def record_decisions(conn, plan: Plan, *, request_id: str, approver: str, decided_at: str, message_id: str) -> None:
+    """Append the plan's decisions and set each item's status (inside the caller's transaction)."""
+    for d in plan.decisions:
+        conn.execute(
+            "INSERT INTO decisions (request_id, transaction_id, item_no, decision, reason, approver, decided_at, message_id)"
+            " VALUES (?,?,?,?,?,?,?,?)",
+            (request_id, d.item.pk if d.item else None, d.item.no if d.item else None, d.decision, d.reason, approver, decided_at, message_id),
+        )
+        if d.item is not None:
+            changed = conn.execute(
+                "UPDATE transactions SET status = ? WHERE id = ? AND status = 'pending'", (d.decision, d.item.pk)
+            ).rowcount
+            if changed != 1:
+                raise RuntimeError(f"item {d.item.no} of request {request_id} was not pending when recorded")

@@ -1,0 +1,271 @@
+"""Composing outgoing mail and reading the parts of incoming mail that matter.
+
+Pure functions: no network, no database. Everything from the ledger or from a reply that
+ends up in a header goes through `sanitize_header`, so no text can inject a header.
+Templates are jinja2 files in `templates/`: plain text and an autoescaped HTML alternative.
+"""
+
+from __future__ import annotations
+
+import base64
+import email
+import email.policy
+import email.utils
+import hashlib
+import re
+import secrets
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from email.message import EmailMessage
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+__all__ = [
+    "new_token",
+    "hash_token",
+    "reply_address_for",
+    "message_id_for",
+    "sanitize_header",
+    "sanitize_text",
+    "compose",
+    "render",
+    "Inbound",
+    "read_inbound",
+    "find_tokens",
+    "templates_dir",
+]
+
+TOKEN_BYTES = 16  # 128 random bits
+
+
+def new_token() -> str:
+    """A reply token: 128 random bits in lower-case base32 (mail servers may fold case)."""
+    return base64.b32encode(secrets.token_bytes(TOKEN_BYTES)).decode("ascii").rstrip("=").lower()
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.lower().encode("ascii", "replace")).hexdigest()
+
+
+def reply_address_for(reply_address: str, token: str) -> str:
+    local, _, domain = reply_address.partition("@")
+    local = local.split("+", 1)[0]
+    return f"{local}+{token}@{domain}"
+
+
+def message_id_for(token: str, domain: str, kind: str = "req") -> str:
+    return f"<{kind}.{token}.{secrets.token_hex(4)}@{domain}>"
+
+
+TOKEN_RE = re.compile(r"(?:\+|<(?:req|msg)\.)([a-z2-7]{26})(?=[@.])", re.IGNORECASE)
+
+
+def find_tokens(*header_values: str) -> list[str]:
+    """Every reply token in the given header values (plus-addresses and our Message-IDs)."""
+    found: list[str] = []
+    for value in header_values:
+        for match in TOKEN_RE.finditer(value or ""):
+            token = match.group(1).lower()
+            if token not in found:
+                found.append(token)
+    return found
+
+
+def sanitize_text(text: str, limit: int | None = None) -> str:
+    """Ledger or reply text made safe to show: control and bidi characters become spaces."""
+    out = []
+    for ch in text:
+        cat = unicodedata.category(ch)
+        if ch in "\n\t":
+            out.append(" ")
+        elif cat in ("Cc", "Cf", "Zl", "Zp", "Cs", "Co"):
+            out.append(" ")
+        else:
+            out.append(ch)
+    flat = " ".join("".join(out).split())
+    if limit is not None and len(flat) > limit:
+        flat = flat[: limit - 1] + "…"
+    return flat
+
+
+def sanitize_header(text: str, limit: int = 200) -> str:
+    """One header line: no CR, LF or other control characters, bounded length."""
+    return sanitize_text(text, limit)
+
+
+def templates_dir() -> Path:
+    """The jinja2 templates: inside the installed package, else the checkout's `templates/`."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "templates", here.parent / "templates"):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError("templates folder not found beside the package")
+
+
+@lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2"), default_for_string=False),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def render(name: str, **values: Any) -> tuple[str, str]:
+    """Render `<name>.txt.j2` and `<name>.html.j2`; return (plain, html)."""
+    env = _environment()
+    return env.get_template(f"{name}.txt.j2").render(**values), env.get_template(f"{name}.html.j2").render(**values)
+
+
+def compose(
+    *,
+    sender: str,
+    to: Sequence[str],
+    subject: str,
+    plain: str,
+    html: str | None,
+    message_id: str,
+    reply_to: str | None = None,
+    in_reply_to: str | None = None,
+    references: Iterable[str] = (),
+    extra_headers: Mapping[str, str] | None = None,
+    date: str | None = None,
+) -> EmailMessage:
+    """A complete RFC 5322 message, as SMTP would send it, marked as automatic mail."""
+    msg = EmailMessage(policy=email.policy.SMTP)
+    msg["From"] = sender
+    msg["To"] = ", ".join(to)
+    msg["Subject"] = sanitize_header(subject)
+    msg["Date"] = date or email.utils.formatdate(localtime=False, usegmt=True)
+    msg["Message-ID"] = message_id
+    if reply_to:
+        msg["Reply-To"] = reply_to
+    if in_reply_to:
+        msg["In-Reply-To"] = in_reply_to
+    refs = [r for r in references if r]
+    if refs:
+        msg["References"] = " ".join(refs[-20:])
+    msg["Auto-Submitted"] = "auto-generated"
+    msg["X-Auto-Response-Suppress"] = "All"
+    for key, value in (extra_headers or {}).items():
+        msg[key] = sanitize_header(value)
+    msg.set_content(plain, charset="utf-8", cte="quoted-printable")
+    if html is not None:
+        msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+    return msg
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """The parts of a received message the poller needs."""
+
+    message_id: str
+    from_addresses: tuple[str, ...]
+    sender: str
+    to: tuple[str, ...]
+    subject: str
+    in_reply_to: str
+    references: str
+    plain: str | None
+    html: str | None
+    auto_reason: str  # why this is an automatic message (auto-reply, bounce), or ""
+    raw: bytes
+
+
+def _header(msg: email.message.Message, name: str) -> str:
+    try:
+        value = msg.get(name)
+    except Exception:  # a header the parser cannot decode
+        return ""
+    return sanitize_header(str(value), 2000) if value is not None else ""
+
+
+def _addresses(msg: email.message.Message, name: str) -> tuple[str, ...]:
+    try:
+        values = msg.get_all(name) or []
+    except Exception:
+        return ()
+    pairs = email.utils.getaddresses([str(v) for v in values])
+    return tuple(addr.strip().lower() for _, addr in pairs if addr and "@" in addr)
+
+
+def _part_text(part: email.message.Message) -> str | None:
+    try:
+        payload = part.get_payload(decode=True)
+    except Exception:
+        return None
+    if payload is None:
+        return None
+    charset = part.get_content_charset() or "utf-8"
+    try:
+        return payload.decode(charset, errors="replace")
+    except LookupError:  # an unknown charset name
+        return payload.decode("utf-8", errors="replace")
+
+
+def _body_parts(msg: email.message.Message) -> tuple[str | None, str | None]:
+    plain = html = None
+    for part in msg.walk() if msg.is_multipart() else [msg]:
+        if part.is_multipart() or part.get_content_disposition() == "attachment":
+            continue
+        ctype = part.get_content_type()
+        if ctype == "text/plain" and plain is None:
+            plain = _part_text(part)
+        elif ctype == "text/html" and html is None:
+            html = _part_text(part)
+    return plain, html
+
+
+def detect_automatic(msg: email.message.Message, from_addresses: Sequence[str]) -> str:
+    """Why this message is an auto-reply or bounce ("" if a person wrote it)."""
+    auto = _header(msg, "Auto-Submitted").lower()
+    if auto and auto != "no":
+        return f"Auto-Submitted: {auto}"
+    for name in ("X-Autoreply", "X-Autorespond", "X-Autoresponder"):
+        if _header(msg, name):
+            return f"{name} header"
+    precedence = _header(msg, "Precedence").lower()
+    if precedence in ("bulk", "junk", "list", "auto_reply"):
+        return f"Precedence: {precedence}"
+    if msg.get_content_type() == "multipart/report":
+        return "delivery report (multipart/report)"
+    for addr in from_addresses:
+        local = addr.split("@", 1)[0]
+        if local in ("mailer-daemon", "postmaster"):
+            return f"sent by {local}"
+    if not from_addresses and _header(msg, "Return-Path") in ("<>", ""):
+        return "no sender (bounce)"
+    return ""
+
+
+def read_inbound(raw: bytes) -> Inbound:
+    """Parse a raw message; never raises on malformed mail."""
+    try:
+        msg = email.message_from_bytes(raw, policy=email.policy.default)
+    except Exception:  # the parser itself gave up: fall back to the lenient legacy policy
+        msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+    message_id = _header(msg, "Message-ID")
+    if not message_id:
+        message_id = "<sha256." + hashlib.sha256(raw).hexdigest() + "@no-message-id>"
+    from_addresses = _addresses(msg, "From")
+    plain, html = _body_parts(msg)
+    return Inbound(
+        message_id=message_id,
+        from_addresses=from_addresses,
+        sender=(_addresses(msg, "Sender") or ("",))[0],
+        to=_addresses(msg, "To") + _addresses(msg, "Cc") + _addresses(msg, "Delivered-To"),
+        subject=_header(msg, "Subject"),
+        in_reply_to=_header(msg, "In-Reply-To"),
+        references=_header(msg, "References"),
+        plain=plain,
+        html=html,
+        auto_reason=detect_automatic(msg, from_addresses),
+        raw=raw,
+    )

@@ -1,0 +1,117 @@
+"""Reports for auditors and the operator: the decision report and `audit status`.
+
+Read-only queries over the audit database. The report has one row per transaction with
+exactly the fields auditors asked for; amounts are exact decimal strings.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from collections.abc import Iterator
+from datetime import date
+
+from .errors import InputError
+from .ingest import format_amount
+from .outbox import unsent_messages
+
+__all__ = ["REPORT_FIELDS", "iter_report_rows", "write_report", "collect_status", "parse_day"]
+
+REPORT_FIELDS = (
+    "transaction_id", "date", "vendor", "amount", "currency", "memo", "flags",
+    "status", "decided_by", "decided_at", "reason", "request_id",
+)
+
+
+def parse_day(text: str | None, option: str) -> str | None:
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise InputError(f"{option}: not a date in YYYY-MM-DD form: {text!r}") from None
+
+
+def iter_report_rows(db, *, since: str | None = None, until: str | None = None) -> Iterator[dict]:
+    """One dict per transaction, oldest first; `since`/`until` bound the transaction date."""
+    clauses, params = [], []
+    if since:
+        clauses.append("t.date >= ?")
+        params.append(since)
+    if until:
+        clauses.append("t.date <= ?")
+        params.append(until)
+    where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+    sql = (
+        "SELECT t.txn_id, t.date, t.vendor, t.amount_minor, t.currency, t.memo, t.flags, t.status,"
+        " d.approver, d.decided_at, d.reason, t.request_id"
+        " FROM transactions t LEFT JOIN decisions d ON d.transaction_id = t.id AND d.request_id = t.request_id"
+        f" {where} ORDER BY t.date, t.id"
+    )
+    for row in db.conn.execute(sql, params):
+        yield {
+            "transaction_id": row[0],
+            "date": row[1],
+            "vendor": row[2],
+            "amount": format_amount(row[3], row[4]),
+            "currency": row[4],
+            "memo": row[5],
+            "flags": [f["code"] for f in json.loads(row[6])],
+            "status": row[7],
+            "decided_by": row[8] or "",
+            "decided_at": row[9] or "",
+            "reason": row[10] or "",
+            "request_id": row[11] or "",
+        }
+
+
+def write_report(db, out: io.TextIOBase, fmt: str, *, since: str | None = None, until: str | None = None) -> int:
+    """Write the report as csv or json; return the number of rows."""
+    rows = iter_report_rows(db, since=since, until=until)
+    count = 0
+    if fmt == "csv":
+        writer = csv.DictWriter(out, fieldnames=REPORT_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**row, "flags": ";".join(row["flags"])})
+            count += 1
+        return count
+    out.write("[")
+    for row in rows:
+        out.write(("," if count else "") + "\n  " + json.dumps(row, ensure_ascii=False))
+        count += 1
+    out.write("\n]\n" if count else "]\n")
+    return count
+
+
+def _age(created_at: str) -> str:
+    then = time.mktime(time.strptime(created_at, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+    seconds = max(0, int(time.time() - then))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    return f"{days}d {hours}h" if days else f"{hours}h {rest // 60}m"
+
+
+def collect_status(db) -> dict:
+    """Open requests with their age, pending items, unsent mail, and the last run."""
+    requests = []
+    for rid, created, subject, items in db.conn.execute(
+        "SELECT id, created_at, subject, items FROM requests WHERE status = 'open' ORDER BY created_at"
+    ):
+        pending = db.conn.execute("SELECT COUNT(*) FROM transactions WHERE request_id = ? AND status = 'pending'", (rid,)).fetchone()[0]
+        requests.append({"request_id": rid, "created_at": created, "age": _age(created), "items": items, "pending": pending, "subject": subject})
+    last = db.conn.execute(
+        "SELECT id, started_at, finished_at, reviewer, new_transactions, flagged, auto_approved, held, request_id FROM runs ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    last_run = None
+    if last:
+        keys = ("run_id", "started_at", "finished_at", "reviewer", "new_transactions", "flagged", "auto_approved", "held", "request_id")
+        last_run = dict(zip(keys, last))
+    return {
+        "open_requests": requests,
+        "pending_items": db.conn.execute("SELECT COUNT(*) FROM transactions WHERE status = 'pending'").fetchone()[0],
+        "unsent_mail": unsent_messages(db),
+        "last_run": last_run,
+    }

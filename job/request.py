@@ -1,0 +1,112 @@
+"""The approval request: which items it lists, the email each approver gets, and its tokens.
+
+Pure composition over data the caller gives it; `run` records the result and `outbox`
+sends it. Each approver gets their own copy with their own reply token, carried in the
+`Reply-To` plus-address and in our `Message-ID` (so `In-Reply-To`/`References` carry it
+for servers without plus-addressing). Only a hash of each token is stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .ingest import format_amount_display
+from .message import compose, hash_token, message_id_for, new_token, render, reply_address_for, sanitize_text
+
+__all__ = ["RequestItem", "ApproverCopy", "build_request_copies", "item_view"]
+
+MEMO_LIMIT = 200
+VENDOR_LIMIT = 80
+
+
+@dataclass(frozen=True, slots=True)
+class RequestItem:
+    no: int
+    txn_id: str
+    date: str
+    vendor: str
+    amount_minor: int
+    currency: str
+    memo: str
+    reasons: tuple[str, ...]
+    note: str
+
+
+@dataclass(frozen=True, slots=True)
+class ApproverCopy:
+    approver: str
+    token_hash: str
+    message_id: str
+    subject: str
+    plain: str
+    raw: bytes
+
+
+def item_view(item: RequestItem) -> dict[str, object]:
+    """One item as templates show it: ledger text flattened and bounded, amounts exact."""
+    return {
+        "no": item.no,
+        "id": sanitize_text(item.txn_id, 60),
+        "date": item.date,
+        "vendor": sanitize_text(item.vendor, VENDOR_LIMIT),
+        "amount": format_amount_display(item.amount_minor, item.currency),
+        "currency": item.currency,
+        "memo": sanitize_text(item.memo, MEMO_LIMIT),
+        "reasons": sanitize_text("; ".join(item.reasons), 500),
+        "note": sanitize_text(item.note, 500),
+    }
+
+
+def request_subject(items: Sequence[RequestItem], run_id: int) -> str:
+    if not items:
+        return f"Ledger audit run {run_id}: nothing flagged, sign-off requested"
+    n = len(items)
+    return f"Ledger audit run {run_id}: {n} transaction{'s' if n != 1 else ''} need{'s' if n == 1 else ''} your approval"
+
+
+def build_request_copies(
+    *,
+    request_id: str,
+    run_id: int,
+    items: Sequence[RequestItem],
+    approvers: Sequence[str],
+    auto_approved: int,
+    ledger_names: Sequence[str],
+    reviewer: str,
+    summary: str,
+    from_address: str,
+    reply_address: str,
+) -> list[ApproverCopy]:
+    """One message per approver, each with a fresh token."""
+    subject = request_subject(items, run_id)
+    views = [item_view(i) for i in items]
+    domain = from_address.rpartition("@")[2]
+    names = ", ".join(sanitize_text(n, 120) for n in ledger_names) or "no new ledger"
+    copies = []
+    for approver in approvers:
+        token = new_token()
+        message_id = message_id_for(token, domain)
+        plain, html = render(
+            "request",
+            heading=subject,
+            run_id=run_id,
+            request_id=request_id,
+            items=views,
+            auto_approved=auto_approved,
+            ledger_names=names,
+            reviewer=reviewer,
+            summary=sanitize_text(summary, 1000),
+        )
+        msg = compose(
+            sender=from_address,
+            to=[approver],
+            subject=subject,
+            plain=plain,
+            html=html,
+            message_id=message_id,
+            reply_to=reply_address_for(reply_address, token),
+            extra_headers={"X-Audit-Request": request_id},
+        )
+        copies.append(ApproverCopy(approver, hash_token(token), message_id, subject, plain, msg.as_bytes()))
+    return copies

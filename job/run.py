@@ -1,0 +1,285 @@
+"""`audit run`: ingest → screen → review → record → request → send, for one night's ledgers.
+
+Everything is read and screened before anything is written; then one transaction records
+the run, its ledgers, every new transaction with its screening, the request, its queued
+emails and the suspended agent conversation. Sending happens after the commit, from the
+outbox. Re-running on the same files records nothing new and sends nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import Config
+from .db import now_utc, transaction
+from .errors import ConfigError
+from .ingest import Ledger, LedgerFormat, Transaction, format_amount, read_ledger
+from .outbox import FlushResult, flush_outbox, queue_message
+from .request import RequestItem, build_request_copies
+from .screen import Flag, Screening, normalize_vendor, screen_transactions
+
+__all__ = ["RunResult", "LedgerOutcome", "run_audit", "load_known_vendors", "ledger_format"]
+
+CHUNK = 500
+
+
+@dataclass(slots=True)
+class LedgerOutcome:
+    name: str
+    rows: int
+    new_rows: int
+    already_imported: bool
+
+
+@dataclass(slots=True)
+class RunResult:
+    run_id: int | None = None
+    reviewer: str = ""
+    ledgers: list[LedgerOutcome] = field(default_factory=list)
+    new_transactions: int = 0
+    flagged: int = 0
+    auto_approved: int = 0
+    held: int = 0
+    changed_in_later_export: list[str] = field(default_factory=list)
+    request_id: str | None = None
+    recipients: tuple[str, ...] = ()
+    refused: list[str] = field(default_factory=list)
+    sent: FlushResult | None = None
+
+
+def ledger_format(config: Config) -> LedgerFormat:
+    s = config.ledger
+    try:
+        return LedgerFormat(
+            columns=dict(s.columns),
+            default_currency=s.default_currency,
+            date_formats=tuple(s.date_formats),
+            decimal_separator=s.decimal_separator,
+            thousands_separator=s.thousands_separator,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"{config.path or 'defaults'}: [ledger]: {exc}") from None
+
+
+def load_known_vendors(config: Config) -> set[str]:
+    """Vendor keys from the config list and the vendors file (one name per line or a CSV)."""
+    keys = {normalize_vendor(v) for v in config.policy.known_vendors if v.strip()}
+    path = config.policy.known_vendors_file
+    if path is None:
+        return keys
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the known-vendors file: {exc}") from exc
+    rows = list(csv.reader(io.StringIO(text)))
+    column = 0
+    if rows and any(h.strip().lower() in ("vendor", "name", "vendor_name") for h in rows[0]):
+        column = next(i for i, h in enumerate(rows[0]) if h.strip().lower() in ("vendor", "name", "vendor_name"))
+        rows = rows[1:]
+    for row in rows:
+        if len(row) > column and row[column].strip():
+            keys.add(normalize_vendor(row[column]))
+    return keys
+
+
+def _existing(conn, sql: str, values: Sequence[str], *prefix: object) -> set[str]:
+    """Which of `values` a query finds, asked in chunks to stay under SQLite's variable limit."""
+    found: set[str] = set()
+    for i in range(0, len(values), CHUNK):
+        chunk = list(values[i : i + CHUNK])
+        marks = ",".join("?" * len(chunk))
+        found.update(r[0] for r in conn.execute(sql.format(marks=marks), (*prefix, *chunk)))
+    return found
+
+
+def _select_new(db, source: str, ledgers: Sequence[Ledger], result: RunResult) -> list[tuple[Ledger, list[Transaction]]]:
+    """The transactions not yet recorded, per ledger not yet imported (first occurrence wins)."""
+    chosen: list[tuple[Ledger, list[Transaction]]] = []
+    seen_ids: set[str] = set()
+    seen_hashes: set[str] = set()
+    for ledger in ledgers:
+        imported = db.conn.execute("SELECT 1 FROM ledger_files WHERE sha256 = ?", (ledger.sha256,)).fetchone()
+        if imported or ledger.sha256 in seen_hashes:
+            result.ledgers.append(LedgerOutcome(ledger.name, len(ledger.transactions), 0, True))
+            continue
+        seen_hashes.add(ledger.sha256)
+        ids = [t.txn_id for t in ledger.transactions]
+        recorded = _existing(db.conn, "SELECT txn_id FROM transactions WHERE source = ? AND txn_id IN ({marks})", ids, source)
+        fresh = []
+        for tx in ledger.transactions:
+            if tx.txn_id in recorded or tx.txn_id in seen_ids:
+                continue
+            seen_ids.add(tx.txn_id)
+            fresh.append(tx)
+        if recorded:
+            result.changed_in_later_export.extend(_changed(db, source, [t for t in ledger.transactions if t.txn_id in recorded]))
+        result.ledgers.append(LedgerOutcome(ledger.name, len(ledger.transactions), len(fresh), False))
+        chosen.append((ledger, fresh))
+    return chosen
+
+
+def _changed(db, source: str, repeats: Sequence[Transaction]) -> list[str]:
+    """Ids that a later export repeats with a different amount, currency, date or vendor."""
+    changed = []
+    for tx in repeats:
+        row = db.conn.execute(
+            "SELECT amount_minor, currency, date, vendor FROM transactions WHERE source = ? AND txn_id = ?", (source, tx.txn_id)
+        ).fetchone()
+        if row and tuple(row) != (tx.amount_minor, tx.currency, tx.date, tx.vendor):
+            changed.append(tx.txn_id)
+    return changed
+
+
+def _rank(screening: Screening) -> tuple[int, int]:
+    return (-len(screening.flags), -abs(screening.transaction.amount_minor))
+
+
+async def run_audit(db, config: Config, ledger_paths: Sequence[str | Path], *, reviewer: str) -> RunResult:
+    """The whole nightly run. Raises before writing anything if any ledger is unreadable."""
+    fmt = ledger_format(config)
+    ledgers = [read_ledger(p, fmt) for p in ledger_paths]
+    known = load_known_vendors(config)
+    source = config.ledger.source
+    result = RunResult(reviewer=reviewer)
+
+    chosen = _select_new(db, source, ledgers, result)
+    fresh = [tx for _, txs in chosen for tx in txs]
+    vendor_keys = sorted({normalize_vendor(t.vendor) for t in fresh})
+    known |= _existing(db.conn, "SELECT vendor_key FROM vendors WHERE vendor_key IN ({marks})", vendor_keys)
+    screenings = screen_transactions(
+        fresh,
+        amount_threshold=config.policy.amount_threshold,
+        vague_memo_terms=config.policy.vague_memo_terms,
+        known_vendor_keys=known,
+    )
+    flagged = sorted((s for s in screenings if s.flagged), key=_rank)
+    mode = config.policy.approval_mode
+    wants_request = (mode == "flagged" and bool(flagged)) or (mode == "always" and bool(chosen))
+
+    notes: dict[str, str] = {}
+    concerns: dict[str, str] = {}
+    review_summary = ""
+    usage = (0, 0, 0)
+    if flagged and mode != "never":
+        from .agent import ReviewItem, review_flagged
+
+        outcome = await review_flagged([_review_item(s) for s in flagged], config.llm, db)
+        notes, concerns, review_summary = outcome.notes, outcome.concerns, outcome.summary
+        result.refused = outcome.refused
+        usage = (outcome.calls, outcome.prompt_tokens, outcome.completion_tokens)
+
+    flags_by_id: dict[str, tuple[Flag, ...]] = {}
+    for s in screenings:
+        extra = (Flag("agent_concern", concerns[s.transaction.txn_id], by="agent"),) if s.transaction.txn_id in concerns else ()
+        flags_by_id[s.transaction.txn_id] = s.flags + extra
+
+    with transaction(db) as conn:
+        run_id = conn.execute(
+            "INSERT INTO runs (started_at, mode, reviewer, ledgers, transactions, new_transactions, flagged,"
+            " auto_approved, held, review_summary, model_calls, prompt_tokens, completion_tokens)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                now_utc(), mode, reviewer, len(ledgers), sum(len(l.transactions) for l in ledgers), len(fresh),
+                len(flagged), len(fresh) - len(flagged), len(flagged) if mode == "never" else 0,
+                review_summary, *usage,
+            ),
+        ).lastrowid
+        result.run_id = run_id
+        request_id = uuid.uuid4().hex if wants_request else None
+        item_no = {s.transaction.txn_id: n for n, s in enumerate(flagged, 1)} if request_id else {}
+        if request_id:
+            conn.execute(
+                "INSERT INTO requests (id, run_id, created_at, status, subject, items, question, conversation_id)"
+                " VALUES (?,?,?,?,?,?,?,?)",
+                (request_id, run_id, now_utc(), "open", "", len(flagged), "", str(uuid.uuid4())),
+            )
+        for ledger, txs in chosen:
+            file_id = conn.execute(
+                "INSERT INTO ledger_files (source, name, path, sha256, rows, new_rows, imported_at, run_id) VALUES (?,?,?,?,?,?,?,?)",
+                (source, ledger.name, str(Path(ledger.path).resolve()), ledger.sha256, len(ledger.transactions), len(txs), now_utc(), run_id),
+            ).lastrowid
+            rows = []
+            for tx in txs:
+                flags = flags_by_id[tx.txn_id]
+                rule_flagged = any(f.by == "rules" for f in flags)
+                if not rule_flagged:
+                    status = "auto_approved"
+                else:
+                    status = "held" if mode == "never" else "pending"
+                rows.append((
+                    source, tx.txn_id, tx.date, tx.amount_minor, tx.currency, tx.vendor, normalize_vendor(tx.vendor),
+                    tx.memo, tx.account, file_id, tx.line, run_id, json.dumps([f.as_dict() for f in flags]),
+                    notes.get(tx.txn_id, ""), status, request_id if tx.txn_id in item_no else None, item_no.get(tx.txn_id),
+                ))
+            conn.executemany(
+                "INSERT INTO transactions (source, txn_id, date, amount_minor, currency, vendor, vendor_key, memo, account,"
+                " ledger_file_id, line, run_id, flags, agent_note, status, request_id, item_no)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                rows,
+            )
+        conn.executemany(
+            "INSERT OR IGNORE INTO vendors (vendor_key, name, first_run_id) VALUES (?,?,?)",
+            [(normalize_vendor(t.vendor), t.vendor, run_id) for t in fresh],
+        )
+        result.new_transactions = len(fresh)
+        result.flagged = len(flagged)
+        result.auto_approved = len(fresh) - len(flagged)
+        result.held = len(flagged) if mode == "never" else 0
+        conn.execute("UPDATE runs SET request_id = ?, finished_at = ? WHERE id = ?", (request_id, now_utc(), run_id))
+        if request_id:
+            await _record_request(conn, db, config, request_id, run_id, flagged, flags_by_id, notes, review_summary, result, chosen)
+    result.request_id = request_id
+    result.sent = await flush_outbox(db, config.mail)
+    return result
+
+
+def _review_item(s: Screening):
+    from .agent import ReviewItem
+
+    tx = s.transaction
+    return ReviewItem(
+        id=tx.txn_id, date=tx.date, vendor=tx.vendor, amount=format_amount(tx.amount_minor, tx.currency),
+        currency=tx.currency, memo=tx.memo, flags=tuple((f.code, f.reason) for f in s.flags),
+    )
+
+
+async def _record_request(conn, db, config: Config, request_id, run_id, flagged, flags_by_id, notes, review_summary, result, chosen) -> None:
+    """Compose the request, queue one copy per approver, and suspend the agent's conversation."""
+    items = [
+        RequestItem(
+            no=n, txn_id=s.transaction.txn_id, date=s.transaction.date, vendor=s.transaction.vendor,
+            amount_minor=s.transaction.amount_minor, currency=s.transaction.currency, memo=s.transaction.memo,
+            reasons=tuple(f.reason for f in flags_by_id[s.transaction.txn_id]), note=notes.get(s.transaction.txn_id, ""),
+        )
+        for n, s in enumerate(flagged, 1)
+    ]
+    copies = build_request_copies(
+        request_id=request_id, run_id=run_id, items=items, approvers=config.approvers,
+        auto_approved=result.new_transactions - len(flagged), ledger_names=[l.name for l, _ in chosen],
+        reviewer=result.reviewer, summary=review_summary,
+        from_address=config.mail.from_address, reply_address=config.mail.reply_address,
+    )
+    for copy in copies:
+        conn.execute("INSERT INTO request_tokens (token_hash, request_id, approver) VALUES (?,?,?)", (copy.token_hash, request_id, copy.approver.lower()))
+        queue_message(
+            conn, kind="request", request_id=request_id, message_id=copy.message_id, sender=config.mail.from_address,
+            recipients=[copy.approver], subject=copy.subject, raw=copy.raw,
+        )
+    question = copies[0].plain
+    conn.execute("UPDATE requests SET subject = ?, question = ? WHERE id = ?", (copies[0].subject, question, request_id))
+    result.recipients = tuple(c.approver for c in copies)
+    conversation_id = conn.execute("SELECT conversation_id FROM requests WHERE id = ?", (request_id,)).fetchone()[0]
+    briefing = (
+        f"Run {run_id}: {result.new_transactions} new transactions; {len(flagged)} flagged for a human decision, "
+        f"{result.new_transactions - len(flagged)} auto-approved. Review summary: {review_summary or '(none)'}\n"
+        "Ask the approver to decide every flagged item."
+    )
+    from .agent import ask_approver_and_suspend
+
+    await ask_approver_and_suspend(db, config.llm, conversation_id, briefing, question)

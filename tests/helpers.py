@@ -1,0 +1,116 @@
+"""Test helpers: write configs, run the real `audit` command, build replies, read outboxes."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import email.utils
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterable
+from email.message import EmailMessage
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+EXAMPLE_LEDGER = EXAMPLES / "ledger-2026-11-24.csv"
+
+
+def toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    raise TypeError(value)
+
+
+def write_config(path: Path, top: dict | None = None, **sections: dict) -> Path:
+    """Write a TOML config; section names use dots for nesting (e.g. mail.smtp)."""
+    lines = [f"{k} = {toml_value(v)}" for k, v in (top or {}).items()]
+    for name, values in sections.items():
+        lines.append(f"\n[{name.replace('__', '.')}]")
+        lines.extend(f"{k} = {toml_value(v)}" for k, v in values.items())
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def audit(*args: str, cwd: Path, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run the real command line as a user would (a separate process)."""
+    full_env = {k: v for k, v in os.environ.items() if k not in ("AUDIT_CONFIG", "AUDIT_DEBUG", "OPENAI_API_KEY")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "job", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def parse(raw: bytes) -> EmailMessage:
+    return email.message_from_bytes(raw, policy=email.policy.default)
+
+
+def maildir_messages(folder: Path) -> list[EmailMessage]:
+    """Messages in a maildir's new/ and cur/, oldest first."""
+    files = [p for sub in ("new", "cur") if (folder / sub).is_dir() for p in (folder / sub).iterdir()]
+    files.sort(key=lambda p: (p.stat().st_mtime_ns, p.name))
+    return [parse(p.read_bytes()) for p in files]
+
+
+def plain_body(msg: EmailMessage) -> str:
+    return msg.get_body(("plain",)).get_content()
+
+
+def html_body(msg: EmailMessage) -> str:
+    return msg.get_body(("html",)).get_content()
+
+
+def build_reply(
+    request: EmailMessage,
+    text: str,
+    *,
+    sender: str,
+    quote: bool = True,
+    to: str | None = None,
+    headers: Iterable[tuple[str, str]] = (),
+    message_id: str | None = None,
+) -> bytes:
+    """A reply as a mail client writes it: new text on top, the request quoted with '>' below."""
+    reply = EmailMessage(policy=email.policy.SMTP)
+    reply["From"] = sender
+    reply["To"] = to or request["Reply-To"]
+    reply["Subject"] = "Re: " + request["Subject"]
+    reply["Date"] = email.utils.formatdate(usegmt=True)
+    reply["Message-ID"] = message_id or f"<{uuid.uuid4().hex}@client.test>"
+    reply["In-Reply-To"] = request["Message-ID"]
+    reply["References"] = request["Message-ID"]
+    for name, value in headers:
+        reply[name] = value
+    body = text
+    if quote:
+        quoted = "\n".join("> " + line for line in plain_body(request).splitlines())
+        body += f"\n\nOn Wed, 25 Nov 2026 at 07:00, Audit <{request['From']}> wrote:\n{quoted}\n"
+    reply.set_content(body)
+    return reply.as_bytes()
+
+
+def drop_reply(maildir: Path, raw: bytes, name: str | None = None) -> Path:
+    """Deliver a reply into the maildir inbox the way a local delivery agent would."""
+    new = maildir / "inbox" / "new"
+    tmp = maildir / "inbox" / "tmp"
+    new.mkdir(parents=True, exist_ok=True)
+    tmp.mkdir(parents=True, exist_ok=True)
+    name = name or f"{uuid.uuid4().hex}.test"
+    (tmp / name).write_bytes(raw)
+    os.replace(tmp / name, new / name)
+    return new / name
+
+
+def report_json(cwd: Path, *extra: str) -> list[dict]:
+    result = audit("report", "--format", "json", *extra, cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
