@@ -215,7 +215,7 @@ def _path(base: Path, value: str | None) -> Path | None:
     if not value:
         return None
     p = Path(value).expanduser()
-    return p if p.is_absolute() else (base / p)
+    return Path(os.path.normpath(p if p.is_absolute() else base / p))
 
 
 def build_config(data: dict[str, Any], *, base: Path, where: str) -> Config:

@@ -185,7 +185,7 @@ def _answer(conn, config: Config, inbound: Inbound, to: str, request_id: str | N
             " ORDER BY item_no", (request_id,)):
             pending.append({"no": no, "id": sanitize_text(txn_id, 60), "vendor": sanitize_text(vendor, 80),
                             "amount": format_amount_display(amount, currency), "currency": currency})
-    heading = ("Recorded: " if recorded else "Not recorded: ") + subject
+    heading = ("Recorded: " if recorded else "Could not understand your reply: " if show_grammar else "Not recorded: ") + subject
     plain, html = render(
         "confirmation", heading=heading, recorded=recorded, problems=[sanitize_text(p, 300) for p in problems],
         pending=pending, show_grammar=show_grammar, request_id=request_id or "-", received_at=now_utc(),

@@ -1,8 +1,7 @@
-"""Read an approver's reply email and turn the new text in it into commands.
+"""Turn the new text of an approver's reply email into commands.
 
-Only what the approver wrote in this reply counts. Everything quoted, above all our own
-request quoted back to us, must never become a command, whether the client marked the
-quote with ">" or not. So `extract_new_text` removes, in this order:
+Quoted text, above all our own request quoted back (with or without ">" markers), must
+never become a command. So `extract_new_text` removes, in this order:
 
 * everything from the first quote header on ("On ... wrote:" in several languages, also
   wrapped over up to three lines; "----- Original Message -----" style separators;
@@ -14,11 +13,10 @@ quote with ">" or not. So `extract_new_text` removes, in this order:
 HTML is used only when there is no plain part; quoted elements (blockquote, Gmail, Yahoo,
 Thunderbird and Outlook quote containers) are dropped while converting it to text.
 
-`parse_commands` then reads one command per line: a verb, then "all" or row numbers,
-ranges and transaction ids, then an optional reason after ":", " - " or " because ".
-Lines that do not start with a verb are prose and are ignored. A line that starts like a
-command but cannot be read becomes a problem and yields no command at all, so that a half
-understood line never approves anything.
+`parse_commands` reads one command per line: a verb, then "all" or rows, ranges and
+transaction ids, then an optional reason after ":", " - " or " because ". Lines that do
+not start with a verb are prose and ignored. A line that starts like a command but cannot
+be read in full is a problem and yields no command, so half a line never approves anything.
 """
 
 from __future__ import annotations
@@ -29,14 +27,7 @@ from dataclasses import dataclass, replace
 from html.parser import HTMLParser
 from typing import Literal
 
-__all__ = [
-    "Action",
-    "Command",
-    "ParsedReply",
-    "extract_new_text",
-    "parse_commands",
-    "parse_reply",
-]
+__all__ = ["Action", "Command", "ParsedReply", "extract_new_text", "parse_commands", "parse_reply"]
 
 Action = Literal["approve", "reject", "hold"]
 
@@ -46,18 +37,19 @@ MAX_QUOTED_LINE = 80  # longer lines are shortened when quoted in a problem
 # Strong words are commands on their own; weak words ("ok", "no") are also prose, so they
 # count only when followed by targets or "all".
 _STRONG: dict[str, Action] = {
-    **dict.fromkeys(["approve", "approved", "accept", "accepted", "signoff", "sign off"], "approve"),
+    **dict.fromkeys("approve approved accept accepted signoff".split() + ["sign off"], "approve"),
     **dict.fromkeys(["reject", "rejected", "deny", "denied", "decline", "declined"], "reject"),
     **dict.fromkeys(["hold", "held", "defer", "deferred", "on hold"], "hold"),
 }
 _WEAK: dict[str, Action] = {
     **dict.fromkeys(["ok", "okay", "yes", "lgtm"], "approve"),
-    "no": "reject",
+    **dict.fromkeys(["no"], "reject"),
     **dict.fromkeys(["wait", "pending"], "hold"),
 }
 _LIKELY_TYPOS = ("approve", "approved", "reject", "rejected", "hold")
 _FILLERS = frozenset(
-    "item items row rows number numbers nr nos and of the them please pls thanks thank you thx".split()
+    "item items row rows number numbers nr nos and of the them please pls thanks thank you thx"
+    .split()
 )
 _ALL = frozenset({"all", "everything"})
 
@@ -93,6 +85,7 @@ _HEADER_FIELD = re.compile(
     r"|vastaanottaja|aihe|отправлено|кому|тема|дата)\s*\*?\s*:",
     re.IGNORECASE,
 )
+_BORDER_TOP = re.compile(r"border-top\s*:", re.IGNORECASE)
 _FOOTER = re.compile(
     r"^(?:sent from my\b|sent from (?:outlook|yahoo mail|mail for windows|gmail)\b|sent via\b"
     r"|get outlook for\b|envoyé de mon\b|envoyé depuis mon\b|von meinem\b.*\bgesendet"
@@ -117,12 +110,8 @@ class ParsedReply:
 
 
 def parse_reply(
-    plain: str | None,
-    html: str | None,
-    *,
-    sent_texts: Sequence[str],
-    row_count: int,
-    known_ids: Collection[str],
+    plain: str | None, html: str | None, *,
+    sent_texts: Sequence[str], row_count: int, known_ids: Collection[str],
 ) -> ParsedReply:
     """Read the commands in the new text of a reply."""
     text = extract_new_text(plain, html, sent_texts)
@@ -139,12 +128,8 @@ def extract_new_text(plain: str | None, html: str | None, sent_texts: Sequence[s
     lines = lines[: find_quote_start(lines)]
     lines = lines[: find_signature_start(lines)]
     sent = collect_sent_lines(sent_texts)
-    kept = [
-        line
-        for line in lines
-        if not line.lstrip().startswith(">") and normalize_line(line) not in sent
-    ]
-    return "\n".join(kept)
+    lines = [line for line in lines if not line.lstrip().startswith(">")]
+    return "\n".join(line for line in lines if normalize_line(line) not in sent)
 
 
 def normalize_line(line: str) -> str:
@@ -161,11 +146,7 @@ def find_quote_start(lines: Sequence[str]) -> int:
     """Index of the first line of quoted or forwarded text, or len(lines)."""
     for i, line in enumerate(lines):
         stripped = line.strip()
-        if (
-            _SEPARATOR.match(stripped)
-            or is_outlook_header(lines, i)
-            or is_attribution(lines, i)
-        ):
+        if _SEPARATOR.match(stripped) or is_outlook_header(lines, i) or is_attribution(lines, i):
             return i
     return len(lines)
 
@@ -187,8 +168,8 @@ def is_attribution(lines: Sequence[str], i: int) -> bool:
         if len(joined) > 500 or not re.search(r"[0-9@]", joined):
             continue
         if _ATTRIBUTION.search(joined):
-            # a wrapped header never contains a command line
-            return span == 1 or not any(looks_like_command(line) for line in window)
+            # a wrapped header never contains a line that starts like a command
+            return span == 1 or all(parse_line(line, 0, {}) is None for line in window)
     return False
 
 
@@ -207,18 +188,15 @@ class _HtmlText(HTMLParser):
     SKIP_TAGS = frozenset({"blockquote", "style", "script", "head", "title", "template"})
     SKIP_CLASSES = ("gmail_quote", "gmail_attr", "yahoo_quoted", "moz-cite-prefix")
     STOP_IDS = frozenset({"divrplyfwdmsg", "appendonsend"})
-    BREAK_TAGS = frozenset(
-        "br p div tr li ul ol table hr pre h1 h2 h3 h4 h5 h6".split()
-    )
+    BREAK_TAGS = frozenset("br p div tr li ul ol table hr pre h1 h2 h3 h4 h5 h6".split())
     VOID_TAGS = frozenset("br hr img meta link input wbr area base col embed source".split())
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
-        self.skip_tag: str | None = None
-        self.skip_depth = 0
-        self.pre_depth = 0
-        self.stopped = False
+        self.skip_tag: str | None = None  # inside a dropped element with this tag
+        self.skip_depth = self.pre_depth = 0
+        self.stopped = False  # past the start of the quoted message
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if self.stopped:
@@ -230,10 +208,8 @@ class _HtmlText(HTMLParser):
                 self.skip_tag, self.skip_depth = None, 0
             return
         values = {name: value or "" for name, value in attrs}
-        style = values.get("style", "")
-        if values.get("id", "").casefold() in self.STOP_IDS or (
-            tag == "div" and re.search(r"border-top\s*:", style, re.IGNORECASE)
-        ):
+        style = values.get("style", "") if tag == "div" else ""
+        if values.get("id", "").casefold() in self.STOP_IDS or _BORDER_TOP.search(style):
             self.stopped = True  # Outlook's reply header: the rest is the quote
             return
         classes = values.get("class", "").casefold()
@@ -242,10 +218,7 @@ class _HtmlText(HTMLParser):
         ):
             self.skip_tag, self.skip_depth = tag, 1
             return
-        if tag in self.BREAK_TAGS:
-            self.parts.append("\n")
-        if tag in ("td", "th"):
-            self.parts.append(" ")
+        self.parts.append("\n" if tag in self.BREAK_TAGS else " " if tag in ("td", "th") else "")
         if tag == "pre":
             self.pre_depth += 1
 
@@ -285,9 +258,7 @@ def convert_html_to_text(html: str) -> str:
 
 def parse_commands(text: str, *, row_count: int, known_ids: Collection[str]) -> ParsedReply:
     """Read one command per line of new text; report lines that look wrong."""
-    ids: dict[str, str] = {}
-    for known in known_ids:
-        ids.setdefault(known.casefold(), known)
+    ids = {known.casefold(): known for known in reversed(list(known_ids))}  # first one wins
     commands: list[Command] = []
     problems: list[str] = []
     for line in text.splitlines():
@@ -305,11 +276,6 @@ def shorten(text: str, limit: int = MAX_QUOTED_LINE) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def looks_like_command(line: str) -> bool:
-    """Whether a line is a command or starts like one."""
-    return parse_line(line, 0, {}) is not None
-
-
 def parse_line(
     line: str, row_count: int, ids: dict[str, str], *, weak: bool = True
 ) -> Command | str | None:
@@ -325,9 +291,7 @@ def parse_line(
     word = re.sub(r"[\s-]+", " ", match.group(0)).casefold()
     rest = body[match.end() :]
     if word in _WEAK:
-        if not weak:
-            return None
-        return read_weak_command(_WEAK[word], rest, text, row_count, ids)
+        return read_weak_command(_WEAK[word], rest, text, row_count, ids) if weak else None
     if word not in _STRONG:
         return diagnose_typo(word, rest, row_count, ids)
     action = _STRONG[word]
@@ -346,9 +310,7 @@ def read_weak_command(
     action: Action, rest: str, text: str, row_count: int, ids: dict[str, str]
 ) -> Command | str | None:
     """"ok 1" or "no 2: reason" is a command; "OK thanks" and "No problem" are prose."""
-    inner = None
-    if rest[:1] in (" ", ",", ";", ":", "!"):
-        inner = parse_line(rest.lstrip(" ,;:!-–—"), row_count, ids, weak=False)
+    inner = parse_line(rest.lstrip(" ,;:!-–—"), row_count, ids, weak=False)
     if isinstance(inner, Command):
         return replace(inner, text=text)  # "Yes, approve all"
     if inner is not None:
@@ -403,16 +365,13 @@ def split_reason(rest: str) -> tuple[str, str]:
 def read_targets(
     part: str, row_count: int, ids: dict[str, str]
 ) -> tuple[tuple[str, ...] | None, str, bool]:
-    """Read "all" or rows, ranges and ids.
+    """Read "all" or rows, ranges and ids into (targets, error, target_shaped).
 
-    Returns (targets, error, target_shaped): targets is None for "all" and () when there
-    are none; error is "" or the first thing wrong; target_shaped is False when a word
-    that is neither a number nor an id was found (a sign the line is prose).
+    targets is None for "all" and () for none; error is "" or the first thing wrong;
+    target_shaped is False when a word that is neither number nor id was met (prose).
     """
     targets: list[str] = []
-    error = ""
-    saw_all = False
-    target_shaped = True
+    error, saw_all, target_shaped = "", False, True
     for token in _TOKEN_SPLIT.split(part):
         token = token.strip("()[]\"'.!?").lstrip("#")
         folded = token.casefold()
@@ -441,12 +400,11 @@ def read_targets(
 
 
 def read_rows(token: str, row_count: int) -> tuple[list[str], str]:
-    """Rows named by "3" or "3-5", or ([], problem) for a number or range that is wrong;
-    ([], "") when the token is neither."""
+    """Rows named by "3" or "3-5"; ([], problem) if wrong; ([], "") if not a number."""
     if _DIGITS.fullmatch(token):
-        start = end = to_number(token)
+        start = end = read_number(token)
     elif match := _RANGE.fullmatch(token):
-        start, end = to_number(match.group(1)), to_number(match.group(2))
+        start, end = read_number(match.group(1)), read_number(match.group(2))
         if start > end:
             return [], f"the range {shorten(token, 40)} runs backwards"
         if end - start >= MAX_RANGE:
@@ -459,7 +417,7 @@ def read_rows(token: str, row_count: int) -> tuple[list[str], str]:
     return [str(row) for row in range(start, end + 1)], ""
 
 
-def to_number(digits: str) -> int:
+def read_number(digits: str) -> int:
     """int() of ASCII digits, without tripping on absurdly long ones."""
     digits = digits.lstrip("0") or "0"
     return int(digits) if len(digits) <= 12 else 10**12

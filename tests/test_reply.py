@@ -160,7 +160,8 @@ def test_table_is_large_enough():
 
 def test_command_keeps_source_line_stripped():
     parsed = parse("  * reject 2: no PO on file.  ")
-    assert parsed.commands == (Command("reject", ("2",), "no PO on file", "* reject 2: no PO on file."),)
+    expected = Command("reject", ("2",), "no PO on file", "* reject 2: no PO on file.")
+    assert parsed.commands == (expected,)
 
 
 def test_several_lines_and_problems_in_order():
@@ -291,7 +292,10 @@ def test_prose_that_merely_mentions_wrote_is_kept():
 
 
 def test_a_command_right_above_a_wrapped_header_is_kept():
-    plain = "approve 2\nOn Tue, 24 Nov 2026 at 09:00, Audit <\naudit@example.com> wrote:\napprove all"
+    plain = (
+        "approve 2\nOn Tue, 24 Nov 2026 at 09:00, Audit <\naudit@example.com> wrote:\n"
+        "approve all"
+    )
     assert summary(reply(plain, sent=())) == [(A, ("2",), "")]
 
 
@@ -351,7 +355,9 @@ def test_html_layout_becomes_lines():
         "<table><tr><td>approve</td><td>5</td></tr></table></body></html>"
     )
     parsed = reply(None, html, sent=())
-    assert summary(parsed) == [(A, ("1",), ""), (R, ("2",), "dup"), (H, ("3",), ""), (A, ("5",), "")]
+    assert summary(parsed) == [
+        (A, ("1",), ""), (R, ("2",), "dup"), (H, ("3",), ""), (A, ("5",), "")
+    ]
 
 
 def test_unclosed_head_does_not_hide_the_body():
@@ -399,7 +405,8 @@ TAGS = st.sampled_from(
      "<!--", "-->", "&amp;", "&#x0;", "&#99999999;", "<pre>", "</pre>", "<head>", "<body>",
      "<", ">", "approve all", "reject 1", "\n"]
 )
-HTML = st.one_of(st.text(), st.lists(st.one_of(TAGS, st.text(max_size=5)), max_size=30).map("".join))
+SOUP = st.lists(st.one_of(TAGS, st.text(max_size=5)), max_size=30).map("".join)
+HTML = st.one_of(st.text(), SOUP)
 SAFE_PROSE_LINE = st.text(
     st.characters(
         blacklist_categories=("Cs",),

@@ -1,0 +1,36 @@
+"""audit.db.example stays what the migrations create, and shows the example's decisions."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from job.db import SCHEMA_VERSION, open_db
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def schema(conn: sqlite3.Connection) -> list[tuple]:
+    rows = conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name")
+    return [(t, n, tb, " ".join((sql or "").split())) for t, n, tb, sql in rows]
+
+
+def test_example_database_schema_matches_the_migrations(tmp_path: Path) -> None:
+    fresh = open_db(tmp_path / "fresh.db")
+    example = sqlite3.connect(f"file:{ROOT / 'audit.db.example'}?mode=ro", uri=True)
+    assert example.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert schema(example) == schema(fresh.conn)
+
+
+def test_example_database_holds_the_example_reply(tmp_path: Path) -> None:
+    example = sqlite3.connect(f"file:{ROOT / 'audit.db.example'}?mode=ro", uri=True)
+    decisions = example.execute(
+        "SELECT t.txn_id, d.decision, d.reason, d.approver FROM decisions d JOIN transactions t ON t.id = d.transaction_id ORDER BY t.txn_id"
+    ).fetchall()
+    assert decisions == [
+        ("TX-1002", "approved", "", "controller@example.com"),
+        ("TX-1003", "approved", "", "controller@example.com"),
+        ("TX-1007", "rejected", "no purchase order on file", "controller@example.com"),
+        ("TX-1008", "approved", "", "controller@example.com"),
+    ]
+    assert example.execute("SELECT COUNT(*) FROM transactions WHERE status = 'auto_approved'").fetchone()[0] == 6
