@@ -64,7 +64,7 @@ MAX_CENTS = 5_000_000_00  # cap the extreme tail at 5,000,000.00
 STRUCTURING_LOW, STRUCTURING_HIGH = 900_000, 999_999  # 9,000.00 .. 9,999.99 cents
 STRUCTURING_WINDOW_DAYS = 7
 DUPLICATE_WINDOW_DAYS = 3
-MAX_SPREAD_ROWS = 20_000  # injected follow-ups land at most this many rows later
+MAX_SPREAD_ROWS = 20_000  # injected follow-ups land at most this many rows (and 5% of the file) later
 
 _PREFIXES = (
     "Acme", "Apex", "Atlas", "Beacon", "Blue Harbor", "Bright", "Cascade", "Cedar", "Summit", "Contoso",
@@ -179,7 +179,7 @@ class Ledger:
     def _spread(self, window_days: int) -> int:
         # Rows i and i + d are at most ceil(d / rows_per_day) days apart; keep a margin for
         # follow-ups that wait behind others due on the same row.
-        return max(1, min(MAX_SPREAD_ROWS, int(self.rows_per_day * window_days * 0.9)))
+        return max(1, min(MAX_SPREAD_ROWS, self.rows // 20, int(self.rows_per_day * window_days * 0.9)))
 
     def _memo(self, vendor: int) -> str:
         rng = self.rng

@@ -14,7 +14,7 @@ from typing import Optional
 
 import typer
 
-from .errors import EXIT_CODES_HELP, EXIT_INTERNAL, EXIT_UNSENT, AuditError, ConfigError
+from .errors import EXIT_CODES_HELP, EXIT_INTERNAL, EXIT_TAMPERED, EXIT_UNSENT, AuditError, ConfigError
 
 app = typer.Typer(
     name="audit",
@@ -71,13 +71,16 @@ def run(
 ) -> None:
     """Ingest, screen and record ledgers; email one approval request for what is flagged."""
     from .db import hold_lock, open_db
-    from .run import run_audit
+    from .run import load_known_vendors, read_ledgers, run_audit
 
     settings = _setup(config, db)
+    _warn_sender_auth(settings)
     reviewer = settings.llm.describe()
     with hold_lock(settings.db, "run", wait=wait):
+        ledgers = read_ledgers(settings, ledger)  # every file read in full before the database is touched
+        load_known_vendors(settings)
         database = open_db(settings.db)
-        result = asyncio.run(run_audit(database, settings, ledger, reviewer=reviewer))
+        result = asyncio.run(run_audit(database, settings, ledgers, reviewer=reviewer))
     for item in result.ledgers:
         note = "already imported, skipped" if item.already_imported else f"{item.new_rows} new"
         typer.echo(f"{item.name}: {item.rows} transactions ({note})")
@@ -92,19 +95,31 @@ def run(
         typer.echo(f"audit: warning: a later export repeats these ids with different data (kept the first): {ids}", err=True)
     if result.request_id:
         typer.echo(f"request {result.request_id} queued for {', '.join(result.recipients)}")
-    _report_sending(result.sent, settings)
+    _report_sending(result.sent, settings, database)
 
 
-def _report_sending(sent, settings) -> None:
-    if sent is None:
-        return
+def _warn_sender_auth(settings) -> None:
+    from .config import SENDER_AUTH_OFF_WARNING
+
+    if not settings.sender_auth.enabled:
+        typer.echo(f"audit: warning: {SENDER_AUTH_OFF_WARNING}", err=True)
+
+
+def _report_sending(sent, settings, database) -> None:
+    """Say what was sent; exit with EXIT_UNSENT while anything is still waiting in the outbox."""
+    from .outbox import unsent_messages
+
     where = f"{settings.mail.maildir / 'outbox'}" if settings.mail.transport == "maildir" else f"{settings.mail.smtp.host}:{settings.mail.smtp.port}"
-    if sent.sent:
+    if sent is not None and sent.sent:
         typer.echo(f"sent {sent.sent} message(s) via {where}")
-    if sent.failed:
+    if sent is not None:
         for error in sent.errors:
             typer.echo(f"audit: error: {error}", err=True)
-        typer.echo(f"audit: error: {sent.failed} message(s) left unsent; they are retried by the next run or poll", err=True)
+    unsent = unsent_messages(database)
+    if unsent:
+        typer.echo(
+            f"audit: error: {len(unsent)} message(s) left unsent; they are retried by the next run or poll "
+            f"(see 'audit status')", err=True)
         raise typer.Exit(EXIT_UNSENT)
 
 
@@ -122,6 +137,7 @@ def poll(
     from .poll import poll_replies
 
     settings = _setup(config, db)
+    _warn_sender_auth(settings)
     with hold_lock(settings.db, "poll", wait=wait):
         database = open_db(settings.db)
         while True:
@@ -134,7 +150,7 @@ def poll(
                 typer.echo(f"request {request_id} closed: every item decided")
             for warning in result.warnings:
                 typer.echo(f"audit: warning: {warning}", err=True)
-            _report_sending(result.sent, settings)
+            _report_sending(result.sent, settings, database)
             if once:
                 return
             time.sleep(interval)
@@ -153,7 +169,8 @@ def report(
     """Export who decided what, when and why: one row per transaction."""
     from .db import open_db
     from .errors import InputError
-    from .report import parse_day, write_report
+    from .auditlog import head_hash
+    from .report import parse_day, write_report, write_report_file
 
     if format not in ("csv", "json"):
         raise InputError(f"--format: must be csv or json, got {format!r}")
@@ -163,14 +180,8 @@ def report(
     if out is None:
         write_report(database, sys.stdout, format, since=first, until=last)
         return
-    tmp = out.with_name(out.name + ".tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as handle:
-            count = write_report(database, handle, format, since=first, until=last)
-        tmp.replace(out)  # never leave half a report behind
-    except OSError as exc:
-        raise InputError(f"{out}: cannot write the report: {exc.strerror or exc}") from exc
-    typer.echo(f"wrote {count} row(s) to {out}", err=True)
+    count = write_report_file(database, out, format, since=first, until=last)
+    typer.echo(f"wrote {count} row(s) to {out}; audit log head {head_hash(database.conn)} (also in {out}.manifest.json)", err=True)
 
 
 @app.command()
@@ -185,6 +196,7 @@ def status(
     from .report import collect_status
 
     settings = _setup(config, db)
+    _warn_sender_auth(settings)
     info = collect_status(open_db(settings.db, create=False))
     if as_json:
         typer.echo(json.dumps(info, indent=2))
@@ -201,9 +213,27 @@ def status(
     typer.echo(f"open requests: {len(info['open_requests'])}")
     for r in info["open_requests"]:
         typer.echo(f"  {r['request_id']}  age {r['age']}  {r['pending']} of {r['items']} pending  {r['subject']}")
+    typer.echo(f"audit log head: {info['audit_log_head']}")
     typer.echo(f"unsent mail: {len(info['unsent_mail'])}")
     for m in info["unsent_mail"]:
         typer.echo(f"  #{m['id']} {m['kind']} to {m['recipients']}: {m['attempts']} attempt(s); {m['error'] or 'not tried yet'}")
+
+
+@app.command()
+@guarded
+def verify(
+    config: Optional[Path] = ConfigOption,
+    db: Optional[Path] = DbOption,
+) -> None:
+    """Recompute the audit log's hash chain; exit 10 naming the first row that does not match."""
+    from .auditlog import verify_log
+    from .db import open_db
+
+    settings = _setup(config, db)
+    result = verify_log(open_db(settings.db, create=False).conn)
+    if not result.ok:
+        _fail(f"{settings.db}: audit log does not verify: {result.problem}", EXIT_TAMPERED)
+    typer.echo(f"audit log verified: {result.rows} event(s), head {result.head}")
 
 
 @app.command()

@@ -23,6 +23,8 @@ __all__ = [
     "ServerSettings",
     "ModelSettings",
     "LedgerSettings",
+    "SenderAuth",
+    "SENDER_AUTH_OFF_WARNING",
     "load_config",
     "build_config",
     "find_config_path",
@@ -48,6 +50,7 @@ class ServerSettings:
     port: int = 0
     username: str = ""
     password_env: str = ""
+    password_file: Path | None = None
     tls: str = "starttls"
     folder: str = "INBOX"
     timeout: float = 30.0
@@ -55,6 +58,12 @@ class ServerSettings:
     allow_plaintext_password: bool = False
 
     def password(self) -> str | None:
+        """The password from the environment variable or file the config names, else None."""
+        if self.password_file is not None:
+            try:
+                return self.password_file.read_text(encoding="utf-8").strip("\r\n")
+            except OSError as exc:
+                raise ConfigError(f"{self.password_file}: cannot read the password file: {exc.strerror or exc}") from None
         if not self.password_env:
             return None
         value = os.environ.get(self.password_env)
@@ -110,6 +119,21 @@ class LedgerSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SenderAuth:
+    authserv_ids: tuple[str, ...] = ()
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.authserv_ids)
+
+
+SENDER_AUTH_OFF_WARNING = (
+    "sender authentication is off ([sender_auth] authserv_ids is empty): replies are trusted on their "
+    "From address and reply token alone"
+)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     path: Path | None = None
     db: Path = Path("audit.db")
@@ -118,6 +142,7 @@ class Config:
     mail: MailSettings = field(default_factory=MailSettings)
     llm: ModelSettings = field(default_factory=ModelSettings)
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
+    sender_auth: SenderAuth = field(default_factory=SenderAuth)
 
 
 def find_config_path(explicit: str | os.PathLike | None) -> Path | None:
@@ -222,6 +247,8 @@ def build_config(data: dict[str, Any], *, base: Path, where: str) -> Config:
     """Validate a parsed TOML document into a Config (pure: no files are read)."""
     top = _Section(data, "", where)
     db = _path(base, top.get("db", str, "audit.db"))
+    if db is None:
+        raise top.fail("db", "must name the audit database file")
 
     pol = top.table("policy")
     raw_threshold = pol.get("amount_threshold", (str, int), "10000.00")
@@ -248,9 +275,15 @@ def build_config(data: dict[str, Any], *, base: Path, where: str) -> Config:
     appr.finish()
     if not approvers:
         raise ConfigError(f"{where}: approvers.addresses: at least one approver is required")
+    from .authenticate import normalize_address
+
+    normalized = []
     for address in approvers:
-        if "@" not in address or any(c in address for c in "<>,; \r\n"):
+        value = normalize_address(address)
+        if value is None:
             raise ConfigError(f"{where}: approvers.addresses: not a plain address: {address!r}")
+        normalized.append(value)
+    approvers = tuple(dict.fromkeys(normalized))
 
     mail_t = top.table("mail")
     transport = mail_t.get("transport", str, "maildir").lower()
@@ -267,6 +300,8 @@ def build_config(data: dict[str, Any], *, base: Path, where: str) -> Config:
         imap=imap,
     )
     mail_t.finish()
+    if mail.maildir is None:
+        raise ConfigError(f"{where}: mail.maildir: must name a folder")
     for key, value in (("from_address", mail.from_address), ("reply_address", mail.reply_address)):
         if value.count("@") != 1 or any(c in value for c in "<>,; \r\n\"'"):
             raise ConfigError(f"{where}: mail.{key}: not a plain address: {value!r}")
@@ -297,8 +332,11 @@ def build_config(data: dict[str, Any], *, base: Path, where: str) -> Config:
         thousands_separator=led.get("thousands_separator", str, "." if decimal == "," else ","),
     )
     led.finish()
+    auth_t = top.table("sender_auth")
+    sender_auth = SenderAuth(authserv_ids=tuple(a.strip().lower() for a in auth_t.strings("authserv_ids", ()) if a.strip()))
+    auth_t.finish()
     top.finish()
-    return Config(db=db, policy=policy, approvers=approvers, mail=mail, llm=llm, ledger=ledger)
+    return Config(db=db, policy=policy, approvers=approvers, mail=mail, llm=llm, ledger=ledger, sender_auth=sender_auth)
 
 
 def _read_server(sec: _Section, *, default_port: int, default_tls: str, tls_choices: tuple[str, ...], base: Path) -> ServerSettings:
@@ -313,6 +351,7 @@ def _read_server(sec: _Section, *, default_port: int, default_tls: str, tls_choi
         port=port,
         username=sec.get("username", str, ""),
         password_env=sec.get("password_env", str, ""),
+        password_file=_path(base, sec.get("password_file", str, "")),
         tls=tls,
         folder=sec.get("folder", str, "INBOX"),
         timeout=float(sec.get("timeout", (int, float), 30.0)),
@@ -364,6 +403,7 @@ host = "127.0.0.1"
 port = 587
 username = ""
 password_env = ""                    # name of the environment variable holding the password
+password_file = ""                   # or a file holding it (e.g. a mounted secret); wins over password_env
 tls = "starttls"                     # starttls | tls | none
 timeout = 30                         # seconds, for every network step
 cafile = ""                          # extra CA bundle (PEM) to trust, e.g. for a private relay
@@ -374,6 +414,7 @@ host = "127.0.0.1"
 port = 993
 username = ""
 password_env = ""
+password_file = ""
 tls = "tls"                          # tls | none
 folder = "INBOX"
 timeout = 30
@@ -387,4 +428,9 @@ api_key_env = "OPENAI_API_KEY"       # environment variable holding the key
 batch_size = 25                      # flagged items per model call
 timeout = 60                         # seconds per model call
 max_retries = 2                      # retries on 429 and 5xx
+
+[sender_auth]
+authserv_ids = []                    # e.g. ["mx.example.com"]: trust only the topmost Authentication-Results
+                                     # header from these servers; it must show dmarc=pass, or dkim=pass
+                                     # aligned with the From domain. Empty = off (run, poll and status warn).
 '''

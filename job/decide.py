@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .auditlog import append_event
 from .reply import Command
 
 __all__ = ["Item", "Decision", "Plan", "plan_decisions", "record_decisions", "DECISION_OF"]
@@ -43,8 +44,9 @@ class Plan:
 
 
 def _resolve(target: str, by_no: dict[int, Item], by_id: dict[str, Item]) -> Item | None:
-    if target.isdigit():
-        return by_no.get(int(target))
+    """A row number when it is one of this request's rows, else a transaction id."""
+    if target.isdigit() and int(target) in by_no:
+        return by_no[int(target)]
     return by_id.get(target.casefold())
 
 
@@ -107,10 +109,18 @@ def plan_decisions(commands: Sequence[Command], items: Sequence[Item], *, signed
 def record_decisions(conn, plan: Plan, *, request_id: str, approver: str, decided_at: str, message_id: str) -> None:
     """Append the plan's decisions and set each item's status (inside the caller's transaction)."""
     for d in plan.decisions:
-        conn.execute(
+        values = {
+            "request_id": request_id, "transaction_id": d.item.pk if d.item else None, "item_no": d.item.no if d.item else None,
+            "decision": d.decision, "reason": d.reason, "approver": approver, "decided_at": decided_at, "message_id": message_id,
+        }
+        decision_id = conn.execute(
             "INSERT INTO decisions (request_id, transaction_id, item_no, decision, reason, approver, decided_at, message_id)"
-            " VALUES (?,?,?,?,?,?,?,?)",
-            (request_id, d.item.pk if d.item else None, d.item.no if d.item else None, d.decision, d.reason, approver, decided_at, message_id),
+            " VALUES (:request_id, :transaction_id, :item_no, :decision, :reason, :approver, :decided_at, :message_id)",
+            values,
+        ).lastrowid
+        append_event(
+            conn, "decision", request_id=request_id, actor=approver, message_id=message_id,
+            detail={**values, "decision_id": decision_id, "txn_id": d.item.txn_id if d.item else None},
         )
         if d.item is not None:
             changed = conn.execute(

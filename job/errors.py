@@ -18,6 +18,7 @@ __all__ = [
     "EXIT_DATABASE",
     "EXIT_BUSY",
     "EXIT_UNSENT",
+    "EXIT_TAMPERED",
     "AuditError",
     "ConfigError",
     "InputError",
@@ -38,11 +39,12 @@ EXIT_MODEL = 6  # the model endpoint failed or answered nonsense
 EXIT_DATABASE = 7  # the audit database is unreadable or from a newer version
 EXIT_BUSY = 8  # another run or poll holds the lock
 EXIT_UNSENT = 9  # the work was recorded but some mail is still unsent
+EXIT_TAMPERED = 10  # audit verify found a row that does not match the hash chain
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok; 1 internal error; 2 usage; 3 config; 4 bad input file; "
     "5 mail transport; 6 model endpoint; 7 database; 8 another run is busy; "
-    "9 recorded, but mail left unsent (retried next run)."
+    "9 recorded, but mail left unsent (retried next run); 10 audit log does not verify."
 )
 
 

@@ -24,6 +24,8 @@ from typing import Any
 
 import jinja2
 
+from .authenticate import identify_sender
+
 __all__ = [
     "new_token",
     "hash_token",
@@ -177,6 +179,9 @@ class Inbound:
     html: str | None
     auto_reason: str  # why this is an automatic message (auto-reply, bounce), or ""
     raw: bytes
+    identity: str = ""  # the one normalized From address, when it can be trusted as written
+    identity_problem: str = ""  # why it cannot
+    auth_results: tuple[str, ...] = ()  # Authentication-Results values, topmost first
 
 
 def _header(msg: email.message.Message, name: str) -> str:
@@ -255,6 +260,7 @@ def read_inbound(raw: bytes) -> Inbound:
     if not message_id:
         message_id = "<sha256." + hashlib.sha256(raw).hexdigest() + "@no-message-id>"
     from_addresses = _addresses(msg, "From")
+    identity = identify_sender(raw)
     plain, html = _body_parts(msg)
     return Inbound(
         message_id=message_id,
@@ -268,4 +274,14 @@ def read_inbound(raw: bytes) -> Inbound:
         html=html,
         auto_reason=detect_automatic(msg, from_addresses),
         raw=raw,
+        identity=identity.address,
+        identity_problem=identity.problem,
+        auth_results=tuple(_all_headers(msg, "Authentication-Results")),
     )
+
+
+def _all_headers(msg: email.message.Message, name: str) -> list[str]:
+    try:
+        return [" ".join(str(v).split()) for v in (msg.get_all(name) or [])]
+    except Exception:
+        return []

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .config import MailSettings
+from .auditlog import append_event
 from .db import now_utc, transaction
 from .transport import Outgoing, send_messages
 
@@ -75,6 +76,11 @@ async def flush_outbox(db, settings: MailSettings, *, force: bool = False) -> Fl
                     "UPDATE messages SET status = 'sent', sent_at = ?, attempts = attempts + 1, detail = '' WHERE id = ?",
                     (now_utc(), message.key),
                 )
+                kind, request_id, message_id = conn.execute(
+                    "SELECT kind, request_id, message_id FROM messages WHERE id = ?", (message.key,)
+                ).fetchone()
+                append_event(conn, "mail_sent", request_id=request_id or "", message_id=message_id,
+                             detail={"kind": kind, "recipients": list(message.recipients)})
             else:
                 attempts = conn.execute("SELECT attempts FROM messages WHERE id = ?", (message.key,)).fetchone()[0] + 1
                 conn.execute(

@@ -13,6 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import hashlib
+
+from .auditlog import append_event, head_hash
+from .authenticate import check_authentication_results
 from .config import Config
 from .db import now_utc, transaction
 from .decide import Item, plan_decisions, record_decisions
@@ -82,6 +86,13 @@ def process_message(db, config: Config, item: Received, *, inbox_name: str) -> O
         if conn.execute("SELECT 1 FROM messages WHERE direction = 'in' AND message_id = ?", (inbound.message_id,)).fetchone():
             return Outcome("duplicate", "already processed")
         outcome, request_id, new_text = _judge(conn, config, inbound)
+        append_event(conn, "message", request_id=request_id or "", actor=inbound.identity or ", ".join(inbound.from_addresses),
+                     message_id=inbound.message_id, detail={
+                         "status": outcome.status, "detail": outcome.detail, "subject": inbound.subject,
+                         "sha256": hashlib.sha256(inbound.raw).hexdigest(), "decisions": outcome.decisions,
+                     })
+        if outcome.closed:
+            append_event(conn, "request_closed", request_id=outcome.closed)
         conn.execute(
             "INSERT INTO messages (direction, kind, request_id, message_id, in_reply_to, sender, recipients, subject, raw,"
             " created_at, status, detail, new_text) VALUES ('in', 'reply', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -102,27 +113,36 @@ def _judge(conn, config: Config, inbound: Inbound) -> tuple[Outcome, str | None,
         return Outcome("ignored", f"automatic message ({inbound.auto_reason}); never read as a decision"), None, ""
     if any(a in ours for a in inbound.from_addresses):
         return Outcome("ignored", "sent from our own address"), None, ""
-    approvers = {a.lower() for a in config.approvers}
-    if len(inbound.from_addresses) != 1:
-        return Outcome("refused", f"{len(inbound.from_addresses)} From addresses; exactly one is required"), None, ""
-    sender = inbound.from_addresses[0]
+    approvers = set(config.approvers)
+    if inbound.identity_problem:
+        return Outcome("refused", f"sender cannot be trusted: {inbound.identity_problem}"), None, ""
+    sender = inbound.identity
     tokens = find_tokens(" ".join(inbound.to), inbound.in_reply_to, inbound.references)
     matches = []
     for token in tokens:
         row = conn.execute("SELECT request_id, approver FROM request_tokens WHERE token_hash = ?", (hash_token(token),)).fetchone()
         if row:
             matches.append((token, row[0], row[1]))
+    answerable = sender in approvers  # never send mail to an address that is not an approver
+    request_hint = matches[0][1] if matches else None
+    if config.sender_auth.enabled:
+        problem = check_authentication_results(inbound.auth_results, config.sender_auth.authserv_ids, sender)
+        if problem:
+            outcome = Outcome("refused", f"sender authentication failed: {problem}")
+            if answerable:
+                _answer(conn, config, inbound, sender, request_hint, None, problems=[outcome.detail], show_grammar=False, recorded=[])
+            return outcome, request_hint, ""
+    if not answerable:
+        return Outcome("refused", f"{sender} is not an approver"), request_hint, ""
     if not matches:
         outcome = Outcome("refused", "no valid reply token (reply to the request email itself)")
-        if sender in approvers:
-            _answer(conn, config, inbound, sender, None, None, problems=[outcome.detail], show_grammar=False, recorded=[])
+        _answer(conn, config, inbound, sender, None, None, problems=[outcome.detail], show_grammar=False, recorded=[])
         return outcome, None, ""
     own = [m for m in matches if m[2] == sender]
-    if sender not in approvers or not own:
-        outcome = Outcome("refused", f"{sender} is not the approver this request was sent to")
-        if sender in approvers:
-            _answer(conn, config, inbound, sender, matches[0][1], None, problems=[outcome.detail], show_grammar=False, recorded=[])
-        return outcome, matches[0][1], ""
+    if not own:
+        outcome = Outcome("refused", f"the reply token was issued to another approver, not to {sender}")
+        _answer(conn, config, inbound, sender, request_hint, None, problems=[outcome.detail], show_grammar=False, recorded=[])
+        return outcome, request_hint, ""
     token, request_id, _ = own[0]
     request = conn.execute("SELECT status, items FROM requests WHERE id = ?", (request_id,)).fetchone()
     items = _items(conn, request_id)
@@ -150,7 +170,9 @@ def _judge(conn, config: Config, inbound: Inbound) -> tuple[Outcome, str | None,
     if plan.decisions:
         detail = f"{len(plan.decisions)} decision(s) recorded" + (f"; {len(problems)} problem(s)" if problems else "")
         return Outcome("processed", detail, len(plan.decisions), closed), request_id, new_text
-    return Outcome("processed", "nothing decided: " + "; ".join(problems)[:500]), request_id, new_text
+    final = any("decisions are final" in p for p in plan.problems)
+    status = "refused" if final else "processed"
+    return Outcome(status, "nothing decided: " + "; ".join(problems)[:500]), request_id, new_text
 
 
 def _items(conn, request_id: str) -> list[Item]:
@@ -189,6 +211,7 @@ def _answer(conn, config: Config, inbound: Inbound, to: str, request_id: str | N
     plain, html = render(
         "confirmation", heading=heading, recorded=recorded, problems=[sanitize_text(p, 300) for p in problems],
         pending=pending, show_grammar=show_grammar, request_id=request_id or "-", received_at=now_utc(),
+        head=head_hash(conn),
     )
     domain = config.mail.from_address.rpartition("@")[2]
     kind = "confirmation" if recorded else "refusal"
@@ -218,7 +241,9 @@ async def summarize_closed_requests(db, config: Config) -> list[str]:
         except AuditError as exc:
             warnings.append(f"request {request_id}: summary not written yet ({exc}); will retry on the next poll")
             continue
-        db.conn.execute("UPDATE requests SET summary = ? WHERE id = ?", (summary or "(no summary)", request_id))
+        with transaction(db) as conn:
+            conn.execute("UPDATE requests SET summary = ? WHERE id = ?", (summary or "(no summary)", request_id))
+            append_event(conn, "summary", request_id=request_id, actor="finance_agent", detail={"summary": summary})
     return warnings
 
 

@@ -7,17 +7,21 @@ exactly the fields auditors asked for; amounts are exact decimal strings.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import time
 from collections.abc import Iterator
 from datetime import date
+from pathlib import Path
 
+from .auditlog import head_hash
+from .db import now_utc
 from .errors import InputError
 from .ingest import format_amount
 from .outbox import unsent_messages
 
-__all__ = ["REPORT_FIELDS", "iter_report_rows", "write_report", "collect_status", "parse_day"]
+__all__ = ["REPORT_FIELDS", "iter_report_rows", "write_report", "write_report_file", "collect_status", "parse_day"]
 
 REPORT_FIELDS = (
     "transaction_id", "date", "vendor", "amount", "currency", "memo", "flags",
@@ -86,6 +90,28 @@ def write_report(db, out: io.TextIOBase, fmt: str, *, since: str | None = None, 
     return count
 
 
+def write_report_file(db, out: Path, fmt: str, *, since: str | None = None, until: str | None = None) -> int:
+    """Write the report to a file atomically, with a manifest carrying the audit log's head hash."""
+    tmp = out.with_name(out.name + ".tmp")
+    manifest = out.with_name(out.name + ".manifest.json")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as handle:
+            count = write_report(db, handle, fmt, since=since, until=until)
+        digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+        manifest_tmp = manifest.with_name(manifest.name + ".tmp")
+        manifest_tmp.write_text(json.dumps({
+            "report": out.name, "format": fmt, "rows": count, "sha256": digest, "since": since, "until": until,
+            "generated_at": now_utc(), "audit_log_head": head_hash(db.conn),
+        }, indent=2) + "\n", encoding="utf-8")
+        tmp.replace(out)  # never leave half a report behind
+        manifest_tmp.replace(manifest)
+    except OSError as exc:
+        for leftover in (tmp, manifest.with_name(manifest.name + ".tmp")):
+            leftover.unlink(missing_ok=True)
+        raise InputError(f"{out}: cannot write the report: {exc.strerror or exc}") from exc
+    return count
+
+
 def _age(created_at: str) -> str:
     then = time.mktime(time.strptime(created_at, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
     seconds = max(0, int(time.time() - then))
@@ -114,4 +140,5 @@ def collect_status(db) -> dict:
         "pending_items": db.conn.execute("SELECT COUNT(*) FROM transactions WHERE status = 'pending'").fetchone()[0],
         "unsent_mail": unsent_messages(db),
         "last_run": last_run,
+        "audit_log_head": head_hash(db.conn),
     }

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .auditlog import append_event
 from .config import Config
 from .db import now_utc, transaction
 from .errors import ConfigError
@@ -24,7 +25,7 @@ from .outbox import FlushResult, flush_outbox, queue_message
 from .request import RequestItem, build_request_copies
 from .screen import Flag, Screening, normalize_vendor, screen_transactions
 
-__all__ = ["RunResult", "LedgerOutcome", "run_audit", "load_known_vendors", "ledger_format"]
+__all__ = ["RunResult", "LedgerOutcome", "read_ledgers", "run_audit", "load_known_vendors", "ledger_format"]
 
 CHUNK = 500
 
@@ -140,10 +141,14 @@ def _rank(screening: Screening) -> tuple[int, int]:
     return (-len(screening.flags), -abs(screening.transaction.amount_minor))
 
 
-async def run_audit(db, config: Config, ledger_paths: Sequence[str | Path], *, reviewer: str) -> RunResult:
-    """The whole nightly run. Raises before writing anything if any ledger is unreadable."""
+def read_ledgers(config: Config, ledger_paths: Sequence[str | Path]) -> list[Ledger]:
+    """Read every ledger completely; any bad row rejects the run before anything is written."""
     fmt = ledger_format(config)
-    ledgers = [read_ledger(p, fmt) for p in ledger_paths]
+    return [read_ledger(p, fmt) for p in ledger_paths]
+
+
+async def run_audit(db, config: Config, ledgers: Sequence[Ledger], *, reviewer: str) -> RunResult:
+    """The whole nightly run over ledgers already read by `read_ledgers`."""
     known = load_known_vendors(config)
     source = config.ledger.source
     result = RunResult(reviewer=reviewer)
@@ -232,6 +237,13 @@ async def run_audit(db, config: Config, ledger_paths: Sequence[str | Path], *, r
         result.auto_approved = len(fresh) - len(flagged)
         result.held = len(flagged) if mode == "never" else 0
         conn.execute("UPDATE runs SET request_id = ?, finished_at = ? WHERE id = ?", (request_id, now_utc(), run_id))
+        append_event(conn, "run", request_id=request_id or "", actor=reviewer, detail={
+            "run_id": run_id, "mode": mode,
+            "ledgers": [{"name": l.name, "sha256": l.sha256, "rows": len(l.transactions), "new": len(t)} for l, t in chosen],
+            "skipped": [o.name for o in result.ledgers if o.already_imported],
+            "new_transactions": len(fresh), "flagged": len(flagged), "auto_approved": len(fresh) - len(flagged),
+            "held": result.held, "request_id": request_id,
+        })
         if request_id:
             await _record_request(conn, db, config, request_id, run_id, flagged, flags_by_id, notes, review_summary, result, chosen)
     result.request_id = request_id
@@ -271,6 +283,10 @@ async def _record_request(conn, db, config: Config, request_id, run_id, flagged,
             conn, kind="request", request_id=request_id, message_id=copy.message_id, sender=config.mail.from_address,
             recipients=[copy.approver], subject=copy.subject, raw=copy.raw,
         )
+    append_event(conn, "request", request_id=request_id, detail={
+        "run_id": run_id, "items": [[i.no, i.txn_id] for i in items], "approvers": [c.approver for c in copies],
+        "message_ids": [c.message_id for c in copies],
+    })
     question = copies[0].plain
     conn.execute("UPDATE requests SET subject = ?, question = ? WHERE id = ?", (copies[0].subject, question, request_id))
     result.recipients = tuple(c.approver for c in copies)

@@ -114,3 +114,8 @@ def report_json(cwd: Path, *extra: str) -> list[dict]:
     result = audit("report", "--format", "json", *extra, cwd=cwd)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
+
+
+def errors_of(result: subprocess.CompletedProcess) -> str:
+    """stderr without warning lines (e.g. the sender-authentication-off warning)."""
+    return "".join(line for line in result.stderr.splitlines(keepends=True) if not line.startswith("audit: warning:"))

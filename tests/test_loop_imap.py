@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import EXAMPLES, EXAMPLE_LEDGER, audit, build_reply, parse, plain_body, report_json, write_config
+from helpers import errors_of, EXAMPLES, EXAMPLE_LEDGER, audit, build_reply, parse, plain_body, report_json, write_config
 
 AUDIT = "audit@example.test"
 CONTROLLER = "controller@example.test"
@@ -126,6 +126,6 @@ def test_plain_imap_on_loopback_and_reply_without_plus_address(site: Path, mails
 def test_imap_login_refused_is_one_clear_line(site: Path, mailstack) -> None:
     result = audit("poll", "--once", cwd=site, env={**ENV, "AUDIT_IMAP_PASSWORD": "wrong"})
     assert result.returncode == 5
-    assert result.stderr.strip().count("\n") == 0
+    assert errors_of(result).strip().count("\n") == 0
     assert f"IMAP 127.0.0.1:{mailstack.imaps_port}: login refused" in result.stderr
     assert "wrong" not in result.stderr

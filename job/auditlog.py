@@ -1,0 +1,97 @@
+"""The tamper-evident audit log: append-only events in one hash chain.
+
+Every audit event (a run, a request, each message in and out, each decision, a request
+closed) is a row whose hash covers the previous row's hash and its own canonical content,
+so editing, deleting or reordering a row breaks the chain from that row on. Triggers refuse
+UPDATE and DELETE; `audit verify` recomputes the chain and cross-checks every decision
+against its event. The head hash goes out in every confirmation and report, so a copy of
+it exists outside the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .db import now_utc
+
+__all__ = ["GENESIS", "append_event", "head_hash", "verify_log", "Verification", "canonical"]
+
+GENESIS = "0" * 64
+
+
+def canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _row_hash(prev_hash: str, content: dict) -> str:
+    return hashlib.sha256((prev_hash + "\n" + canonical(content)).encode("utf-8")).hexdigest()
+
+
+def _content(row_id: int, at: str, kind: str, request_id: str, actor: str, message_id: str, detail: Any) -> dict:
+    return {"id": row_id, "at": at, "kind": kind, "request_id": request_id, "actor": actor, "message_id": message_id, "detail": detail}
+
+
+def head_hash(conn) -> str:
+    row = conn.execute("SELECT row_hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
+    return row[0] if row else GENESIS
+
+
+def append_event(conn, kind: str, *, request_id: str = "", actor: str = "", message_id: str = "", detail: Any = None) -> str:
+    """Append one event to the chain (inside the caller's transaction); return its hash."""
+    last = conn.execute("SELECT id, row_hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
+    row_id, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
+    at = now_utc()
+    detail = detail if detail is not None else {}
+    row_hash = _row_hash(prev, _content(row_id, at, kind, request_id, actor, message_id, detail))
+    conn.execute(
+        "INSERT INTO events (id, at, kind, request_id, actor, message_id, detail, prev_hash, row_hash) VALUES (?,?,?,?,?,?,?,?,?)",
+        (row_id, at, kind, request_id, actor, message_id, canonical(detail), prev, row_hash),
+    )
+    return row_hash
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    ok: bool
+    rows: int
+    head: str
+    problem: str
+
+
+def verify_log(conn) -> Verification:
+    """Recompute the chain; name the first row that does not match."""
+    prev, expected_id, rows = GENESIS, 1, 0
+    decision_events: dict[int, dict] = {}
+    for row_id, at, kind, request_id, actor, message_id, detail, prev_hash, row_hash in conn.execute(
+        "SELECT id, at, kind, request_id, actor, message_id, detail, prev_hash, row_hash FROM events ORDER BY id"
+    ):
+        if row_id != expected_id:
+            return Verification(False, rows, prev, f"events row {expected_id} is missing (next row is {row_id})")
+        try:
+            parsed = json.loads(detail)
+        except ValueError:
+            return Verification(False, rows, prev, f"events row {row_id}: detail is not valid JSON")
+        if prev_hash != prev:
+            return Verification(False, rows, prev, f"events row {row_id}: does not follow row {row_id - 1} (previous hash differs)")
+        if _row_hash(prev, _content(row_id, at, kind, request_id, actor, message_id, parsed)) != row_hash:
+            return Verification(False, rows, prev, f"events row {row_id}: content does not match its hash")
+        if kind == "decision":
+            decision_events[parsed.get("decision_id")] = parsed
+        prev, expected_id, rows = row_hash, row_id + 1, rows + 1
+    for d_id, request_id, transaction_id, item_no, decision, reason, approver, decided_at, message_id in conn.execute(
+        "SELECT id, request_id, transaction_id, item_no, decision, reason, approver, decided_at, message_id FROM decisions ORDER BY id"
+    ):
+        event = decision_events.pop(d_id, None)
+        recorded = {
+            "decision_id": d_id, "request_id": request_id, "transaction_id": transaction_id, "item_no": item_no,
+            "decision": decision, "reason": reason, "approver": approver, "decided_at": decided_at, "message_id": message_id,
+        }
+        if event is None or any(event.get(k) != v for k, v in recorded.items()):
+            return Verification(False, rows, prev, f"decisions row {d_id}: does not match the decision recorded in the audit log")
+    if decision_events:
+        missing = min(decision_events)
+        return Verification(False, rows, prev, f"decisions row {missing} is missing but the audit log records it")
+    return Verification(True, rows, prev, "")
