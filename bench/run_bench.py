@@ -20,6 +20,7 @@ Without ``--ledger``, the ledger (and its known-vendors file) is generated with
     python bench/run_bench.py --rows 100000 --runs 1
     python bench/run_bench.py --ledger bench/out/ledger-1m.csv --vendors-file bench/out/vendors.csv
     python bench/run_bench.py --rows 100000 --profile      # one run under cProfile, top 40 by cumulative time
+    python bench/run_bench.py --rows 1000000 --reference   # time bench/reference.py the same way, for comparison
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 OUT = BENCH / "out"
 GENERATOR = BENCH / "generate_ledger.py"
+REFERENCE = BENCH / "reference.py"
 
 
 @dataclass
@@ -100,13 +102,22 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def run_once(python: str, ledger: Path, vendors_file: Path | None, *, keep: bool, extra: list[str] = (), timeout: float | None = None) -> Measurement:
-    """One whole-process run in a fresh folder; returns its wall time, CPU time and peak RSS."""
+def run_once(python: str, ledger: Path, vendors_file: Path | None, *, keep: bool, extra: list[str] = (), timeout: float | None = None,
+             reference: bool = False) -> Measurement:
+    """One whole-process run in a fresh folder; returns its wall time, CPU time and peak RSS.
+
+    With ``reference`` the process is bench/reference.py (the notes' fastest pipeline) instead of `audit run`.
+    """
     folder = Path(tempfile.mkdtemp(prefix="audit-bench-"))
     try:
-        config = write_config(folder, vendors_file)
         db = folder / "audit.db"
-        command = [python, *extra, "-m", "job", "run", "--ledger", str(ledger.resolve()), "--config", str(config), "--db", str(db)]
+        if reference:
+            command = [python, *extra, str(REFERENCE), "--ledger", str(ledger.resolve()), "--db", str(db)]
+            if vendors_file is not None:
+                command += ["--vendors-file", str(vendors_file.resolve())]
+        else:
+            config = write_config(folder, vendors_file)
+            command = [python, *extra, "-m", "job", "run", "--ledger", str(ledger.resolve()), "--config", str(config), "--db", str(db)]
         with open(folder / "stdout.txt", "w+b") as out, open(folder / "stderr.txt", "w+b") as err:
             started = time.perf_counter()
             proc = subprocess.Popen(command, cwd=folder, env=child_env(), stdout=out, stderr=err, stdin=subprocess.DEVNULL)
@@ -120,7 +131,7 @@ def run_once(python: str, ledger: Path, vendors_file: Path | None, *, keep: bool
         recorded = None
         if db.is_file():
             with sqlite3.connect(db) as conn:
-                recorded = conn.execute("SELECT count(*) FROM transactions").fetchone()[0]
+                recorded = conn.execute(f"SELECT count(*) FROM {'audit' if reference else 'transactions'}").fetchone()[0]
         return Measurement(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss, code, stdout, stderr, recorded)
     finally:
         if keep:
@@ -191,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", action="store_true", help="instead of timing, do one run under cProfile and print the top entries")
     p.add_argument("--top", type=int, default=40, help="entries to print with --profile (default 40)")
     p.add_argument("--no-header", action="store_true", help="print only the table row")
+    p.add_argument("--reference", action="store_true", help="time bench/reference.py (the notes' reference pipeline) instead of audit run")
     args = p.parse_args(argv)
     if args.runs < 1:
         p.error("--runs must be at least 1")
@@ -216,21 +228,21 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()[0]
     results: list[Measurement] = []
     for n in range(1, args.runs + 1):
-        m = run_once(args.python, ledger, vendors_file, keep=args.keep, timeout=args.timeout)
-        summary = next((line for line in m.stdout.splitlines() if line.startswith("run ")), "(no summary line)")
+        m = run_once(args.python, ledger, vendors_file, keep=args.keep, timeout=args.timeout, reference=args.reference)
+        summary = next((line for line in m.stdout.splitlines() if line.startswith(("run ", "reference:"))), "(no summary line)")
         print(
             f"run {n}/{args.runs}: exit {m.exit_code}, {m.wall_s:.2f} s wall, {m.cpu_s:.2f} s CPU, "
             f"peak RSS {m.peak_rss_kib / 1024:,.0f} MiB, {m.recorded} recorded; {summary}",
             file=sys.stderr,
         )
         if m.exit_code != 0:
-            print(f"audit run failed (exit {m.exit_code}):\n{m.stderr.strip()}", file=sys.stderr)
+            print(f"{'reference' if args.reference else 'audit run'} failed (exit {m.exit_code}):\n{m.stderr.strip()}", file=sys.stderr)
             return 1
         if m.stderr.strip():
             print("  stderr: " + m.stderr.strip().replace("\n", "\n  stderr: "), file=sys.stderr)
         results.append(m)
 
-    rows = count_rows(results[0].stdout) or _count_lines(ledger)
+    rows = (None if args.reference else count_rows(results[0].stdout)) or _count_lines(ledger)
     if any(m.recorded != rows for m in results):
         print(f"warning: expected {rows:,} recorded transactions, found {[m.recorded for m in results]}", file=sys.stderr)
     wall = statistics.median(m.wall_s for m in results)
