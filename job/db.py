@@ -1,6 +1,7 @@
 """The audit database: opening it, versioned migrations, and the single-writer lock.
 
-SQLite through sqlite-utils, in WAL mode with a busy timeout. The schema version lives in
+SQLite in WAL mode with a busy timeout, opened as an `AuditDatabase`: the raw connection for
+the pipeline's own SQL, and the whole sqlite-utils API on demand. The schema version lives in
 `PRAGMA user_version`; every open runs the migrations it has not seen yet, so an old
 database upgrades itself and a database from a newer version is refused. Decisions and the
 agent transcript are append-only: triggers refuse UPDATE and DELETE on them.
@@ -16,11 +17,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import sqlite_utils
+from typing import Any
 
 from .errors import BusyError, DatabaseError
 
-__all__ = ["open_db", "migrate", "transaction", "SCHEMA_VERSION", "hold_lock", "now_utc", "split_sql"]
+__all__ = ["AuditDatabase", "open_db", "migrate", "transaction", "SCHEMA_VERSION", "hold_lock", "now_utc", "split_sql"]
 
 MIGRATIONS: list[str] = [
     # 1: the whole loop
@@ -190,7 +191,39 @@ def now_utc() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def open_db(path: str | os.PathLike, *, create: bool = True) -> sqlite_utils.Database:
+class AuditDatabase:
+    """A connection to the audit database; anything else sqlite-utils offers, on first use.
+
+    Importing sqlite-utils costs about a quarter of a second (it pulls in numpy), more than a
+    small nightly run spends on its work, and the pipeline only needs the connection. So
+    `.conn` and `.execute` are plain sqlite3, and any other attribute or `db["table"]` is
+    answered by a `sqlite_utils.Database` on the same connection, created when first asked.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self._utils: Any = None
+
+    def execute(self, sql: str, parameters: Any = None) -> sqlite3.Cursor:
+        return self.conn.execute(sql, parameters) if parameters is not None else self.conn.execute(sql)
+
+    def _database(self) -> Any:
+        if self._utils is None:
+            import sqlite_utils
+
+            self._utils = sqlite_utils.Database(self.conn)
+        return self._utils
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self._database(), name)
+
+    def __getitem__(self, table: str) -> Any:
+        return self._database()[table]
+
+
+def open_db(path: str | os.PathLike, *, create: bool = True) -> AuditDatabase:
     """Open (and if needed create and upgrade) the audit database."""
     path = Path(path)
     if not create and not path.exists():
@@ -202,14 +235,14 @@ def open_db(path: str | os.PathLike, *, create: bool = True) -> sqlite_utils.Dat
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA synchronous = NORMAL")
-        db = sqlite_utils.Database(conn)
+        db = AuditDatabase(conn)
         migrate(db, where=str(path))
     except sqlite3.DatabaseError as exc:
         raise DatabaseError(f"{path}: {exc}") from exc
     return db
 
 
-def migrate(db: sqlite_utils.Database, *, where: str = "database") -> int:
+def migrate(db: AuditDatabase, *, where: str = "database") -> int:
     """Apply the migrations this database has not seen; return the resulting version."""
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
@@ -239,7 +272,7 @@ def split_sql(script: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def transaction(db: sqlite_utils.Database) -> Iterator[sqlite3.Connection]:
+def transaction(db: AuditDatabase) -> Iterator[sqlite3.Connection]:
     """One write transaction: BEGIN IMMEDIATE, then COMMIT, or ROLLBACK on any error."""
     conn = db.conn
     conn.execute("BEGIN IMMEDIATE")
