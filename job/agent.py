@@ -334,8 +334,9 @@ async def _review_batch(agent: Agent, batch: Sequence[ReviewItem], storage: Sqli
     return review, "", reply
 
 
-async def review_flagged(items: Sequence[ReviewItem], settings: ModelSettings, db: Any, *, concurrency: int = 2) -> ReviewOutcome:
-    """Review flagged items in batches; one model call per batch (plus a re-ask on bad output)."""
+async def review_flagged(items: Sequence[ReviewItem], settings: ModelSettings, db: Any) -> ReviewOutcome:
+    """Review flagged items in batches; one model call per batch (plus a re-ask on bad output),
+    at most `settings.concurrency` in flight at once."""
     outcome = ReviewOutcome()
     if not items:
         return outcome
@@ -344,7 +345,7 @@ async def review_flagged(items: Sequence[ReviewItem], settings: ModelSettings, d
     agent = Agent(AGENT_NAME, SYSTEM_PROMPT, config=config, response_schema=BatchReview)
     size = settings.batch_size
     batches = [items[i : i + size] for i in range(0, len(items), size)]
-    gate = asyncio.Semaphore(concurrency)
+    gate = asyncio.Semaphore(settings.concurrency)
     summaries: list[str] = []
 
     async def run_one(number: int, batch: Sequence[ReviewItem]) -> tuple[BatchReview | None, str, Any]:

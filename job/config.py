@@ -8,6 +8,7 @@ never stored here: the config names the environment variable that holds them.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -19,6 +20,11 @@ from .errors import ConfigError
 __all__ = [
     "Config",
     "Policy",
+    "StructuringRule",
+    "DuplicateRule",
+    "RoundAmountRule",
+    "UserRule",
+    "BUILTIN_CODES",
     "MailSettings",
     "ServerSettings",
     "ModelSettings",
@@ -33,6 +39,50 @@ __all__ = [
 
 APPROVAL_MODES = ("always", "flagged", "never")
 DEFAULT_VAGUE_TERMS = ("confidential", "misc", "miscellaneous", "various", "sundry")
+# Reason codes of the built-in rules (and the agent's); a user rule may not take one of these names.
+BUILTIN_CODES = ("large_amount", "vague_memo", "unfamiliar_vendor", "structuring", "duplicate_payment", "round_amount", "agent_concern")
+RULE_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
+MAX_CONCURRENCY = 32
+
+
+@dataclass(frozen=True, slots=True)
+class StructuringRule:
+    """Several payments to one vendor, each just under the approval threshold, within a few days."""
+
+    enabled: bool = True
+    min_payments: int = 3
+    window_days: int = 7  # calendar days, first to last inclusive (7 = at most 6 days apart)
+    band_fraction: Decimal = Decimal("0.9")  # each payment at least this share of the threshold
+
+
+@dataclass(frozen=True, slots=True)
+class DuplicateRule:
+    """The same vendor and amount again, at most `window_days` apart (earlier runs included)."""
+
+    enabled: bool = True
+    window_days: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class RoundAmountRule:
+    """An amount that is a whole multiple of `multiple` (in the transaction's currency).
+
+    Off by default: rent, retainers and licences are often round, so on most ledgers this
+    rule mostly adds work; turn it on where round payments are unusual.
+    """
+
+    enabled: bool = False
+    multiple: Decimal = Decimal("1000")
+
+
+@dataclass(frozen=True, slots=True)
+class UserRule:
+    """A rule from the policy file: a SQL condition on one transaction, with its reason."""
+
+    name: str  # the reason code
+    when: str  # e.g. "amount > 5000 AND vendor LIKE '%Consult%'"
+    reason: str
+    key: str = ""  # where it is in the config, e.g. "policy.rules[1]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +92,10 @@ class Policy:
     known_vendors: tuple[str, ...] = ()
     known_vendors_file: Path | None = None
     approval_mode: str = "flagged"
+    structuring: StructuringRule = field(default_factory=StructuringRule)
+    duplicates: DuplicateRule = field(default_factory=DuplicateRule)
+    round_amounts: RoundAmountRule = field(default_factory=RoundAmountRule)
+    rules: tuple[UserRule, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +150,7 @@ class ModelSettings:
     batch_size: int = 25
     timeout: float = 60.0
     max_retries: int = 2
+    concurrency: int = 2  # model calls in flight at once
 
     @property
     def offline(self) -> bool:
@@ -224,6 +279,25 @@ class _Section:
     def table(self, key: str) -> "_Section":
         return _Section(self.data.pop(key, {}), self.key(key), self.where)
 
+    def integer(self, key: str, default: int, *, minimum: int, maximum: int | None = None) -> int:
+        value = self.get(key, int, default)
+        if value < minimum:
+            raise self.fail(key, f"must be at least {minimum}")
+        if maximum is not None and value > maximum:
+            raise self.fail(key, f"must be at most {maximum}")
+        return value
+
+    def decimal(self, key: str, default: str) -> Decimal:
+        """A decimal written as a string ("10000.00") or an integer; never a float."""
+        raw = self.get(key, (str, int), default)
+        try:
+            value = Decimal(str(raw))
+        except InvalidOperation:
+            raise self.fail(key, f"not a decimal amount: {raw!r}") from None
+        if not value.is_finite():
+            raise self.fail(key, "must be a finite amount")
+        return value
+
     def finish(self) -> None:
         if self.data:
             unknown = ", ".join(sorted(self.key(k) for k in self.data))
@@ -267,6 +341,10 @@ def build_config(data: dict[str, Any], *, base: Path, where: str) -> Config:
         known_vendors=pol.strings("known_vendors", ()),
         known_vendors_file=_path(base, pol.get("known_vendors_file", str, "")),
         approval_mode=mode,
+        structuring=_read_structuring(pol.table("structuring")),
+        duplicates=_read_duplicates(pol.table("duplicates")),
+        round_amounts=_read_round_amounts(pol.table("round_amounts")),
+        rules=_read_user_rules(pol),
     )
     pol.finish()
 
@@ -313,7 +391,8 @@ def build_config(data: dict[str, Any], *, base: Path, where: str) -> Config:
         api_key_env=llm_t.get("api_key_env", str, "OPENAI_API_KEY"),
         batch_size=llm_t.get("batch_size", int, 25),
         timeout=float(llm_t.get("timeout", (int, float), 60.0)),
-        max_retries=llm_t.get("max_retries", int, 2),
+        max_retries=llm_t.integer("max_retries", 2, minimum=0),
+        concurrency=llm_t.integer("concurrency", 2, minimum=1, maximum=MAX_CONCURRENCY),
     )
     llm_t.finish()
     if llm.batch_size < 1:
@@ -337,6 +416,59 @@ def build_config(data: dict[str, Any], *, base: Path, where: str) -> Config:
     auth_t.finish()
     top.finish()
     return Config(db=db, policy=policy, approvers=approvers, mail=mail, llm=llm, ledger=ledger, sender_auth=sender_auth)
+
+
+def _read_structuring(sec: _Section) -> StructuringRule:
+    fraction = sec.decimal("band_fraction", "0.9")
+    if not 0 < fraction <= 1:
+        raise sec.fail("band_fraction", f"must be above 0 and at most 1, got {fraction}")
+    rule = StructuringRule(
+        enabled=sec.get("enabled", bool, True),
+        min_payments=sec.integer("min_payments", 3, minimum=2),
+        window_days=sec.integer("window_days", 7, minimum=1, maximum=366),
+        band_fraction=fraction,
+    )
+    sec.finish()
+    return rule
+
+
+def _read_duplicates(sec: _Section) -> DuplicateRule:
+    rule = DuplicateRule(enabled=sec.get("enabled", bool, True), window_days=sec.integer("window_days", 3, minimum=0, maximum=366))
+    sec.finish()
+    return rule
+
+
+def _read_round_amounts(sec: _Section) -> RoundAmountRule:
+    multiple = sec.decimal("multiple", "1000")
+    if multiple <= 0:
+        raise sec.fail("multiple", f"must be above 0, got {multiple}")
+    rule = RoundAmountRule(enabled=sec.get("enabled", bool, False), multiple=multiple)
+    sec.finish()
+    return rule
+
+
+def _read_user_rules(pol: _Section) -> tuple[UserRule, ...]:
+    """[[policy.rules]] tables; the expressions themselves are checked by `job.rules` before a run."""
+    entries = pol.get("rules", list, [])
+    rules: list[UserRule] = []
+    for number, entry in enumerate(entries, 1):
+        sec = _Section(entry, f"{pol.key('rules')}[{number}]", pol.where)
+        name = sec.get("name", str, "").strip()
+        if not RULE_NAME.fullmatch(name):
+            raise sec.fail("name", f"must be a short lower-case code like 'consulting_large' (a-z, 0-9, _), got {name!r}")
+        if name in BUILTIN_CODES:
+            raise sec.fail("name", f"{name!r} is the code of a built-in rule; choose another name")
+        if any(r.name == name for r in rules):
+            raise sec.fail("name", f"{name!r} is used by two rules")
+        when = sec.get("when", str, "").strip()
+        if not when:
+            raise sec.fail("when", "must be a condition, e.g. \"amount > 5000 AND vendor LIKE '%Consult%'\"")
+        reason = " ".join(sec.get("reason", str, "").split())
+        if not reason:
+            raise sec.fail("reason", "must say why the rule flags a transaction (it is shown to the approver)")
+        sec.finish()
+        rules.append(UserRule(name=name, when=when, reason=reason, key=sec.name))
+    return tuple(rules)
 
 
 def _read_server(sec: _Section, *, default_port: int, default_tls: str, tls_choices: tuple[str, ...], base: Path) -> ServerSettings:
@@ -378,6 +510,32 @@ known_vendors_file = ""              # e.g. "vendors.csv": one vendor per line (
 approval_mode = "flagged"            # always  : send a request every run, even with nothing flagged
                                      # flagged : send a request only when something is flagged
                                      # never   : send nothing; flagged items are recorded as held
+
+[policy.structuring]                 # reason code structuring
+enabled = true
+min_payments = 3                     # this many payments or more to one vendor ...
+window_days = 7                      # ... within this many calendar days (7 = first and last at most 6 days apart) ...
+band_fraction = "0.9"                # ... each from this share of amount_threshold up to amount_threshold itself
+                                     # (payments of earlier runs count too)
+
+[policy.duplicates]                  # reason code duplicate_payment
+enabled = true
+window_days = 3                      # same vendor, currency and amount as an earlier payment at most this many days
+                                     # apart, in this run or an earlier one; the earlier payment is named
+
+[policy.round_amounts]               # reason code round_amount
+enabled = false                      # off by default: rent, retainers and licences are often round
+multiple = "1000"                    # a non-zero whole multiple of this (1,000.00, 25,000.00, ...; refunds too)
+
+# Rules of your own: a SQL condition on one transaction, evaluated by the rule engine. Columns:
+# id, date (a date: compare with DATE '2026-11-01'), amount (exact decimal), currency, vendor,
+# memo, account. Operators, LIKE/ILIKE, IN, BETWEEN, CASE and scalar functions (lower, abs, ...)
+# work; subqueries, other tables, aggregates and window functions are refused. The name is the
+# reason code.
+# [[policy.rules]]
+# name = "consulting_large"
+# when = "amount > 5000 AND vendor ILIKE '%consult%'"
+# reason = "large consulting payment: check the statement of work"
 
 [approvers]
 addresses = ["controller@example.com"]   # who receives requests and whose replies count
@@ -425,9 +583,10 @@ allow_plaintext_password = false
 model = ""                           # empty = the built-in offline reviewer (no key, no network)
 base_url = ""                        # any OpenAI-compatible endpoint (OpenAI, Ollama, vLLM)
 api_key_env = "OPENAI_API_KEY"       # environment variable holding the key
-batch_size = 25                      # flagged items per model call
+batch_size = 25                      # flagged items per model call; only flagged items are ever sent
+concurrency = 2                      # model calls in flight at once
 timeout = 60                         # seconds per model call
-max_retries = 2                      # retries on 429 and 5xx
+max_retries = 2                      # retries on 429 and 5xx, with growing pauses (Retry-After is honoured)
 
 [sender_auth]
 authserv_ids = []                    # e.g. ["mx.example.com"]: trust only the topmost Authentication-Results

@@ -180,6 +180,31 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER events_no_delete BEFORE DELETE ON events
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     """,
+    # scale: each run's payments per day as compact digests for the history rules (job/history.py),
+    # and the request index only over the rows that belong to a request
+    """
+    CREATE TABLE payment_digests (
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        date TEXT NOT NULL,
+        currency TEXT NOT NULL,
+        part INTEGER NOT NULL,
+        payments INTEGER NOT NULL,
+        vendor_hashes BLOB NOT NULL,
+        amounts BLOB NOT NULL,
+        transaction_ids BLOB NOT NULL,
+        PRIMARY KEY (date, currency, run_id, part)
+    );
+    CREATE TABLE digest_state (
+        legacy_max_transaction_id INTEGER NOT NULL
+    );
+    INSERT INTO digest_state (legacy_max_transaction_id) SELECT COALESCE(MAX(id), 0) FROM transactions;
+    CREATE TRIGGER payment_digests_no_update BEFORE UPDATE ON payment_digests
+        BEGIN SELECT RAISE(ABORT, 'payment digests are append-only'); END;
+    CREATE TRIGGER payment_digests_no_delete BEFORE DELETE ON payment_digests
+        BEGIN SELECT RAISE(ABORT, 'payment digests are append-only'); END;
+    DROP INDEX transactions_request;
+    CREATE INDEX transactions_request ON transactions(request_id, item_no) WHERE request_id IS NOT NULL;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -17,15 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .auditlog import append_event
-from .config import Config
+from .config import Config, Policy
 from .db import now_utc, transaction
 from .errors import ConfigError
+from .history import history_needs, recent_payments, vendor_hash, write_digests
 from .ingest import Ledger, LedgerFormat, Transaction, format_amount, read_ledger
 from .outbox import FlushResult, flush_outbox, queue_message
 from .request import RequestItem, build_request_copies
-from .screen import Flag, Screening, normalize_vendor, screen_transactions
+from .screen import Flag, PastPayment, Screening, normalize_vendor, screen_transactions, structuring_band
 
-__all__ = ["RunResult", "LedgerOutcome", "read_ledgers", "run_audit", "load_known_vendors", "ledger_format"]
+__all__ = ["RunResult", "LedgerOutcome", "read_ledgers", "run_audit", "load_known_vendors", "ledger_format", "find_history"]
 
 CHUNK = 500
 
@@ -137,6 +138,26 @@ def _changed(db, source: str, repeats: Sequence[Transaction]) -> list[str]:
     return changed
 
 
+def history_bands(policy: Policy, currencies) -> dict[str, tuple[int, int]]:
+    """The structuring band per currency, or nothing when the rule is off."""
+    if not policy.structuring.enabled:
+        return {}
+    return {c: structuring_band(policy.amount_threshold, policy.structuring.band_fraction, c) for c in currencies}
+
+
+def find_history(conn, policy: Policy, fresh: Sequence[Transaction]) -> list[PastPayment]:
+    """The earlier runs' payments tonight's duplicate and structuring rules need."""
+    if not fresh or not (policy.duplicates.enabled or policy.structuring.enabled):
+        return []
+    needs, keys = history_needs(
+        [(t.date, t.currency, normalize_vendor(t.vendor), t.amount_minor) for t in fresh],
+        duplicates_window=policy.duplicates.window_days if policy.duplicates.enabled else None,
+        structuring_window=policy.structuring.window_days if policy.structuring.enabled else None,
+        bands=history_bands(policy, {t.currency for t in fresh}),
+    )
+    return recent_payments(conn, needs, keys)
+
+
 def _rank(screening: Screening) -> tuple[int, int]:
     return (-len(screening.flags), -abs(screening.transaction.amount_minor))
 
@@ -157,11 +178,16 @@ async def run_audit(db, config: Config, ledgers: Sequence[Ledger], *, reviewer: 
     fresh = [tx for _, txs in chosen for tx in txs]
     vendor_keys = sorted({normalize_vendor(t.vendor) for t in fresh})
     known |= _existing(db.conn, "SELECT vendor_key FROM vendors WHERE vendor_key IN ({marks})", vendor_keys)
+    policy = config.policy
     screenings = screen_transactions(
         fresh,
-        amount_threshold=config.policy.amount_threshold,
-        vague_memo_terms=config.policy.vague_memo_terms,
+        amount_threshold=policy.amount_threshold,
+        vague_memo_terms=policy.vague_memo_terms,
         known_vendor_keys=known,
+        structuring=policy.structuring,
+        duplicates=policy.duplicates,
+        round_amounts=policy.round_amounts,
+        history=find_history(db.conn, policy, fresh),
     )
     flagged = sorted((s for s in screenings if s.flagged), key=_rank)
     mode = config.policy.approval_mode
@@ -204,6 +230,9 @@ async def run_audit(db, config: Config, ledgers: Sequence[Ledger], *, reviewer: 
                 " VALUES (?,?,?,?,?,?,?,?)",
                 (request_id, run_id, now_utc(), "open", "", len(flagged), "", str(uuid.uuid4())),
             )
+        next_pk = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM transactions").fetchone()[0]
+        digest_rows: list[tuple[str, str, int, int, int]] = []
+        hashes: dict[str, int] = {}
         for ledger, txs in chosen:
             file_id = conn.execute(
                 "INSERT INTO ledger_files (source, name, path, sha256, rows, new_rows, imported_at, run_id) VALUES (?,?,?,?,?,?,?,?)",
@@ -211,6 +240,11 @@ async def run_audit(db, config: Config, ledgers: Sequence[Ledger], *, reviewer: 
             ).lastrowid
             rows = []
             for tx in txs:
+                pk, next_pk = next_pk, next_pk + 1
+                key = normalize_vendor(tx.vendor)
+                if key not in hashes:
+                    hashes[key] = vendor_hash(key)
+                digest_rows.append((tx.date, tx.currency, hashes[key], tx.amount_minor, pk))
                 flags = flags_by_id[tx.txn_id]
                 rule_flagged = any(f.by == "rules" for f in flags)
                 if not rule_flagged:
@@ -218,20 +252,24 @@ async def run_audit(db, config: Config, ledgers: Sequence[Ledger], *, reviewer: 
                 else:
                     status = "held" if mode == "never" else "pending"
                 rows.append((
-                    source, tx.txn_id, tx.date, tx.amount_minor, tx.currency, tx.vendor, normalize_vendor(tx.vendor),
+                    pk, source, tx.txn_id, tx.date, tx.amount_minor, tx.currency, tx.vendor, key,
                     tx.memo, tx.account, file_id, tx.line, run_id, json.dumps([f.as_dict() for f in flags]),
                     notes.get(tx.txn_id, ""), status, request_id if tx.txn_id in item_no else None, item_no.get(tx.txn_id),
                 ))
             conn.executemany(
-                "INSERT INTO transactions (source, txn_id, date, amount_minor, currency, vendor, vendor_key, memo, account,"
+                "INSERT INTO transactions (id, source, txn_id, date, amount_minor, currency, vendor, vendor_key, memo, account,"
                 " ledger_file_id, line, run_id, flags, agent_note, status, request_id, item_no)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 rows,
             )
+        first_names: dict[str, str] = {}
+        for t in fresh:
+            first_names.setdefault(normalize_vendor(t.vendor), t.vendor)
         conn.executemany(
             "INSERT OR IGNORE INTO vendors (vendor_key, name, first_run_id) VALUES (?,?,?)",
-            [(normalize_vendor(t.vendor), t.vendor, run_id) for t in fresh],
+            [(key, name, run_id) for key, name in first_names.items()],
         )
+        write_digests(conn, run_id, digest_rows)
         result.new_transactions = len(fresh)
         result.flagged = len(flagged)
         result.auto_approved = len(fresh) - len(flagged)

@@ -50,6 +50,12 @@ def test_defaults_are_the_documented_ones() -> None:
     assert mail.smtp.password_env == "" and mail.smtp.allow_plaintext_password is False
     assert config.llm.offline and config.llm.describe() == "built-in offline reviewer"
     assert (config.llm.api_key_env, config.llm.batch_size, config.llm.timeout, config.llm.max_retries) == ("OPENAI_API_KEY", 25, 60.0, 2)
+    assert config.llm.concurrency == 2
+    assert (policy.structuring.enabled, policy.structuring.min_payments, policy.structuring.window_days) == (True, 3, 7)
+    assert policy.structuring.band_fraction == Decimal("0.9")
+    assert (policy.duplicates.enabled, policy.duplicates.window_days) == (True, 3)
+    assert (policy.round_amounts.enabled, policy.round_amounts.multiple) == (False, Decimal("1000"))
+    assert policy.rules == ()
     ledger = config.ledger
     assert (ledger.source, ledger.default_currency, ledger.date_formats) == ("ledger", "USD", ("%Y-%m-%d",))
     assert (ledger.decimal_separator, ledger.thousands_separator, ledger.columns) == (".", ",", {})
@@ -74,6 +80,23 @@ def test_default_config_text_shows_every_top_level_section() -> None:
     data = tomllib.loads(DEFAULT_CONFIG_TEXT)
     assert set(data) == {"db", "policy", "approvers", "ledger", "mail", "llm", "sender_auth"}
     assert set(data["mail"]) >= {"smtp", "imap"}
+    assert set(data["policy"]) >= {"structuring", "duplicates", "round_amounts"}
+
+
+def test_user_rules_are_read_in_order_with_where_they_are() -> None:
+    config = build({"policy": {"rules": [
+        {"name": "consulting_large", "when": "amount > 5000 AND vendor LIKE '%Consult%'", "reason": "large consulting  payment"},
+        {"name": "weekend", "when": "EXTRACT(DOW FROM date) IN (0, 6)", "reason": "paid on a weekend"},
+    ]}})
+    assert [(r.name, r.when, r.reason, r.key) for r in config.policy.rules] == [
+        ("consulting_large", "amount > 5000 AND vendor LIKE '%Consult%'", "large consulting payment", "policy.rules[1]"),
+        ("weekend", "EXTRACT(DOW FROM date) IN (0, 6)", "paid on a weekend", "policy.rules[2]"),
+    ]
+
+
+def test_rules_can_be_switched_on_and_off() -> None:
+    policy = build({"policy": {"structuring": {"enabled": False}, "duplicates": {"enabled": False}, "round_amounts": {"enabled": True}}}).policy
+    assert (policy.structuring.enabled, policy.duplicates.enabled, policy.round_amounts.enabled) == (False, False, True)
 
 
 def test_comma_decimal_separator_defaults_thousands_to_dot() -> None:
@@ -206,6 +229,32 @@ ERRORS = [
     ({"llm": {"max_retries": False}}, "llm.max_retries: expected an integer, got a boolean"),
     ({"ledger": {"columns": {"id": 1}}}, "ledger.columns: expected a table of strings (canonical name = header in the file)"),
     ({"ledger": {"date_formats": "%d.%m.%Y"}}, "ledger.date_formats: expected a list, got str"),
+    ({"llm": {"concurrency": 0}}, "llm.concurrency: must be at least 1"),
+    ({"llm": {"concurrency": 500}}, "llm.concurrency: must be at most 32"),
+    ({"llm": {"concurrency": "2"}}, "llm.concurrency: expected an integer, got str"),
+    ({"llm": {"max_retries": -1}}, "llm.max_retries: must be at least 0"),
+    ({"policy": {"structuring": {"enabled": "no"}}}, "policy.structuring.enabled: expected true or false, got str"),
+    ({"policy": {"structuring": {"min_payments": 1}}}, "policy.structuring.min_payments: must be at least 2"),
+    ({"policy": {"structuring": {"window_days": 0}}}, "policy.structuring.window_days: must be at least 1"),
+    ({"policy": {"structuring": {"band_fraction": "1.5"}}}, "policy.structuring.band_fraction: must be above 0 and at most 1, got 1.5"),
+    ({"policy": {"structuring": {"band_fraction": 0.9}}}, "policy.structuring.band_fraction: expected a string or an integer, got float"),
+    ({"policy": {"structuring": {"days": 7}}}, "unknown setting policy.structuring.days"),
+    ({"policy": {"duplicates": {"window_days": -1}}}, "policy.duplicates.window_days: must be at least 0"),
+    ({"policy": {"round_amounts": {"multiple": "0"}}}, "policy.round_amounts.multiple: must be above 0, got 0"),
+    ({"policy": {"round_amounts": {"multiple": "lots"}}}, "policy.round_amounts.multiple: not a decimal amount: 'lots'"),
+    ({"policy": {"rules": {"name": "x"}}}, "policy.rules: expected a list, got dict"),
+    ({"policy": {"rules": ["amount > 5"]}}, "[policy.rules[1]] must be a table"),
+    ({"policy": {"rules": [{"name": "Big One", "when": "amount > 5", "reason": "r"}]}},
+     "policy.rules[1].name: must be a short lower-case code like 'consulting_large' (a-z, 0-9, _), got 'Big One'"),
+    ({"policy": {"rules": [{"name": "large_amount", "when": "amount > 5", "reason": "r"}]}},
+     "policy.rules[1].name: 'large_amount' is the code of a built-in rule; choose another name"),
+    ({"policy": {"rules": [{"name": "a", "when": "amount > 5", "reason": "r"}, {"name": "a", "when": "amount > 6", "reason": "r"}]}},
+     "policy.rules[2].name: 'a' is used by two rules"),
+    ({"policy": {"rules": [{"name": "a", "when": " ", "reason": "r"}]}},
+     "policy.rules[1].when: must be a condition, e.g. \"amount > 5000 AND vendor LIKE '%Consult%'\""),
+    ({"policy": {"rules": [{"name": "a", "when": "amount > 5"}]}},
+     "policy.rules[1].reason: must say why the rule flags a transaction (it is shown to the approver)"),
+    ({"policy": {"rules": [{"name": "a", "when": "amount > 5", "reason": "r", "code": "x"}]}}, "unknown setting policy.rules[1].code"),
 ]
 
 
