@@ -71,16 +71,17 @@ def run(
 ) -> None:
     """Ingest, screen and record ledgers; email one approval request for what is flagged."""
     from .db import hold_lock, open_db
-    from .run import load_known_vendors, read_ledgers, run_audit
+    from .run import load_known_vendors, prepare_rules, read_ledgers, run_audit
 
     settings = _setup(config, db)
     _warn_sender_auth(settings)
     reviewer = settings.llm.describe()
+    rules = prepare_rules(settings)  # a bad rule is a config error before any file is read
     with hold_lock(settings.db, "run", wait=wait):
         ledgers = read_ledgers(settings, ledger)  # every file read in full before the database is touched
         load_known_vendors(settings)
         database = open_db(settings.db)
-        result = asyncio.run(run_audit(database, settings, ledgers, reviewer=reviewer))
+        result = asyncio.run(run_audit(database, settings, ledgers, reviewer=reviewer, rules=rules))
     for item in result.ledgers:
         note = "already imported, skipped" if item.already_imported else f"{item.new_rows} new"
         typer.echo(f"{item.name}: {item.rows} transactions ({note})")

@@ -26,7 +26,7 @@ from .outbox import FlushResult, flush_outbox, queue_message
 from .request import RequestItem, build_request_copies
 from .screen import Flag, PastPayment, Screening, normalize_vendor, screen_transactions, structuring_band
 
-__all__ = ["RunResult", "LedgerOutcome", "read_ledgers", "run_audit", "load_known_vendors", "ledger_format", "find_history"]
+__all__ = ["RunResult", "LedgerOutcome", "read_ledgers", "run_audit", "load_known_vendors", "ledger_format", "find_history", "prepare_rules"]
 
 CHUNK = 500
 
@@ -168,8 +168,31 @@ def read_ledgers(config: Config, ledger_paths: Sequence[str | Path]) -> list[Led
     return [read_ledger(p, fmt) for p in ledger_paths]
 
 
-async def run_audit(db, config: Config, ledgers: Sequence[Ledger], *, reviewer: str) -> RunResult:
-    """The whole nightly run over ledgers already read by `read_ledgers`."""
+def prepare_rules(config: Config) -> list:
+    """The policy file's own rules, checked and compiled (ConfigError naming a bad one).
+
+    Only a policy with rules of its own pays for importing the rule engine (polars).
+    """
+    if not config.policy.rules:
+        return []
+    from .rules import compile_rules
+
+    return compile_rules(config)
+
+
+def _user_flags(rules: Sequence, fresh: Sequence[Transaction]) -> dict[int, list[Flag]]:
+    if not rules or not fresh:
+        return {}
+    from .rules import evaluate_rules, rules_frame
+
+    return evaluate_rules(rules, rules_frame(fresh))
+
+
+async def run_audit(db, config: Config, ledgers: Sequence[Ledger], *, reviewer: str, rules: Sequence = ()) -> RunResult:
+    """The whole nightly run over ledgers already read by `read_ledgers`.
+
+    `rules` are the policy's own rules from `prepare_rules`.
+    """
     known = load_known_vendors(config)
     source = config.ledger.source
     result = RunResult(reviewer=reviewer)
@@ -188,6 +211,7 @@ async def run_audit(db, config: Config, ledgers: Sequence[Ledger], *, reviewer: 
         duplicates=policy.duplicates,
         round_amounts=policy.round_amounts,
         history=find_history(db.conn, policy, fresh),
+        user_flags=_user_flags(rules, fresh),
     )
     flagged = sorted((s for s in screenings if s.flagged), key=_rank)
     mode = config.policy.approval_mode
