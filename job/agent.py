@@ -12,6 +12,10 @@ Two conversations happen here:
 
 With `[llm] model` empty the agent runs on `OfflineModelConfig`, a deterministic model
 client that derives the same structured output from the rule results: no key, no network.
+Its notes depend only on which rules fired, so it is asked once per group of items with
+the same findings (one `agent.ask` for up to `OFFLINE_GROUPS` groups) instead of once per
+batch of items: a night with tens of thousands of flagged items costs one agent turn, not
+a thousand. A model is asked about every item, `batch_size` items per call.
 Importing this module imports ag2 (slow); callers import it only when a model is needed.
 """
 
@@ -63,6 +67,7 @@ __all__ = [
 
 AGENT_NAME = "finance_agent"
 NOTE_LIMIT = 400
+OFFLINE_GROUPS = 500  # groups of items with the same findings per offline agent turn
 
 SYSTEM_PROMPT = """\
 You are finance_agent, a careful reviewer of a company's daily ledger.
@@ -175,22 +180,30 @@ OFFLINE_ADVICE = {
     "large_amount": "Above the approval threshold: check the purchase order and who authorised it.",
     "vague_memo": "The memo does not say what was bought: ask for the invoice or supporting documents.",
     "unfamiliar_vendor": "First payment to this vendor: confirm it is onboarded and its bank details were verified.",
+    "structuring": "Several payments to this vendor just under the threshold within days: check whether one purchase was split to avoid approval.",
+    "duplicate_payment": "Same vendor and amount as an earlier payment: confirm it is not being paid twice (compare the invoices).",
+    "round_amount": "A round amount: ask for the invoice behind it.",
 }
 
 
 def _offline_review(prompt: str) -> dict[str, Any]:
-    """The review a careful clerk would write from the rule findings alone."""
+    """The review a careful clerk would write from the rule findings alone.
+
+    An entry may stand for `count` items with the same findings (see `review_flagged`).
+    """
     start = prompt.find("{")
     data = json.loads(prompt[start:]) if start >= 0 else {"items": []}
     items = []
     counts: dict[str, int] = {}
+    n = 0
     for item in data.get("items", []):
-        codes = [f["code"] for f in item.get("flags", [])]
-        for code in codes:
-            counts[code] = counts.get(code, 0) + 1
-        advice = [OFFLINE_ADVICE[c] for c in dict.fromkeys(codes) if c in OFFLINE_ADVICE]
+        flags = item.get("flags", [])
+        weight = int(item.get("count", 1))
+        n += weight
+        for code in [f["code"] for f in flags]:
+            counts[code] = counts.get(code, 0) + weight
+        advice = [OFFLINE_ADVICE.get(f["code"], f"{f['reason'].rstrip('.')}.") for f in {f["code"]: f for f in flags}.values()]
         items.append({"id": item["id"], "note": " ".join(advice) or "Flagged by a rule; check the details.", "concern": ""})
-    n = len(items)
     parts = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in sorted(counts.items()))
     return {"items": items, "summary": f"{n} flagged item{'s' if n != 1 else ''} reviewed ({parts})." if n else "Nothing to review."}
 
@@ -336,10 +349,12 @@ async def _review_batch(agent: Agent, batch: Sequence[ReviewItem], storage: Sqli
 
 async def review_flagged(items: Sequence[ReviewItem], settings: ModelSettings, db: Any) -> ReviewOutcome:
     """Review flagged items in batches; one model call per batch (plus a re-ask on bad output),
-    at most `settings.concurrency` in flight at once."""
+    at most `settings.concurrency` in flight at once. The offline reviewer is asked per group."""
     outcome = ReviewOutcome()
     if not items:
         return outcome
+    if settings.offline:
+        return await _review_offline_groups(items, settings, db)
     config = build_model_config(settings)
     storage = SqliteStorage(db)
     agent = Agent(AGENT_NAME, SYSTEM_PROMPT, config=config, response_schema=BatchReview)
@@ -368,6 +383,44 @@ async def review_flagged(items: Sequence[ReviewItem], settings: ModelSettings, d
             outcome.refused.append(problem)
             continue
         accept_review(review, batch, outcome)
+        if review.summary.strip():
+            summaries.append(_clean(review.summary, NOTE_LIMIT))
+    outcome.summary = " ".join(summaries)
+    return outcome
+
+
+async def _review_offline_groups(items: Sequence[ReviewItem], settings: ModelSettings, db: Any) -> ReviewOutcome:
+    """The offline reviewer's notes depend only on the findings: ask once per group of items
+    with the same rule codes, showing the group's first item, and give its note to them all."""
+    outcome = ReviewOutcome()
+    groups: dict[tuple[str, ...], list[ReviewItem]] = {}
+    for item in items:
+        groups.setdefault(tuple(code for code, _ in item.flags), []).append(item)
+    members = {f"group-{n}": group for n, group in enumerate(groups.values(), 1)}
+    agent = Agent(AGENT_NAME, SYSTEM_PROMPT, config=build_model_config(settings), response_schema=BatchReview)
+    storage = SqliteStorage(db)
+    names = list(members)
+    turns = [names[i : i + OFFLINE_GROUPS] for i in range(0, len(names), OFFLINE_GROUPS)]
+    summaries = []
+    for number, turn in enumerate(turns, 1):
+        entries = [{**members[name][0].as_prompt_dict(), "id": name, "count": len(members[name])} for name in turn]
+        prompt = (
+            f"Batch {number} of {len(turns)}. Each entry stands for `count` flagged transactions with the same rule findings; "
+            "the one shown is the largest. Write one note per entry.\n" + json.dumps({"items": entries}, ensure_ascii=False)
+        )
+        reply = await agent.ask(prompt, stream=MemoryStream(storage))
+        outcome.calls += 1
+        try:
+            review = await reply.content(retries=1)
+        except (ValidationError, ValueError) as exc:
+            outcome.refused.append(f"batch {number}: the reviewer's answer did not match the schema ({type(exc).__name__})")
+            continue
+        grouped = ReviewOutcome()
+        accept_review(review, [ReviewItem(name, "", "", "", "", "", ()) for name in turn], grouped)
+        outcome.refused.extend(grouped.refused)
+        for name, note in grouped.notes.items():
+            for item in members[name]:
+                outcome.notes[item.id] = note
         if review.summary.strip():
             summaries.append(_clean(review.summary, NOTE_LIMIT))
     outcome.summary = " ".join(summaries)

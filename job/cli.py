@@ -89,6 +89,8 @@ def run(
         f"run {result.run_id}: {result.new_transactions} new, {result.flagged} flagged, "
         f"{result.auto_approved} auto-approved, {result.held} held; reviewer: {result.reviewer}"
     )
+    if result.model_calls:
+        typer.echo(f"model usage: {_usage(result.model_calls, result.prompt_tokens, result.completion_tokens)}")
     for problem in result.refused:
         typer.echo(f"audit: warning: reviewer output refused: {problem}", err=True)
     if result.changed_in_later_export:
@@ -97,6 +99,10 @@ def run(
     if result.request_id:
         typer.echo(f"request {result.request_id} queued for {', '.join(result.recipients)}")
     _report_sending(result.sent, settings, database)
+
+
+def _usage(calls: int, prompt: int, completion: int) -> str:
+    return f"{calls} call(s), {prompt + completion} tokens ({prompt} prompt, {completion} completion)"
 
 
 def _warn_sender_auth(settings) -> None:
@@ -208,6 +214,7 @@ def status(
             f"last run: {last['run_id']} at {last['started_at']}: {last['new_transactions']} new, {last['flagged']} flagged, "
             f"{last['auto_approved']} auto-approved, {last['held']} held ({last['reviewer']})"
         )
+        typer.echo(f"  model usage: {_usage(last['model_calls'], last['prompt_tokens'], last['completion_tokens'])}")
     else:
         typer.echo("last run: none")
     typer.echo(f"pending items: {info['pending_items']}")

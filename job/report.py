@@ -129,11 +129,13 @@ def collect_status(db) -> dict:
         pending = db.conn.execute("SELECT COUNT(*) FROM transactions WHERE request_id = ? AND status = 'pending'", (rid,)).fetchone()[0]
         requests.append({"request_id": rid, "created_at": created, "age": _age(created), "items": items, "pending": pending, "subject": subject})
     last = db.conn.execute(
-        "SELECT id, started_at, finished_at, reviewer, new_transactions, flagged, auto_approved, held, request_id FROM runs ORDER BY id DESC LIMIT 1"
+        "SELECT id, started_at, finished_at, reviewer, new_transactions, flagged, auto_approved, held, request_id,"
+        " model_calls, prompt_tokens, completion_tokens FROM runs ORDER BY id DESC LIMIT 1"
     ).fetchone()
     last_run = None
     if last:
-        keys = ("run_id", "started_at", "finished_at", "reviewer", "new_transactions", "flagged", "auto_approved", "held", "request_id")
+        keys = ("run_id", "started_at", "finished_at", "reviewer", "new_transactions", "flagged", "auto_approved", "held", "request_id",
+                "model_calls", "prompt_tokens", "completion_tokens")
         last_run = dict(zip(keys, last))
     return {
         "open_requests": requests,

@@ -50,6 +50,9 @@ class RunResult:
     held: int = 0
     changed_in_later_export: list[str] = field(default_factory=list)
     request_id: str | None = None
+    model_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
     recipients: tuple[str, ...] = ()
     refused: list[str] = field(default_factory=list)
     sent: FlushResult | None = None
@@ -228,6 +231,8 @@ async def run_audit(db, config: Config, ledgers: Sequence[Ledger], *, reviewer: 
         notes, concerns, review_summary = outcome.notes, outcome.concerns, outcome.summary
         result.refused = outcome.refused
         usage = (outcome.calls, outcome.prompt_tokens, outcome.completion_tokens)
+        if not config.llm.offline:
+            result.model_calls, result.prompt_tokens, result.completion_tokens = usage
 
     flags_by_id: dict[str, tuple[Flag, ...]] = {}
     for s in screenings:
@@ -305,6 +310,7 @@ async def run_audit(db, config: Config, ledgers: Sequence[Ledger], *, reviewer: 
             "skipped": [o.name for o in result.ledgers if o.already_imported],
             "new_transactions": len(fresh), "flagged": len(flagged), "auto_approved": len(fresh) - len(flagged),
             "held": result.held, "request_id": request_id,
+            "model_calls": usage[0], "prompt_tokens": usage[1], "completion_tokens": usage[2],
         })
         if request_id:
             await _record_request(conn, db, config, request_id, run_id, flagged, flags_by_id, notes, review_summary, result, chosen)
