@@ -210,7 +210,11 @@ def _offline_review(prompt: str) -> dict[str, Any]:
 
 def _offline_summary(decisions_text: str) -> str:
     counts: dict[str, int] = {}
-    for match in re.finditer(r"^- item \d+ .*?: (approved|rejected|held|signed_off)\b", decisions_text, re.M):
+    totals = re.search(r"^Totals: (.+)$", decisions_text, re.M)
+    if totals:  # a long list is cut short; the totals line counts every decision
+        for number, word in re.findall(r"(\d+) (approved|rejected|held|signed_off)\b", totals.group(1)):
+            counts[word] = int(number)
+    for match in [] if totals else re.finditer(r"^- item \d+ .*?: (approved|rejected|held|signed_off)\b", decisions_text, re.M):
         counts[match.group(1)] = counts.get(match.group(1), 0) + 1
     if not counts:
         return "The approver's replies were recorded; no item decisions were listed."

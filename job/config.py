@@ -24,6 +24,7 @@ __all__ = [
     "DuplicateRule",
     "RoundAmountRule",
     "UserRule",
+    "RequestSettings",
     "BUILTIN_CODES",
     "MailSettings",
     "ServerSettings",
@@ -174,6 +175,11 @@ class LedgerSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RequestSettings:
+    max_listed: int = 50  # items shown in an email; every item is in the attached CSV when there are more
+
+
+@dataclass(frozen=True, slots=True)
 class SenderAuth:
     authserv_ids: tuple[str, ...] = ()
 
@@ -198,6 +204,7 @@ class Config:
     llm: ModelSettings = field(default_factory=ModelSettings)
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
     sender_auth: SenderAuth = field(default_factory=SenderAuth)
+    request: RequestSettings = field(default_factory=RequestSettings)
 
 
 def find_config_path(explicit: str | os.PathLike | None) -> Path | None:
@@ -414,8 +421,13 @@ def build_config(data: dict[str, Any], *, base: Path, where: str) -> Config:
     auth_t = top.table("sender_auth")
     sender_auth = SenderAuth(authserv_ids=tuple(a.strip().lower() for a in auth_t.strings("authserv_ids", ()) if a.strip()))
     auth_t.finish()
+    req_t = top.table("request")
+    request = RequestSettings(max_listed=req_t.integer("max_listed", 50, minimum=1, maximum=10_000))
+    req_t.finish()
     top.finish()
-    return Config(db=db, policy=policy, approvers=approvers, mail=mail, llm=llm, ledger=ledger, sender_auth=sender_auth)
+    return Config(
+        db=db, policy=policy, approvers=approvers, mail=mail, llm=llm, ledger=ledger, sender_auth=sender_auth, request=request
+    )
 
 
 def _read_structuring(sec: _Section) -> StructuringRule:
@@ -587,6 +599,12 @@ batch_size = 25                      # flagged items per model call; only flagge
 concurrency = 2                      # model calls in flight at once
 timeout = 60                         # seconds per model call
 max_retries = 2                      # retries on 429 and 5xx, with growing pauses (Retry-After is honoured)
+
+[request]
+max_listed = 50                      # the request email lists the most important items (most rule findings, then
+                                     # largest amount) up to this many; when there are more, every item, numbered,
+                                     # is in the attached CSV, and replies may use any number or id from it.
+                                     # Confirmations list at most this many decisions and pending items too.
 
 [sender_auth]
 authserv_ids = []                    # e.g. ["mx.example.com"]: trust only the topmost Authentication-Results

@@ -34,6 +34,7 @@ __all__ = [
     "sanitize_header",
     "sanitize_text",
     "compose",
+    "safe_filename",
     "render",
     "Inbound",
     "read_inbound",
@@ -139,8 +140,12 @@ def compose(
     references: Iterable[str] = (),
     extra_headers: Mapping[str, str] | None = None,
     date: str | None = None,
+    attachments: Sequence[tuple[str, str]] = (),
 ) -> EmailMessage:
-    """A complete RFC 5322 message, as SMTP would send it, marked as automatic mail."""
+    """A complete RFC 5322 message, as SMTP would send it, marked as automatic mail.
+
+    `attachments` are (file name, CSV text), sent as UTF-8; names go through `safe_filename`.
+    """
     msg = EmailMessage(policy=email.policy.SMTP)
     msg["From"] = sender
     msg["To"] = ", ".join(to)
@@ -161,7 +166,18 @@ def compose(
     msg.set_content(plain, charset="utf-8", cte="quoted-printable")
     if html is not None:
         msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+    for filename, data in attachments:
+        msg.add_attachment(data, subtype="csv", charset="utf-8", cte="base64", filename=safe_filename(filename))
     return msg
+
+
+def safe_filename(name: str, limit: int = 80) -> str:
+    """A file name any mail client and file system takes: ASCII letters, digits, '.', '-', '_'."""
+    stem, dot, ext = name.rpartition(".") if "." in name else (name, "", "")
+    clean = re.sub(r"[^A-Za-z0-9_-]+", "-", unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()).strip("-_.")
+    ext = re.sub(r"[^A-Za-z0-9]+", "", ext)[:8]
+    clean = (clean or "attachment")[: limit - len(ext) - 1]
+    return f"{clean}.{ext}" if dot and ext else clean
 
 
 @dataclass(frozen=True, slots=True)

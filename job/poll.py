@@ -28,6 +28,8 @@ from .transport import Received, open_inbox
 
 __all__ = ["PollResult", "poll_replies", "process_message"]
 
+HUMAN_INPUT_DECISIONS = 200  # decisions listed for the agent's run summary; the rest are counted
+
 
 @dataclass(slots=True)
 class PollResult:
@@ -164,9 +166,14 @@ def _judge(conn, config: Config, inbound: Inbound) -> tuple[Outcome, str | None,
     if plan.decisions and pending == 0:
         conn.execute("UPDATE requests SET status = 'closed', closed_at = ? WHERE id = ?", (now_utc(), request_id))
         closed = request_id
-    by_no = {i.no: i for i in items}
-    recorded = [_decision_view(conn, d.item.pk if d.item else None, d.decision, d.reason, d.item.no if d.item else 0) for d in plan.decisions]
-    _answer(conn, config, inbound, sender, request_id, token, problems=problems, show_grammar=not plan.decisions, recorded=recorded)
+    limit = config.request.max_listed
+    recorded = [_decision_view(conn, d.item.pk if d.item else None, d.decision, d.reason, d.item.no if d.item else 0)
+                for d in plan.decisions[:limit]]
+    counts: dict[str, int] = {}
+    for d in plan.decisions:
+        counts[d.decision] = counts.get(d.decision, 0) + 1
+    _answer(conn, config, inbound, sender, request_id, token, problems=problems, show_grammar=not plan.decisions, recorded=recorded,
+            recorded_total=len(plan.decisions), recorded_counts=counts)
     if plan.decisions:
         detail = f"{len(plan.decisions)} decision(s) recorded" + (f"; {len(problems)} problem(s)" if problems else "")
         return Outcome("processed", detail, len(plan.decisions), closed), request_id, new_text
@@ -196,22 +203,33 @@ def _decision_view(conn, pk: int | None, decision: str, reason: str, no: int) ->
 
 
 def _answer(conn, config: Config, inbound: Inbound, to: str, request_id: str | None, token: str | None, *,
-            problems: Sequence[str], show_grammar: bool, recorded: list[dict]) -> None:
-    """Queue the confirmation (or refusal) in the same thread as the approver's message."""
+            problems: Sequence[str], show_grammar: bool, recorded: list[dict], recorded_total: int | None = None,
+            recorded_counts: dict[str, int] | None = None) -> None:
+    """Queue the confirmation (or refusal) in the same thread as the approver's message.
+
+    It lists at most `request.max_listed` decisions and pending items, with their totals.
+    """
+    limit = config.request.max_listed
     pending = []
+    pending_total = 0
     subject = "Ledger audit"
     if request_id:
         subject = conn.execute("SELECT subject FROM requests WHERE id = ?", (request_id,)).fetchone()[0] or subject
+        pending_total = conn.execute(
+            "SELECT COUNT(*) FROM transactions WHERE request_id = ? AND status = 'pending'", (request_id,)).fetchone()[0]
         for no, txn_id, vendor, amount, currency in conn.execute(
             "SELECT item_no, txn_id, vendor, amount_minor, currency FROM transactions WHERE request_id = ? AND status = 'pending'"
-            " ORDER BY item_no", (request_id,)):
+            " ORDER BY item_no LIMIT ?", (request_id, limit)):
             pending.append({"no": no, "id": sanitize_text(txn_id, 60), "vendor": sanitize_text(vendor, 80),
                             "amount": format_amount_display(amount, currency), "currency": currency})
+    recorded_total = len(recorded) if recorded_total is None else recorded_total
     heading = ("Recorded: " if recorded else "Could not understand your reply: " if show_grammar else "Not recorded: ") + subject
+    totals = ", ".join(f"{n:,} {word.replace('_', ' ')}" for word, n in sorted((recorded_counts or {}).items()))
     plain, html = render(
         "confirmation", heading=heading, recorded=recorded, problems=[sanitize_text(p, 300) for p in problems],
         pending=pending, show_grammar=show_grammar, request_id=request_id or "-", received_at=now_utc(),
-        head=head_hash(conn),
+        head=head_hash(conn), recorded_more=recorded_total - len(recorded), recorded_totals=totals,
+        pending_total=pending_total, pending_more=pending_total - len(pending),
     )
     domain = config.mail.from_address.rpartition("@")[2]
     kind = "confirmation" if recorded else "refusal"
@@ -255,8 +273,17 @@ def _human_input(db, request_id: str) -> str:
         (request_id,)):
         lines.append(f"[{created}] {sender}: {sanitize_text(text, 2000)}")
     lines.append("Decisions recorded:")
+    counts: dict[str, int] = {}
+    listed = 0
     for no, txn_id, decision, reason, approver in db.conn.execute(
         "SELECT d.item_no, COALESCE(t.txn_id, 'run'), d.decision, d.reason, d.approver FROM decisions d"
         " LEFT JOIN transactions t ON t.id = d.transaction_id WHERE d.request_id = ? ORDER BY d.id", (request_id,)):
-        lines.append(f"- item {no or 0} {txn_id}: {decision} by {approver}" + (f" ({sanitize_text(reason, 300)})" if reason else ""))
+        counts[decision] = counts.get(decision, 0) + 1
+        if listed < HUMAN_INPUT_DECISIONS:  # the model reads a bounded list, whatever the request's size
+            listed += 1
+            lines.append(f"- item {no or 0} {txn_id}: {decision} by {approver}" + (f" ({sanitize_text(reason, 300)})" if reason else ""))
+    total = sum(counts.values())
+    if total > listed:
+        lines.append(f"- ... and {total - listed} more decisions, not listed")
+        lines.append("Totals: " + ", ".join(f"{n} {word}" for word, n in sorted(counts.items())))
     return "\n".join(lines)

@@ -31,7 +31,7 @@ __all__ = ["Action", "Command", "ParsedReply", "extract_new_text", "parse_comman
 
 Action = Literal["approve", "reject", "hold"]
 
-MAX_RANGE = 10_000  # more rows than this in one range is a typo, not a request
+MAX_RANGE = 10_000  # a longer range than this (or than the request has rows) is a typo
 MAX_QUOTED_LINE = 80  # longer lines are shortened when quoted in a problem
 
 # Strong words are commands on their own; weak words ("ok", "no") are also prose, so they
@@ -407,7 +407,7 @@ def read_rows(token: str, row_count: int) -> tuple[list[str], str]:
         start, end = read_number(match.group(1)), read_number(match.group(2))
         if start > end:
             return [], f"the range {shorten(token, 40)} runs backwards"
-        if end - start >= MAX_RANGE:
+        if end - start >= max(MAX_RANGE, row_count):  # a range inside the request is never too large
             return [], f"the range {shorten(token, 40)} is too large"
     else:
         return [], ""

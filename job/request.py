@@ -4,17 +4,27 @@ Pure composition over data the caller gives it; `run` records the result and `ou
 sends it. Each approver gets their own copy with their own reply token, carried in the
 `Reply-To` plus-address and in our `Message-ID` (so `In-Reply-To`/`References` carry it
 for servers without plus-addressing). Only a hash of each token is stored.
+
+However many items are flagged it is one email: the body lists the first `max_listed`
+items (the caller ranks them by risk, then amount) and, when there are more, every item
+is in an attached CSV with its number, so "approve 51-400" or an id from the file works.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import PurePath
 
-from .ingest import format_amount_display
-from .message import compose, hash_token, message_id_for, new_token, render, reply_address_for, sanitize_text
+from .ingest import format_amount, format_amount_display
+from .message import compose, hash_token, message_id_for, new_token, render, reply_address_for, safe_filename, sanitize_text
 
-__all__ = ["RequestItem", "ApproverCopy", "build_request_copies", "item_view"]
+__all__ = ["RequestItem", "ApproverCopy", "build_request_copies", "item_view", "flagged_items_csv", "attachment_name"]
+
+CSV_FIELDS = ("no", "id", "date", "vendor", "amount", "currency", "memo", "reasons", "note")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # spreadsheets run cells that start like this
 
 MEMO_LIMIT = 200
 VENDOR_LIMIT = 80
@@ -62,7 +72,33 @@ def request_subject(items: Sequence[RequestItem], run_id: int) -> str:
     if not items:
         return f"Ledger audit run {run_id}: nothing flagged, sign-off requested"
     n = len(items)
-    return f"Ledger audit run {run_id}: {n} transaction{'s' if n != 1 else ''} need{'s' if n == 1 else ''} your approval"
+    return f"Ledger audit run {run_id}: {n:,} transaction{'s' if n != 1 else ''} need{'s' if n == 1 else ''} your approval"
+
+
+def _cell(text: str) -> str:
+    """Ledger text for a spreadsheet cell: flattened, and never read as a formula."""
+    flat = sanitize_text(text)
+    return "'" + flat if flat.startswith(FORMULA_START) else flat
+
+
+def flagged_items_csv(items: Sequence[RequestItem]) -> str:
+    """Every item, numbered as in replies, with exact amounts; a BOM first, so spreadsheets read UTF-8."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_FIELDS)
+    for item in items:
+        writer.writerow((
+            item.no, item.txn_id, item.date, _cell(item.vendor), format_amount(item.amount_minor, item.currency), item.currency,
+            _cell(item.memo), _cell("; ".join(item.reasons)), _cell(item.note),
+        ))
+    return "\ufeff" + out.getvalue()
+
+
+def attachment_name(ledger_names: Sequence[str], run_id: int) -> str:
+    """flagged-items-<ledger>.csv for one ledger, flagged-items-run-<id>.csv for several."""
+    if len(ledger_names) == 1:
+        return safe_filename(f"flagged-items-{PurePath(ledger_names[0]).stem}.csv")
+    return f"flagged-items-run-{run_id}.csv"
 
 
 def build_request_copies(
@@ -77,10 +113,13 @@ def build_request_copies(
     summary: str,
     from_address: str,
     reply_address: str,
+    max_listed: int = 50,
 ) -> list[ApproverCopy]:
-    """One message per approver, each with a fresh token."""
+    """One message per approver, each with a fresh token; items beyond `max_listed` are in a CSV."""
     subject = request_subject(items, run_id)
-    views = [item_view(i) for i in items]
+    views = [item_view(i) for i in items[:max_listed]]
+    more = len(items) - len(views)
+    attachments = [(attachment_name(ledger_names, run_id), flagged_items_csv(items))] if more > 0 else []
     domain = from_address.rpartition("@")[2]
     names = ", ".join(sanitize_text(n, 120) for n in ledger_names) or "no new ledger"
     copies = []
@@ -93,6 +132,9 @@ def build_request_copies(
             run_id=run_id,
             request_id=request_id,
             items=views,
+            total=len(items),
+            more=more,
+            attachment=attachments[0][0] if attachments else "",
             auto_approved=auto_approved,
             ledger_names=names,
             reviewer=reviewer,
@@ -107,6 +149,7 @@ def build_request_copies(
             message_id=message_id,
             reply_to=reply_address_for(reply_address, token),
             extra_headers={"X-Audit-Request": request_id},
+            attachments=attachments,
         )
         copies.append(ApproverCopy(approver, hash_token(token), message_id, subject, plain, msg.as_bytes()))
     return copies

@@ -9,6 +9,7 @@ outbox. Re-running on the same files records nothing new and sends nothing.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import uuid
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .auditlog import append_event
+from .auditlog import append_event, canonical
 from .config import Config, Policy
 from .db import now_utc, transaction
 from .errors import ConfigError
@@ -319,6 +320,19 @@ async def run_audit(db, config: Config, ledgers: Sequence[Ledger], *, reviewer: 
     return result
 
 
+EVENT_ITEMS_LIMIT = 1000
+
+
+def request_items_detail(items: Sequence[RequestItem]) -> dict:
+    """Which items a request holds, for its audit event: the list itself when it is short,
+    else how many and the SHA-256 of the canonical list, which anyone can recompute from
+    `transactions` (request_id, item_no, txn_id) to check it."""
+    pairs = [[i.no, i.txn_id] for i in items]
+    if len(pairs) <= EVENT_ITEMS_LIMIT:
+        return {"items": pairs}
+    return {"item_count": len(pairs), "items_sha256": hashlib.sha256(canonical(pairs).encode("utf-8")).hexdigest()}
+
+
 def _review_item(s: Screening):
     from .agent import ReviewItem
 
@@ -344,6 +358,7 @@ async def _record_request(conn, db, config: Config, request_id, run_id, flagged,
         auto_approved=result.new_transactions - len(flagged), ledger_names=[l.name for l, _ in chosen],
         reviewer=result.reviewer, summary=review_summary,
         from_address=config.mail.from_address, reply_address=config.mail.reply_address,
+        max_listed=config.request.max_listed,
     )
     for copy in copies:
         conn.execute("INSERT INTO request_tokens (token_hash, request_id, approver) VALUES (?,?,?)", (copy.token_hash, request_id, copy.approver.lower()))
@@ -352,7 +367,7 @@ async def _record_request(conn, db, config: Config, request_id, run_id, flagged,
             recipients=[copy.approver], subject=copy.subject, raw=copy.raw,
         )
     append_event(conn, "request", request_id=request_id, detail={
-        "run_id": run_id, "items": [[i.no, i.txn_id] for i in items], "approvers": [c.approver for c in copies],
+        "run_id": run_id, **request_items_detail(items), "approvers": [c.approver for c in copies],
         "message_ids": [c.message_id for c in copies],
     })
     question = copies[0].plain

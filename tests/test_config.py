@@ -56,6 +56,7 @@ def test_defaults_are_the_documented_ones() -> None:
     assert (policy.duplicates.enabled, policy.duplicates.window_days) == (True, 3)
     assert (policy.round_amounts.enabled, policy.round_amounts.multiple) == (False, Decimal("1000"))
     assert policy.rules == ()
+    assert config.request.max_listed == 50
     ledger = config.ledger
     assert (ledger.source, ledger.default_currency, ledger.date_formats) == ("ledger", "USD", ("%Y-%m-%d",))
     assert (ledger.decimal_separator, ledger.thousands_separator, ledger.columns) == (".", ",", {})
@@ -78,7 +79,7 @@ def test_settings_objects_default_to_the_same_values() -> None:
 
 def test_default_config_text_shows_every_top_level_section() -> None:
     data = tomllib.loads(DEFAULT_CONFIG_TEXT)
-    assert set(data) == {"db", "policy", "approvers", "ledger", "mail", "llm", "sender_auth"}
+    assert set(data) == {"db", "policy", "approvers", "ledger", "mail", "llm", "sender_auth", "request"}
     assert set(data["mail"]) >= {"smtp", "imap"}
     assert set(data["policy"]) >= {"structuring", "duplicates", "round_amounts"}
 
@@ -233,6 +234,9 @@ ERRORS = [
     ({"llm": {"concurrency": 500}}, "llm.concurrency: must be at most 32"),
     ({"llm": {"concurrency": "2"}}, "llm.concurrency: expected an integer, got str"),
     ({"llm": {"max_retries": -1}}, "llm.max_retries: must be at least 0"),
+    ({"request": {"max_listed": 0}}, "request.max_listed: must be at least 1"),
+    ({"request": {"max_listed": 20_000}}, "request.max_listed: must be at most 10000"),
+    ({"request": {"max_items": 5}}, "unknown setting request.max_items"),
     ({"policy": {"structuring": {"enabled": "no"}}}, "policy.structuring.enabled: expected true or false, got str"),
     ({"policy": {"structuring": {"min_payments": 1}}}, "policy.structuring.min_payments: must be at least 2"),
     ({"policy": {"structuring": {"window_days": 0}}}, "policy.structuring.window_days: must be at least 1"),
