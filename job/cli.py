@@ -144,10 +144,17 @@ def poll(
             result = asyncio.run(poll_replies(database, settings))
             typer.echo(
                 f"poll: {result.fetched} message(s): {result.processed} processed, {result.refused} refused, "
-                f"{result.ignored} ignored, {result.duplicates} already seen; {result.decisions} decision(s) recorded"
+                f"{result.ignored} ignored, {result.duplicates} already seen, {result.failed} failed; "
+                f"{result.decisions} decision(s) recorded"
             )
+            chased = result.chased
+            for request_id in chased.reminded if chased else ():
+                typer.echo(f"request {request_id}: reminder sent")
+            for request_id in chased.escalated if chased else ():
+                typer.echo(f"request {request_id}: escalated to {', '.join(settings.reminders.escalation_addresses)}")
             for request_id in result.closed_requests:
-                typer.echo(f"request {request_id} closed: every item decided")
+                expired = chased is not None and request_id in chased.expired
+                typer.echo(f"request {request_id} closed: " + ("pending items expired" if expired else "every item decided"))
             for warning in result.warnings:
                 typer.echo(f"audit: warning: {warning}", err=True)
             _report_sending(result.sent, settings, database)

@@ -8,7 +8,7 @@ for servers without plus-addressing). Only a hash of each token is stored.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .ingest import format_amount_display
@@ -77,9 +77,16 @@ def build_request_copies(
     summary: str,
     from_address: str,
     reply_address: str,
+    notice: str = "",
+    subject: str | None = None,
+    thread: Callable[[str], Sequence[str]] | None = None,
 ) -> list[ApproverCopy]:
-    """One message per approver, each with a fresh token."""
-    subject = request_subject(items, run_id)
+    """One message per approver, each with a fresh token.
+
+    `notice` heads a reminder or escalation; `thread(approver)` names the Message-IDs the
+    copy follows up, so mail clients keep it in the approver's original thread.
+    """
+    subject = sanitize_text(subject, 200) if subject else request_subject(items, run_id)
     views = [item_view(i) for i in items]
     domain = from_address.rpartition("@")[2]
     names = ", ".join(sanitize_text(n, 120) for n in ledger_names) or "no new ledger"
@@ -97,7 +104,9 @@ def build_request_copies(
             ledger_names=names,
             reviewer=reviewer,
             summary=sanitize_text(summary, 1000),
+            notice=sanitize_text(notice, 500),
         )
+        follows = list(thread(approver)) if thread else []
         msg = compose(
             sender=from_address,
             to=[approver],
@@ -106,6 +115,8 @@ def build_request_copies(
             html=html,
             message_id=message_id,
             reply_to=reply_address_for(reply_address, token),
+            in_reply_to=follows[-1] if follows else None,
+            references=follows,
             extra_headers={"X-Audit-Request": request_id},
         )
         copies.append(ApproverCopy(approver, hash_token(token), message_id, subject, plain, msg.as_bytes()))
