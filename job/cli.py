@@ -14,7 +14,7 @@ from typing import Optional
 
 import typer
 
-from .errors import EXIT_CODES_HELP, EXIT_INTERNAL, EXIT_TAMPERED, EXIT_UNSENT, AuditError, ConfigError
+from .errors import EXIT_CODES_HELP, EXIT_INTERNAL, EXIT_TAMPERED, EXIT_UNSENT, AuditError, ConfigError, MailError, ModelError
 
 app = typer.Typer(
     name="audit",
@@ -134,33 +134,44 @@ def poll(
 ) -> None:
     """Read approvers' replies, record their decisions, and confirm back."""
     from .db import hold_lock, open_db
-    from .poll import poll_replies
 
     settings = _setup(config, db)
     _warn_sender_auth(settings)
     with hold_lock(settings.db, "poll", wait=wait):
         database = open_db(settings.db)
-        while True:
-            result = asyncio.run(poll_replies(database, settings))
-            typer.echo(
-                f"poll: {result.fetched} message(s): {result.processed} processed, {result.refused} refused, "
-                f"{result.ignored} ignored, {result.duplicates} already seen, {result.failed} failed; "
-                f"{result.decisions} decision(s) recorded"
-            )
-            chased = result.chased
-            for request_id in chased.reminded if chased else ():
-                typer.echo(f"request {request_id}: reminder sent")
-            for request_id in chased.escalated if chased else ():
-                typer.echo(f"request {request_id}: escalated to {', '.join(settings.reminders.escalation_addresses)}")
-            for request_id in result.closed_requests:
-                expired = chased is not None and request_id in chased.expired
-                typer.echo(f"request {request_id} closed: " + ("pending items expired" if expired else "every item decided"))
-            for warning in result.warnings:
-                typer.echo(f"audit: warning: {warning}", err=True)
-            _report_sending(result.sent, settings, database)
-            if once:
-                return
+        if once:
+            _poll_once(database, settings)
+            return
+        while True:  # a long-running poller: report a failed round and carry on
+            try:
+                _poll_once(database, settings)
+            except typer.Exit:
+                pass
+            except (MailError, ModelError) as exc:
+                typer.echo(f"audit: error: {exc}; retrying in {interval:g}s", err=True)
             time.sleep(interval)
+
+
+def _poll_once(database, settings) -> None:
+    from .poll import poll_replies
+
+    result = asyncio.run(poll_replies(database, settings))
+    typer.echo(
+        f"poll: {result.fetched} message(s): {result.processed} processed, {result.refused} refused, "
+        f"{result.ignored} ignored, {result.duplicates} already seen, {result.failed} failed; "
+        f"{result.decisions} decision(s) recorded"
+    )
+    chased = result.chased
+    for request_id in chased.reminded if chased else ():
+        typer.echo(f"request {request_id}: reminder sent")
+    for request_id in chased.escalated if chased else ():
+        typer.echo(f"request {request_id}: escalated to {', '.join(settings.reminders.escalation_addresses)}")
+    for request_id in result.closed_requests:
+        expired = chased is not None and request_id in chased.expired
+        typer.echo(f"request {request_id} closed: " + ("pending items expired" if expired else "every item decided"))
+    for warning in result.warnings:
+        typer.echo(f"audit: warning: {warning}", err=True)
+    _report_sending(result.sent, settings, database)
 
 
 @app.command()

@@ -103,6 +103,7 @@ def write_report_file(db, out: Path, fmt: str, *, since: str | None = None, unti
         manifest_tmp.write_text(json.dumps({
             "report": out.name, "format": fmt, "rows": count, "sha256": digest, "since": since, "until": until,
             "generated_at": now_utc(), "audit_log_head": head_hash(db.conn),
+            "reviewers": [r for (r,) in db.conn.execute("SELECT DISTINCT reviewer FROM runs ORDER BY reviewer")],
         }, indent=2) + "\n", encoding="utf-8")
         tmp.replace(out)  # never leave half a report behind
         manifest_tmp.replace(manifest)
