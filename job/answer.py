@@ -20,11 +20,14 @@ from .request import RequestItem, build_request_copies
 __all__ = ["queue_answer", "queue_request_copies", "pending_views", "decision_view", "pending_request_items"]
 
 
-def pending_views(conn, request_id: str) -> list[dict]:
+PENDING_LISTED = 20  # an answer lists this many pending items, then says how many more
+
+
+def pending_views(conn, request_id: str, limit: int | None = None) -> list[dict]:
     views = []
     for no, txn_id, vendor, amount, currency in conn.execute(
         "SELECT item_no, txn_id, vendor, amount_minor, currency FROM transactions WHERE request_id = ? AND status = 'pending'"
-        " ORDER BY item_no", (request_id,)):
+        " ORDER BY item_no LIMIT ?", (request_id, -1 if limit is None else limit)):
         views.append({"no": no, "id": sanitize_text(txn_id, 60), "vendor": sanitize_text(vendor, 80),
                       "amount": format_amount_display(amount, currency), "currency": currency})
     return views
@@ -46,15 +49,18 @@ def queue_answer(conn, config: Config, inbound: Inbound | None, to: str, request
     """Queue a confirmation (or refusal) in the thread of `inbound`; return its plain text."""
     subject = "Ledger audit"
     pending: list[dict] = []
+    pending_count = 0
     if request_id:
         subject = conn.execute("SELECT subject FROM requests WHERE id = ?", (request_id,)).fetchone()[0] or subject
-        pending = pending_views(conn, request_id)
+        pending = pending_views(conn, request_id, PENDING_LISTED)
+        pending_count = conn.execute(
+            "SELECT COUNT(*) FROM transactions WHERE request_id = ? AND status = 'pending'", (request_id,)).fetchone()[0]
     if heading_prefix is None:
         heading_prefix = "Recorded: " if recorded else "Could not understand your reply: " if show_grammar else "Not recorded: "
     heading = heading_prefix + subject
     plain, html = render(
         "confirmation", heading=heading, recorded=recorded, problems=[sanitize_text(p, 300) for p in problems],
-        pending=pending, show_grammar=show_grammar, request_id=request_id or "-", received_at=now_utc(),
+        pending=pending, pending_count=pending_count, show_grammar=show_grammar, request_id=request_id or "-", received_at=now_utc(),
         head=head_hash(conn),
     )
     domain = config.mail.from_address.rpartition("@")[2]

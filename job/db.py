@@ -238,6 +238,10 @@ MIGRATIONS: list[str] = [
         moved_to TEXT
     );
     """,
+    # 4: look up decisions by transaction (every reply reads its request's items)
+    """
+    CREATE INDEX decisions_transaction ON decisions(transaction_id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

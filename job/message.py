@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import base64
 import email
+import email.charset
+import email.generator
+import email.header
 import email.policy
 import email.utils
 import hashlib
+import io
 import re
 import secrets
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -126,6 +131,31 @@ def render(name: str, **values: Any) -> tuple[str, str]:
     return env.get_template(f"{name}.txt.j2").render(**values), env.get_template(f"{name}.html.j2").render(**values)
 
 
+class Composed:
+    """An outgoing message: its Message-ID, its subject and its bytes as SMTP sends them."""
+
+    __slots__ = ("headers", "raw")
+
+    def __init__(self, headers: dict[str, str], raw: bytes) -> None:
+        self.headers = headers
+        self.raw = raw
+
+    def __getitem__(self, name: str) -> str:
+        return self.headers[name]
+
+    def as_bytes(self) -> bytes:
+        return self.raw
+
+
+_UTF8_QP = email.charset.Charset("utf-8")
+_UTF8_QP.body_encoding = email.charset.QP
+_SMTP_BYTES = email.policy.compat32.clone(linesep="\r\n", max_line_length=78)
+
+
+def _text_part(text: str, subtype: str) -> MIMEText:
+    return MIMEText(text, subtype, _UTF8_QP)
+
+
 def compose(
     *,
     sender: str,
@@ -139,29 +169,43 @@ def compose(
     references: Iterable[str] = (),
     extra_headers: Mapping[str, str] | None = None,
     date: str | None = None,
-) -> EmailMessage:
-    """A complete RFC 5322 message, as SMTP would send it, marked as automatic mail."""
-    msg = EmailMessage(policy=email.policy.SMTP)
-    msg["From"] = sender
-    msg["To"] = ", ".join(to)
-    msg["Subject"] = sanitize_header(subject)
-    msg["Date"] = date or email.utils.formatdate(localtime=False, usegmt=True)
-    msg["Message-ID"] = message_id
+) -> Composed:
+    """A complete RFC 5322 message, as SMTP would send it, marked as automatic mail.
+
+    Every header value is sanitized to one line; a non-ASCII subject is RFC 2047-encoded.
+    """
+    headers: dict[str, str] = {
+        "From": sanitize_header(sender),
+        "To": sanitize_header(", ".join(to), 2000),
+        "Subject": sanitize_header(subject),
+        "Date": date or email.utils.formatdate(localtime=False, usegmt=True),
+        "Message-ID": sanitize_header(message_id),
+    }
     if reply_to:
-        msg["Reply-To"] = reply_to
+        headers["Reply-To"] = sanitize_header(reply_to)
     if in_reply_to:
-        msg["In-Reply-To"] = in_reply_to
-    refs = [r for r in references if r]
+        headers["In-Reply-To"] = sanitize_header(in_reply_to, 1000)
+    refs = [sanitize_header(r, 1000) for r in references if r]
     if refs:
-        msg["References"] = " ".join(refs[-20:])
-    msg["Auto-Submitted"] = "auto-generated"
-    msg["X-Auto-Response-Suppress"] = "All"
+        headers["References"] = " ".join(refs[-20:])
+    headers["Auto-Submitted"] = "auto-generated"
+    headers["X-Auto-Response-Suppress"] = "All"
     for key, value in (extra_headers or {}).items():
-        msg[key] = sanitize_header(value)
-    msg.set_content(plain, charset="utf-8", cte="quoted-printable")
-    if html is not None:
-        msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
-    return msg
+        headers[key] = sanitize_header(value)
+    if html is None:
+        msg = _text_part(plain, "plain")
+    else:
+        msg = MIMEMultipart("alternative")
+        msg.attach(_text_part(plain, "plain"))
+        msg.attach(_text_part(html, "html"))
+    for name, value in headers.items():
+        if value.isascii():
+            msg[name] = value
+        else:
+            msg[name] = email.header.Header(value, "utf-8", header_name=name)
+    buffer = io.BytesIO()
+    email.generator.BytesGenerator(buffer, policy=_SMTP_BYTES).flatten(msg)
+    return Composed(headers, buffer.getvalue())
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,12 +228,23 @@ class Inbound:
     auth_results: tuple[str, ...] = ()  # Authentication-Results values, topmost first
 
 
+def _decode(value: object) -> str:
+    """A raw header value with its encoded words decoded; never raises."""
+    text = str(value)
+    if "=?" not in text:
+        return text
+    try:
+        return str(email.header.make_header(email.header.decode_header(text)))
+    except Exception:  # a malformed encoded word: keep the raw text
+        return text
+
+
 def _header(msg: email.message.Message, name: str) -> str:
     try:
         value = msg.get(name)
     except Exception:  # a header the parser cannot decode
         return ""
-    return sanitize_header(str(value), 2000) if value is not None else ""
+    return sanitize_header(_decode(value), 2000) if value is not None else ""
 
 
 def _addresses(msg: email.message.Message, name: str) -> tuple[str, ...]:
@@ -197,7 +252,7 @@ def _addresses(msg: email.message.Message, name: str) -> tuple[str, ...]:
         values = msg.get_all(name) or []
     except Exception:
         return ()
-    pairs = email.utils.getaddresses([str(v) for v in values])
+    pairs = email.utils.getaddresses([_decode(v) for v in values])
     return tuple(addr.strip().lower() for _, addr in pairs if addr and "@" in addr)
 
 
@@ -252,10 +307,7 @@ def detect_automatic(msg: email.message.Message, from_addresses: Sequence[str]) 
 
 def read_inbound(raw: bytes) -> Inbound:
     """Parse a raw message; never raises on malformed mail."""
-    try:
-        msg = email.message_from_bytes(raw, policy=email.policy.default)
-    except Exception:  # the parser itself gave up: fall back to the lenient legacy policy
-        msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+    msg = email.message_from_bytes(raw, policy=email.policy.compat32)  # lenient, and fast: headers stay raw
     message_id = _header(msg, "Message-ID")
     if not message_id:
         message_id = "<sha256." + hashlib.sha256(raw).hexdigest() + "@no-message-id>"
@@ -282,6 +334,6 @@ def read_inbound(raw: bytes) -> Inbound:
 
 def _all_headers(msg: email.message.Message, name: str) -> list[str]:
     try:
-        return [" ".join(str(v).split()) for v in (msg.get_all(name) or [])]
+        return [" ".join(_decode(v).split()) for v in (msg.get_all(name) or [])]
     except Exception:
         return []

@@ -55,10 +55,30 @@ class Outcome:
 
 
 class SentLines:
-    """The normalized lines of everything we sent per request, kept for one poll."""
+    """What one poll keeps per request: the normalized lines of everything we sent, and the
+    request's items. Cleared whenever a message's transaction is rolled back."""
 
     def __init__(self) -> None:
         self.by_request: dict[str, set[str]] = {}
+        self.items: dict[str, list[Item]] = {}
+
+    def clear(self) -> None:
+        self.by_request.clear()
+        self.items.clear()
+
+    def get_items(self, conn, request_id: str) -> list[Item]:
+        if request_id not in self.items:
+            self.items[request_id] = _items(conn, request_id)
+        return self.items[request_id]
+
+    def update_items(self, request_id: str, plan, approver: str, decided_at: str) -> None:
+        if request_id not in self.items:
+            return
+        decided = {d.item.no: d.decision for d in plan.decisions if d.item is not None}
+        self.items[request_id] = [
+            Item(i.pk, i.no, i.txn_id, decided[i.no], approver, decided_at) if i.no in decided else i
+            for i in self.items[request_id]
+        ]
 
     def get(self, conn, request_id: str) -> set[str]:
         if request_id not in self.by_request:
@@ -85,22 +105,27 @@ async def poll_replies(db, config: Config) -> PollResult:
         uidvalidity, last_uid = (row[0], row[1]) if row else (0, 0)
         retry = [k.rsplit("/", 1)[1] for (k,) in db.conn.execute(
             "SELECT key FROM inbound_failures WHERE moved_to IS NULL AND key LIKE ?", (f"{inbox.name}/{uidvalidity}/%",))]
+        done: list[Received] = []
         async for item in inbox.fetch(last_uid, uidvalidity, retry=retry):
             result.fetched += 1
             try:
                 outcome = process_message(db, config, item, inbox_name=inbox.name, sent_lines=sent_lines)
             except Exception as exc:  # one bad message never stops the others
-                sent_lines.by_request.clear()
+                sent_lines.clear()
                 result.failed += 1
                 result.warnings.append(await _record_failure(db, config, inbox, item, exc))
                 continue
             crash_point("poll:committed-before-marked")
-            await inbox.mark_done(item)
+            done.append(item)
+            if len(done) >= 200:  # marked after their commits, many per server round trip
+                await inbox.mark_all_done(done)
+                done = []
             result.decisions += outcome.decisions
             if outcome.closed:
                 result.closed_requests.append(outcome.closed)
             counter = "duplicates" if outcome.status == "duplicate" else outcome.status
             setattr(result, counter, getattr(result, counter) + 1)
+        await inbox.mark_all_done(done)
     result.chased = chase_open_requests(db, config)
     result.closed_requests.extend(result.chased.expired)
     crash_point("poll:before-summaries")
@@ -156,7 +181,7 @@ def process_message(db, config: Config, item: Received, *, inbox_name: str, sent
         try:
             outcome, request_id, new_text = _judge(conn, config, inbound, sent_lines)
         except BaseException:
-            sent_lines.by_request.clear()
+            sent_lines.clear()
             raise
         conn.execute(
             "INSERT INTO messages (direction, kind, request_id, message_id, in_reply_to, sender, recipients, subject, raw,"
@@ -214,7 +239,7 @@ def _judge(conn, config: Config, inbound: Inbound, sent_lines: SentLines) -> tup
                        f"the reply token was issued to another approver, not to {sender}", sent_lines)
     token, request_id, _ = own[0]
     status = conn.execute("SELECT status FROM requests WHERE id = ?", (request_id,)).fetchone()[0]
-    items = _items(conn, request_id)
+    items = sent_lines.get_items(conn, request_id)
     new_text = extract_new_text(inbound.plain, inbound.html, (), sent_lines=frozenset(sent_lines.get(conn, request_id)))
     parsed = parse_commands(new_text, row_count=len(items), known_ids=[i.txn_id for i in items])
     new_text = new_text[:20000]
@@ -225,7 +250,9 @@ def _judge(conn, config: Config, inbound: Inbound, sent_lines: SentLines) -> tup
     signed_off = conn.execute("SELECT 1 FROM decisions WHERE request_id = ? AND transaction_id IS NULL", (request_id,)).fetchone() is not None
     plan = plan_decisions(parsed.commands, items, signed_off=signed_off)
     problems = list(parsed.problems) + list(plan.problems)
-    record_decisions(conn, plan, request_id=request_id, approver=sender, decided_at=now_utc(), message_id=inbound.message_id)
+    decided_at = now_utc()
+    record_decisions(conn, plan, request_id=request_id, approver=sender, decided_at=decided_at, message_id=inbound.message_id)
+    sent_lines.update_items(request_id, plan, sender, decided_at)
     pending = conn.execute("SELECT COUNT(*) FROM transactions WHERE request_id = ? AND status = 'pending'", (request_id,)).fetchone()[0]
     closed = None
     if plan.decisions and pending == 0:

@@ -180,6 +180,10 @@ class MaildirInbox:
                 continue  # taken by someone else meanwhile
             yield Received(key=path.name, raw=raw)
 
+    async def mark_all_done(self, items: Sequence[Received]) -> None:
+        for item in items:
+            await self.mark_done(item)
+
     async def mark_done(self, item: Received) -> None:
         source = self.folder / "new" / item.key
         target = self.folder / "cur" / (item.key.split(":", 1)[0] + ":2,S")
@@ -275,7 +279,13 @@ class ImapInbox:
                 yield Received(key=str(uid), raw=raw, uid=uid, uidvalidity=self.uidvalidity)
 
     async def mark_done(self, item: Received) -> None:
-        await self._call(f"store UID {item.uid}", self.client.uid("store", str(item.uid), "+FLAGS", r"(\Seen)"))
+        await self.mark_all_done([item])
+
+    async def mark_all_done(self, items: Sequence[Received]) -> None:
+        """Flag processed messages \\Seen, in one command per batch."""
+        for i in range(0, len(items), FETCH_BATCH * 4):
+            uids = ",".join(str(item.uid) for item in items[i : i + FETCH_BATCH * 4])
+            await self._call(f"store UIDs {uids[:40]}", self.client.uid("store", uids, "+FLAGS", r"(\Seen)"))
 
     async def move_aside(self, item: Received, folder: str) -> str:
         """Move a message that keeps failing into another folder (created when missing)."""
