@@ -55,6 +55,18 @@ def guarded(func):
     return wrapper
 
 
+def run_async(coro):
+    """asyncio.run, with errors of background tasks a library left behind kept off stderr
+    (the error that matters reaches us as an exception and is reported as one line)."""
+
+    async def main():
+        if not os.environ.get("AUDIT_DEBUG"):
+            asyncio.get_running_loop().set_exception_handler(lambda loop, context: None)
+        return await coro
+
+    return asyncio.run(main())
+
+
 def _setup(config_path: Optional[Path], db_path: Optional[Path]):
     from .config import load_config
 
@@ -80,7 +92,7 @@ def run(
         ledgers = read_ledgers(settings, ledger)  # every file read in full before the database is touched
         load_known_vendors(settings)
         database = open_db(settings.db)
-        result = asyncio.run(run_audit(database, settings, ledgers, reviewer=reviewer))
+        result = run_async(run_audit(database, settings, ledgers, reviewer=reviewer))
     for item in result.ledgers:
         note = "already imported, skipped" if item.already_imported else f"{item.new_rows} new"
         typer.echo(f"{item.name}: {item.rows} transactions ({note})")
@@ -155,7 +167,7 @@ def poll(
 def _poll_once(database, settings) -> None:
     from .poll import poll_replies
 
-    result = asyncio.run(poll_replies(database, settings))
+    result = run_async(poll_replies(database, settings))
     typer.echo(
         f"poll: {result.fetched} message(s): {result.processed} processed, {result.refused} refused, "
         f"{result.ignored} ignored, {result.duplicates} already seen, {result.failed} failed; "

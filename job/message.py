@@ -29,7 +29,7 @@ from typing import Any
 
 import jinja2
 
-from .authenticate import identify_sender
+from .authenticate import header_end, identify_sender
 
 __all__ = [
     "new_token",
@@ -266,21 +266,45 @@ def _part_text(part: email.message.Message) -> str | None:
     charset = part.get_content_charset() or "utf-8"
     try:
         return payload.decode(charset, errors="replace")
-    except LookupError:  # an unknown charset name
+    except (LookupError, UnicodeError, TypeError, ValueError):  # an unknown or unusable charset
         return payload.decode("utf-8", errors="replace")
+
+
+def _own_parts(part: email.message.Message):
+    """The message's own leaf parts: never inside an attached or forwarded message."""
+    if part.get_content_maintype() == "message" or part.get_content_disposition() == "attachment":
+        return
+    if part.is_multipart():
+        payload = part.get_payload()
+        for sub in payload if isinstance(payload, list) else ():
+            yield from _own_parts(sub)
+        return
+    yield part
 
 
 def _body_parts(msg: email.message.Message) -> tuple[str | None, str | None]:
     plain = html = None
-    for part in msg.walk() if msg.is_multipart() else [msg]:
-        if part.is_multipart() or part.get_content_disposition() == "attachment":
-            continue
+    for part in _own_parts(msg):
         ctype = part.get_content_type()
         if ctype == "text/plain" and plain is None:
             plain = _part_text(part)
         elif ctype == "text/html" and html is None:
             html = _part_text(part)
     return plain, html
+
+
+TRACE_HEADERS = re.compile(rb"^(received|return-path|delivered-to|x-original-to|authentication-results|dkim-signature"
+                           rb"|arc-[a-z-]+|x-spam[a-z-]*)[ \t]*:", re.IGNORECASE)
+
+
+def content_id(raw: bytes) -> str:
+    """A stand-in Message-ID from the content, leaving out the headers servers add in transit,
+    so the same message delivered twice is recognised."""
+    end = header_end(raw)
+    unfolded = re.sub(rb"\r?\n[ \t]+", b" ", raw[:end]).splitlines()
+    kept = b"\n".join(sorted(line.rstrip() for line in unfolded if line.strip() and not TRACE_HEADERS.match(line)))
+    body = b"\n".join(line.rstrip() for line in raw[end:].splitlines())
+    return "<sha256." + hashlib.sha256(kept + b"\n\n" + body.strip()).hexdigest() + "@no-message-id>"
 
 
 def detect_automatic(msg: email.message.Message, from_addresses: Sequence[str]) -> str:
@@ -310,7 +334,7 @@ def read_inbound(raw: bytes) -> Inbound:
     msg = email.message_from_bytes(raw, policy=email.policy.compat32)  # lenient, and fast: headers stay raw
     message_id = _header(msg, "Message-ID")
     if not message_id:
-        message_id = "<sha256." + hashlib.sha256(raw).hexdigest() + "@no-message-id>"
+        message_id = content_id(raw)
     from_addresses = _addresses(msg, "From")
     identity = identify_sender(raw)
     plain, html = _body_parts(msg)

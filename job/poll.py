@@ -22,7 +22,7 @@ from .config import Config
 from .db import now_utc, transaction
 from .decide import Item, plan_decisions, record_decisions
 from .faults import crash_point, fail_point
-from .message import Inbound, find_tokens, hash_token, read_inbound, sanitize_text
+from .message import Inbound, content_id, find_tokens, hash_token, read_inbound, sanitize_text
 from .outbox import FlushResult, flush_outbox
 from .remind import ChaseResult, chase_open_requests
 from .reply import collect_sent_lines, extract_new_text, parse_commands
@@ -98,7 +98,7 @@ class SentLines:
 async def poll_replies(db, config: Config) -> PollResult:
     """Fetch new replies once, handle each, chase open requests, resume finished ones, send."""
     result = PollResult()
-    await flush_outbox(db, config.mail)
+    retried = await flush_outbox(db, config.mail)  # what earlier runs or polls could not send
     sent_lines = SentLines()
     async with open_inbox(config.mail) as inbox:
         row = db.conn.execute("SELECT uidvalidity, last_uid FROM imap_state WHERE folder = ?", (inbox.name,)).fetchone()
@@ -130,7 +130,8 @@ async def poll_replies(db, config: Config) -> PollResult:
     result.closed_requests.extend(result.chased.expired)
     crash_point("poll:before-summaries")
     result.warnings.extend(await summarize_closed_requests(db, config))
-    result.sent = await flush_outbox(db, config.mail)
+    sent = await flush_outbox(db, config.mail)
+    result.sent = FlushResult(retried.sent + sent.sent, retried.failed + sent.failed, tuple(dict.fromkeys(retried.errors + sent.errors)))
     return result
 
 
@@ -149,7 +150,10 @@ async def _record_failure(db, config: Config, inbox, item: Received, exc: Except
             (key, error, now_utc(), now_utc()),
         )
         attempts = conn.execute("SELECT attempts FROM inbound_failures WHERE key = ?", (key,)).fetchone()[0]
-    message_id = read_inbound(item.raw).message_id
+    try:
+        message_id = read_inbound(item.raw).message_id
+    except Exception:  # the message that failed may fail to parse again
+        message_id = content_id(item.raw)
     if attempts < config.mail.max_attempts:
         return f"message {message_id} failed (attempt {attempts} of {config.mail.max_attempts}, retried next poll): {error}"
     where = await inbox.move_aside(item, config.mail.failed_folder)
@@ -177,6 +181,8 @@ def process_message(db, config: Config, item: Received, *, inbox_name: str, sent
             )
         conn.execute("DELETE FROM inbound_failures WHERE key = ?", (_failure_key(inbox_name, item),))
         if conn.execute("SELECT 1 FROM messages WHERE direction = 'in' AND message_id = ?", (inbound.message_id,)).fetchone():
+            append_event(conn, "message_repeated", actor=inbound.identity or ", ".join(inbound.from_addresses),
+                         message_id=inbound.message_id, detail={"sha256": hashlib.sha256(inbound.raw).hexdigest()})
             return Outcome("duplicate", "already processed")
         try:
             outcome, request_id, new_text = _judge(conn, config, inbound, sent_lines)

@@ -62,9 +62,9 @@ def chase_open_requests(db, config: Config, *, now: float | None = None) -> Chas
                 conn.execute("UPDATE requests SET escalated_at = ? WHERE id = ?", (now_utc(), request_id))
                 append_event(conn, "escalated", request_id=request_id, detail={"to": sent_to, "age_hours": hours})
             result.escalated.append(request_id)
-        elif settings.remind_after is not None and not reminded_at and age >= settings.remind_after:
+        elif settings.remind_after is not None and not reminded_at and not escalated_at and age >= settings.remind_after:
             with transaction(db) as conn:
-                approvers = [a for a in request_approvers(conn, request_id) if a not in settings.escalation_addresses or escalated_at]
+                approvers = request_approvers(conn, request_id)
                 sent_to = queue_request_copies(
                     conn, config, request_id, approvers, kind="reminder",
                     notice=f"Reminder: this request has waited {hours} hours; the items below are still pending",
