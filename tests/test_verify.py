@@ -283,8 +283,33 @@ def test_a_rewritten_chain_no_longer_matches_the_published_head(site: Path) -> N
         edit_event_detail(db, k)
         decision_id = json.loads(db.execute("SELECT detail FROM events WHERE id = ?", (k,)).fetchone()[0])["decision_id"]
         db.execute("UPDATE decisions SET decision = 'rejected' WHERE id = ?", (decision_id,))
+        db.execute("UPDATE transactions SET status = 'rejected' WHERE id = (SELECT transaction_id FROM decisions WHERE id = ?)",
+                   (decision_id,))
         rehash_from(db, k)
     result = verify(site, copy)
     assert result.returncode == 0, result.stderr
     assert published not in {h for _, _, h in events(copy)}
     assert published in {h for _, _, h in events(site / "audit.db")}
+
+
+def test_verify_catches_a_transaction_status_edited_behind_the_decisions(tmp_path: Path) -> None:
+    """Statuses are not chained themselves, but must agree with the chained decisions."""
+    from helpers import EXAMPLES, EXAMPLE_LEDGER, audit, write_config
+
+    (tmp_path / "vendors.csv").write_text((EXAMPLES / "vendors.csv").read_text())
+    write_config(tmp_path / "audit.toml", {"db": "audit.db"}, policy={"known_vendors_file": "vendors.csv"})
+    assert audit("run", "--ledger", str(EXAMPLE_LEDGER), cwd=tmp_path).returncode == 0
+    assert audit("verify", cwd=tmp_path).returncode == 0
+    for sql, expected in (
+        ("UPDATE transactions SET status = 'approved' WHERE txn_id = 'TX-1002'", "TX-1002): status approved, but no decision"),
+        ("UPDATE transactions SET status = 'auto_approved' WHERE txn_id = 'TX-1002'", "TX-1002): auto-approved although a rule"),
+    ):
+        copy = tmp_path / "copy.db"
+        copy.write_bytes((tmp_path / "audit.db").read_bytes())
+        conn = sqlite3.connect(copy)
+        conn.execute(sql)
+        conn.commit()
+        conn.close()
+        result = audit("verify", "--db", str(copy), cwd=tmp_path)
+        assert result.returncode == 10, result.stderr
+        assert expected in result.stderr and result.stderr.count("\n") == 1
