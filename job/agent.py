@@ -131,6 +131,7 @@ class ReviewOutcome:
     calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    storage: Any = None  # the review conversations, written by the caller's transaction
 
 
 # ----------------------------------------------------------------------------- model configs
@@ -300,6 +301,30 @@ class SqliteStorage:
         self.db.conn.execute("DELETE FROM conversation WHERE stream_id = ?", (str(stream_id),))
 
 
+class BufferedStorage(SqliteStorage):
+    """Holds a conversation in memory until `flush` writes it inside the caller's transaction.
+
+    Used for the review, which runs before the nightly run's one write transaction: a run
+    killed during the review leaves nothing behind, and a run that completes records the
+    review together with everything it informed.
+    """
+
+    def __init__(self, db: Any) -> None:
+        super().__init__(db)
+        self.rows: list[tuple[str, str, str, str]] = []  # stream, at, type, body
+
+    def _append(self, stream_id: str, type_name: str, body: str) -> None:
+        self.rows.append((stream_id, now_utc(), type_name, body))
+
+    async def get_history(self, stream_id: Any) -> list[BaseEvent]:
+        return [self.decode(t, b) for sid, _, t, b in self.rows if sid == str(stream_id)]
+
+    def flush(self, conn: Any) -> None:
+        conn.executemany("INSERT INTO conversation(stream_id, type, body) VALUES (?,?,?)", [(s, t, b) for s, _, t, b in self.rows])
+        conn.executemany("INSERT INTO transcript(stream_id, at, type, body) VALUES (?,?,?,?)", self.rows)
+        self.rows = []
+
+
 # ----------------------------------------------------------------------------- review
 
 
@@ -360,7 +385,7 @@ async def review_flagged(items: Sequence[ReviewItem], settings: ModelSettings, d
     if settings.offline:
         return await _review_offline_groups(items, settings, db)
     config = build_model_config(settings)
-    storage = SqliteStorage(db)
+    storage = outcome.storage = BufferedStorage(db)
     agent = Agent(AGENT_NAME, SYSTEM_PROMPT, config=config, response_schema=BatchReview)
     size = settings.batch_size
     batches = [items[i : i + size] for i in range(0, len(items), size)]
@@ -402,7 +427,7 @@ async def _review_offline_groups(items: Sequence[ReviewItem], settings: ModelSet
         groups.setdefault(tuple(code for code, _ in item.flags), []).append(item)
     members = {f"group-{n}": group for n, group in enumerate(groups.values(), 1)}
     agent = Agent(AGENT_NAME, SYSTEM_PROMPT, config=build_model_config(settings), response_schema=BatchReview)
-    storage = SqliteStorage(db)
+    storage = outcome.storage = BufferedStorage(db)
     names = list(members)
     turns = [names[i : i + OFFLINE_GROUPS] for i in range(0, len(names), OFFLINE_GROUPS)]
     summaries = []

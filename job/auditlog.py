@@ -94,4 +94,34 @@ def verify_log(conn) -> Verification:
     if decision_events:
         missing = min(decision_events)
         return Verification(False, rows, prev, f"decisions row {missing} is missing but the audit log records it")
+    problem = check_statuses(conn)
+    if problem:
+        return Verification(False, rows, prev, problem)
     return Verification(True, rows, prev, "")
+
+
+DECIDED = ("approved", "rejected", "expired")
+
+
+def check_statuses(conn) -> str:
+    """Every transaction's status agrees with the decisions (which the chain vouches for)."""
+    row = conn.execute(
+        "SELECT t.id, t.txn_id, t.status, d.decision FROM transactions t"
+        " LEFT JOIN decisions d ON d.transaction_id = t.id AND d.request_id = t.request_id"
+        " WHERE (d.id IS NOT NULL AND t.status != d.decision)"
+        f" OR (d.id IS NULL AND t.status IN {DECIDED!r})"
+        " OR (d.id IS NULL AND t.status = 'held' AND t.request_id IS NOT NULL)"
+        " OR (t.status = 'pending' AND NOT EXISTS (SELECT 1 FROM requests r WHERE r.id = t.request_id AND r.status = 'open'))"
+        " ORDER BY t.id LIMIT 1"
+    ).fetchone()
+    if row:
+        pk, txn_id, status, decision = row
+        why = f"the decision recorded is {decision}" if decision else "no decision or open request accounts for it"
+        return f"transactions row {pk} ({txn_id}): status {status}, but {why}"
+    row = conn.execute(
+        "SELECT id, txn_id FROM transactions WHERE status = 'auto_approved' AND EXISTS"
+        " (SELECT 1 FROM json_each(flags) WHERE json_extract(value, '$.by') = 'rules') ORDER BY id LIMIT 1"
+    ).fetchone()
+    if row:
+        return f"transactions row {row[0]} ({row[1]}): auto-approved although a rule flagged it"
+    return ""

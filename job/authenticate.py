@@ -16,7 +16,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Identity", "normalize_address", "identify_sender", "check_authentication_results", "parse_authentication_results"]
+__all__ = ["header_end", "Identity", "normalize_address", "identify_sender", "check_authentication_results", "parse_authentication_results"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,14 +42,21 @@ def normalize_address(address: str) -> str | None:
 
 def _raw_headers(raw: bytes, name: str) -> list[str]:
     """A header's values as sent (unfolded), 8-bit UTF-8 (RFC 6532) decoded, bad bytes replaced."""
-    end = min((i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0), default=len(raw))
+    end = header_end(raw)
     unfolded = re.sub(rb"\r?\n[ \t]+", b" ", raw[:end])
-    prefix = name.lower().encode("ascii") + b":"
+    field = re.compile(re.escape(name.encode("ascii")) + rb"[ \t]*:", re.IGNORECASE)  # also obsolete "From :"
     values = []
     for line in unfolded.splitlines():
-        if line.lower().startswith(prefix):
-            values.append(" ".join(line[len(prefix):].decode("utf-8", "replace").split()))
+        match = field.match(line)
+        if match:
+            values.append(" ".join(line[match.end():].decode("utf-8", "replace").split()))
     return values
+
+
+def header_end(raw: bytes) -> int:
+    """Where the header block ends: the first empty line, whatever the line endings."""
+    match = re.search(rb"\r?\n\r?\n", raw)
+    return match.start() if match else len(raw)
 
 
 def _parse_address_header(name: str, value: str):

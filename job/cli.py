@@ -14,7 +14,7 @@ from typing import Optional
 
 import typer
 
-from .errors import EXIT_CODES_HELP, EXIT_INTERNAL, EXIT_TAMPERED, EXIT_UNSENT, AuditError, ConfigError
+from .errors import EXIT_CODES_HELP, EXIT_INTERNAL, EXIT_TAMPERED, EXIT_UNSENT, AuditError, ConfigError, MailError, ModelError
 
 app = typer.Typer(
     name="audit",
@@ -55,6 +55,18 @@ def guarded(func):
     return wrapper
 
 
+def run_async(coro):
+    """asyncio.run, with errors of background tasks a library left behind kept off stderr
+    (the error that matters reaches us as an exception and is reported as one line)."""
+
+    async def main():
+        if not os.environ.get("AUDIT_DEBUG"):
+            asyncio.get_running_loop().set_exception_handler(lambda loop, context: None)
+        return await coro
+
+    return asyncio.run(main())
+
+
 def _setup(config_path: Optional[Path], db_path: Optional[Path]):
     from .config import load_config
 
@@ -81,7 +93,7 @@ def run(
         ledgers = read_ledgers(settings, ledger)  # every file read in full before the database is touched
         load_known_vendors(settings)
         database = open_db(settings.db)
-        result = asyncio.run(run_audit(database, settings, ledgers, reviewer=reviewer, rules=rules))
+        result = run_async(run_audit(database, settings, ledgers, reviewer=reviewer, rules=rules))
     for item in result.ledgers:
         note = "already imported, skipped" if item.already_imported else f"{item.new_rows} new"
         typer.echo(f"{item.name}: {item.rows} transactions ({note})")
@@ -141,26 +153,44 @@ def poll(
 ) -> None:
     """Read approvers' replies, record their decisions, and confirm back."""
     from .db import hold_lock, open_db
-    from .poll import poll_replies
 
     settings = _setup(config, db)
     _warn_sender_auth(settings)
     with hold_lock(settings.db, "poll", wait=wait):
         database = open_db(settings.db)
-        while True:
-            result = asyncio.run(poll_replies(database, settings))
-            typer.echo(
-                f"poll: {result.fetched} message(s): {result.processed} processed, {result.refused} refused, "
-                f"{result.ignored} ignored, {result.duplicates} already seen; {result.decisions} decision(s) recorded"
-            )
-            for request_id in result.closed_requests:
-                typer.echo(f"request {request_id} closed: every item decided")
-            for warning in result.warnings:
-                typer.echo(f"audit: warning: {warning}", err=True)
-            _report_sending(result.sent, settings, database)
-            if once:
-                return
+        if once:
+            _poll_once(database, settings)
+            return
+        while True:  # a long-running poller: report a failed round and carry on
+            try:
+                _poll_once(database, settings)
+            except typer.Exit:
+                pass
+            except (MailError, ModelError) as exc:
+                typer.echo(f"audit: error: {exc}; retrying in {interval:g}s", err=True)
             time.sleep(interval)
+
+
+def _poll_once(database, settings) -> None:
+    from .poll import poll_replies
+
+    result = run_async(poll_replies(database, settings))
+    typer.echo(
+        f"poll: {result.fetched} message(s): {result.processed} processed, {result.refused} refused, "
+        f"{result.ignored} ignored, {result.duplicates} already seen, {result.failed} failed; "
+        f"{result.decisions} decision(s) recorded"
+    )
+    chased = result.chased
+    for request_id in chased.reminded if chased else ():
+        typer.echo(f"request {request_id}: reminder sent")
+    for request_id in chased.escalated if chased else ():
+        typer.echo(f"request {request_id}: escalated to {', '.join(settings.reminders.escalation_addresses)}")
+    for request_id in result.closed_requests:
+        expired = chased is not None and request_id in chased.expired
+        typer.echo(f"request {request_id} closed: " + ("pending items expired" if expired else "every item decided"))
+    for warning in result.warnings:
+        typer.echo(f"audit: warning: {warning}", err=True)
+    _report_sending(result.sent, settings, database)
 
 
 @app.command()

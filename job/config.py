@@ -31,6 +31,8 @@ __all__ = [
     "ModelSettings",
     "LedgerSettings",
     "SenderAuth",
+    "Reminders",
+    "parse_duration",
     "SENDER_AUTH_OFF_WARNING",
     "load_config",
     "build_config",
@@ -139,6 +141,8 @@ class MailSettings:
     maildir: Path = Path("var/mail")
     from_address: str = "audit@example.com"
     reply_address: str = "audit@example.com"
+    failed_folder: str = "audit-failed"
+    max_attempts: int = 3
     smtp: ServerSettings = field(default_factory=lambda: ServerSettings(port=587, tls="starttls"))
     imap: ServerSettings = field(default_factory=lambda: ServerSettings(port=993, tls="tls"))
 
@@ -180,6 +184,32 @@ class RequestSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class Reminders:
+    """Seconds after a request was sent; None turns a step off."""
+
+    remind_after: int | None = 24 * 3600
+    escalate_after: int | None = 72 * 3600
+    escalation_addresses: tuple[str, ...] = ()
+    expire_after: int | None = 7 * 86400
+
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> int | None:
+    """'90m', '24h', '7d', '2w' -> seconds; '' or 'off' -> None. Raises ValueError."""
+    text = text.strip().lower()
+    if text in ("", "off", "never"):
+        return None
+    import re
+
+    match = re.fullmatch(r"(\d+)\s*([smhdw])", text)
+    if not match or int(match.group(1)) == 0:
+        raise ValueError(f"not a duration like '24h' or '7d': {text!r}")
+    return int(match.group(1)) * DURATION_UNITS[match.group(2)]
+
+
+@dataclass(frozen=True, slots=True)
 class SenderAuth:
     authserv_ids: tuple[str, ...] = ()
 
@@ -205,6 +235,7 @@ class Config:
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
     sender_auth: SenderAuth = field(default_factory=SenderAuth)
     request: RequestSettings = field(default_factory=RequestSettings)
+    reminders: Reminders = field(default_factory=Reminders)
 
 
 def find_config_path(explicit: str | os.PathLike | None) -> Path | None:
@@ -381,12 +412,18 @@ def build_config(data: dict[str, Any], *, base: Path, where: str) -> Config:
         maildir=_path(base, mail_t.get("maildir", str, "var/mail")),
         from_address=mail_t.get("from_address", str, "audit@example.com"),
         reply_address=mail_t.get("reply_address", str, "audit@example.com"),
+        failed_folder=mail_t.get("failed_folder", str, "audit-failed"),
+        max_attempts=mail_t.get("max_attempts", int, 3),
         smtp=smtp,
         imap=imap,
     )
     mail_t.finish()
     if mail.maildir is None:
         raise ConfigError(f"{where}: mail.maildir: must name a folder")
+    if not mail.failed_folder.strip() or any(c in mail.failed_folder for c in "/\\\r\n*%"):
+        raise ConfigError(f"{where}: mail.failed_folder: must be a plain folder name, got {mail.failed_folder!r}")
+    if mail.max_attempts < 1:
+        raise ConfigError(f"{where}: mail.max_attempts: must be at least 1")
     for key, value in (("from_address", mail.from_address), ("reply_address", mail.reply_address)):
         if value.count("@") != 1 or any(c in value for c in "<>,; \r\n\"'"):
             raise ConfigError(f"{where}: mail.{key}: not a plain address: {value!r}")
@@ -424,9 +461,25 @@ def build_config(data: dict[str, Any], *, base: Path, where: str) -> Config:
     req_t = top.table("request")
     request = RequestSettings(max_listed=req_t.integer("max_listed", 50, minimum=1, maximum=10_000))
     req_t.finish()
+    rem_t = top.table("reminders")
+    durations = {}
+    for key, default in (("remind_after", "24h"), ("escalate_after", "72h"), ("expire_after", "7d")):
+        try:
+            durations[key] = parse_duration(rem_t.get(key, str, default))
+        except ValueError as exc:
+            raise rem_t.fail(key, str(exc)) from None
+    escalation = []
+    for address in rem_t.strings("escalation_addresses", ()):
+        value = normalize_address(address)
+        if value is None:
+            raise rem_t.fail("escalation_addresses", f"not a plain address: {address!r}")
+        escalation.append(value)
+    rem_t.finish()
+    reminders = Reminders(escalation_addresses=tuple(escalation), **durations)
     top.finish()
     return Config(
-        db=db, policy=policy, approvers=approvers, mail=mail, llm=llm, ledger=ledger, sender_auth=sender_auth, request=request
+        db=db, policy=policy, approvers=approvers, mail=mail, llm=llm, ledger=ledger, sender_auth=sender_auth,
+        request=request, reminders=reminders,
     )
 
 
@@ -567,6 +620,8 @@ transport = "maildir"                # maildir | smtp  (smtp = send with SMTP, r
 maildir = "var/mail"                 # outgoing mail in <maildir>/outbox, replies read from <maildir>/inbox
 from_address = "audit@example.com"
 reply_address = "audit@example.com"  # replies go to <local>+<token>@<domain>
+failed_folder = "audit-failed"       # a reply that fails max_attempts times is moved here (IMAP folder,
+max_attempts = 3                     # or a maildir beside <maildir>/inbox), with the error recorded
 
 [mail.smtp]
 host = "127.0.0.1"
@@ -605,6 +660,12 @@ max_listed = 50                      # the request email lists the most importan
                                      # largest amount) up to this many; when there are more, every item, numbered,
                                      # is in the attached CSV, and replies may use any number or id from it.
                                      # Confirmations list at most this many decisions and pending items too.
+
+[reminders]                          # for requests nobody answers; "" turns a step off
+remind_after = "24h"                 # remind the approvers in the same thread, listing what is pending
+escalate_after = "72h"               # send the request to escalation_addresses (who may then decide)
+escalation_addresses = []
+expire_after = "7d"                  # mark what is still pending as expired (never approved); tell everyone
 
 [sender_auth]
 authserv_ids = []                    # e.g. ["mx.example.com"]: trust only the topmost Authentication-Results

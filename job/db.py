@@ -180,7 +180,70 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER events_no_delete BEFORE DELETE ON events
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     """,
-    # scale: each run's payments per day as compact digests for the history rules (job/history.py),
+    # 3: reminders, escalation and expiry; replies that keep failing
+    """
+    CREATE TABLE transactions_v3 (
+        id INTEGER PRIMARY KEY,
+        source TEXT NOT NULL,
+        txn_id TEXT NOT NULL,
+        date TEXT NOT NULL,
+        amount_minor INTEGER NOT NULL,
+        currency TEXT NOT NULL,
+        vendor TEXT NOT NULL,
+        vendor_key TEXT NOT NULL,
+        memo TEXT NOT NULL,
+        account TEXT NOT NULL,
+        ledger_file_id INTEGER NOT NULL REFERENCES ledger_files(id),
+        line INTEGER NOT NULL,
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        flags TEXT NOT NULL DEFAULT '[]',
+        agent_note TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL CHECK (status IN ('auto_approved','pending','approved','rejected','held','expired')),
+        request_id TEXT REFERENCES requests(id),
+        item_no INTEGER,
+        UNIQUE (source, txn_id)
+    );
+    INSERT INTO transactions_v3 SELECT * FROM transactions;
+    DROP TABLE transactions;
+    ALTER TABLE transactions_v3 RENAME TO transactions;
+    CREATE INDEX transactions_request ON transactions(request_id, item_no);
+    CREATE INDEX transactions_date ON transactions(date);
+    CREATE TABLE decisions_v3 (
+        id INTEGER PRIMARY KEY,
+        request_id TEXT NOT NULL REFERENCES requests(id),
+        transaction_id INTEGER REFERENCES transactions(id),
+        item_no INTEGER,
+        decision TEXT NOT NULL CHECK (decision IN ('approved','rejected','held','signed_off','expired')),
+        reason TEXT NOT NULL DEFAULT '',
+        approver TEXT NOT NULL,
+        decided_at TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        UNIQUE (request_id, transaction_id)
+    );
+    INSERT INTO decisions_v3 SELECT * FROM decisions;
+    DROP TABLE decisions;
+    ALTER TABLE decisions_v3 RENAME TO decisions;
+    CREATE TRIGGER decisions_no_update BEFORE UPDATE ON decisions
+        BEGIN SELECT RAISE(ABORT, 'decisions are append-only'); END;
+    CREATE TRIGGER decisions_no_delete BEFORE DELETE ON decisions
+        BEGIN SELECT RAISE(ABORT, 'decisions are append-only'); END;
+    ALTER TABLE requests ADD COLUMN reminded_at TEXT;
+    ALTER TABLE requests ADD COLUMN escalated_at TEXT;
+    ALTER TABLE requests ADD COLUMN expired_at TEXT;
+    CREATE TABLE inbound_failures (
+        key TEXT PRIMARY KEY,
+        attempts INTEGER NOT NULL,
+        last_error TEXT NOT NULL,
+        first_at TEXT NOT NULL,
+        last_at TEXT NOT NULL,
+        moved_to TEXT
+    );
+    """,
+    # 4: look up decisions by transaction (every reply reads its request's items)
+    """
+    CREATE INDEX decisions_transaction ON decisions(transaction_id);
+    """,
+    # 5: each run's payments per day as compact digests for the history rules (job/history.py),
     # and the request index only over the rows that belong to a request
     """
     CREATE TABLE payment_digests (
@@ -258,10 +321,10 @@ def open_db(path: str | os.PathLike, *, create: bool = True) -> AuditDatabase:
         conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA synchronous = NORMAL")
         db = AuditDatabase(conn)
-        migrate(db, where=str(path))
+        migrate(db, where=str(path))  # with foreign keys off: a migration may rebuild a table
+        conn.execute("PRAGMA foreign_keys = ON")
     except sqlite3.DatabaseError as exc:
         raise DatabaseError(f"{path}: {exc}") from exc
     return db

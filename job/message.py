@@ -9,22 +9,27 @@ from __future__ import annotations
 
 import base64
 import email
+import email.charset
+import email.generator
+import email.header
 import email.policy
 import email.utils
 import hashlib
+import io
 import re
 import secrets
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
-from .authenticate import identify_sender
+from .authenticate import header_end, identify_sender
 
 __all__ = [
     "new_token",
@@ -127,6 +132,31 @@ def render(name: str, **values: Any) -> tuple[str, str]:
     return env.get_template(f"{name}.txt.j2").render(**values), env.get_template(f"{name}.html.j2").render(**values)
 
 
+class Composed:
+    """An outgoing message: its Message-ID, its subject and its bytes as SMTP sends them."""
+
+    __slots__ = ("headers", "raw")
+
+    def __init__(self, headers: dict[str, str], raw: bytes) -> None:
+        self.headers = headers
+        self.raw = raw
+
+    def __getitem__(self, name: str) -> str:
+        return self.headers[name]
+
+    def as_bytes(self) -> bytes:
+        return self.raw
+
+
+_UTF8_QP = email.charset.Charset("utf-8")
+_UTF8_QP.body_encoding = email.charset.QP
+_SMTP_BYTES = email.policy.compat32.clone(linesep="\r\n", max_line_length=78)
+
+
+def _text_part(text: str, subtype: str) -> MIMEText:
+    return MIMEText(text, subtype, _UTF8_QP)
+
+
 def compose(
     *,
     sender: str,
@@ -141,34 +171,51 @@ def compose(
     extra_headers: Mapping[str, str] | None = None,
     date: str | None = None,
     attachments: Sequence[tuple[str, str]] = (),
-) -> EmailMessage:
+) -> Composed:
     """A complete RFC 5322 message, as SMTP would send it, marked as automatic mail.
 
+    Every header value is sanitized to one line; a non-ASCII subject is RFC 2047-encoded.
     `attachments` are (file name, CSV text), sent as UTF-8; names go through `safe_filename`.
     """
-    msg = EmailMessage(policy=email.policy.SMTP)
-    msg["From"] = sender
-    msg["To"] = ", ".join(to)
-    msg["Subject"] = sanitize_header(subject)
-    msg["Date"] = date or email.utils.formatdate(localtime=False, usegmt=True)
-    msg["Message-ID"] = message_id
+    headers: dict[str, str] = {
+        "From": sanitize_header(sender),
+        "To": sanitize_header(", ".join(to), 2000),
+        "Subject": sanitize_header(subject),
+        "Date": date or email.utils.formatdate(localtime=False, usegmt=True),
+        "Message-ID": sanitize_header(message_id),
+    }
     if reply_to:
-        msg["Reply-To"] = reply_to
+        headers["Reply-To"] = sanitize_header(reply_to)
     if in_reply_to:
-        msg["In-Reply-To"] = in_reply_to
-    refs = [r for r in references if r]
+        headers["In-Reply-To"] = sanitize_header(in_reply_to, 1000)
+    refs = [sanitize_header(r, 1000) for r in references if r]
     if refs:
-        msg["References"] = " ".join(refs[-20:])
-    msg["Auto-Submitted"] = "auto-generated"
-    msg["X-Auto-Response-Suppress"] = "All"
+        headers["References"] = " ".join(refs[-20:])
+    headers["Auto-Submitted"] = "auto-generated"
+    headers["X-Auto-Response-Suppress"] = "All"
     for key, value in (extra_headers or {}).items():
-        msg[key] = sanitize_header(value)
-    msg.set_content(plain, charset="utf-8", cte="quoted-printable")
-    if html is not None:
-        msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
-    for filename, data in attachments:
-        msg.add_attachment(data, subtype="csv", charset="utf-8", cte="base64", filename=safe_filename(filename))
-    return msg
+        headers[key] = sanitize_header(value)
+    if html is None:
+        msg = _text_part(plain, "plain")
+    else:
+        msg = MIMEMultipart("alternative")
+        msg.attach(_text_part(plain, "plain"))
+        msg.attach(_text_part(html, "html"))
+    if attachments:
+        body, msg = msg, MIMEMultipart("mixed")
+        msg.attach(body)
+        for filename, data in attachments:
+            part = MIMEText(data, "csv", "utf-8")  # base64: CSV lines may be long
+            part.add_header("Content-Disposition", "attachment", filename=safe_filename(filename))
+            msg.attach(part)
+    for name, value in headers.items():
+        if value.isascii():
+            msg[name] = value
+        else:
+            msg[name] = email.header.Header(value, "utf-8", header_name=name)
+    buffer = io.BytesIO()
+    email.generator.BytesGenerator(buffer, policy=_SMTP_BYTES).flatten(msg)
+    return Composed(headers, buffer.getvalue())
 
 
 def safe_filename(name: str, limit: int = 80) -> str:
@@ -200,12 +247,23 @@ class Inbound:
     auth_results: tuple[str, ...] = ()  # Authentication-Results values, topmost first
 
 
+def _decode(value: object) -> str:
+    """A raw header value with its encoded words decoded; never raises."""
+    text = str(value)
+    if "=?" not in text:
+        return text
+    try:
+        return str(email.header.make_header(email.header.decode_header(text)))
+    except Exception:  # a malformed encoded word: keep the raw text
+        return text
+
+
 def _header(msg: email.message.Message, name: str) -> str:
     try:
         value = msg.get(name)
     except Exception:  # a header the parser cannot decode
         return ""
-    return sanitize_header(str(value), 2000) if value is not None else ""
+    return sanitize_header(_decode(value), 2000) if value is not None else ""
 
 
 def _addresses(msg: email.message.Message, name: str) -> tuple[str, ...]:
@@ -213,7 +271,7 @@ def _addresses(msg: email.message.Message, name: str) -> tuple[str, ...]:
         values = msg.get_all(name) or []
     except Exception:
         return ()
-    pairs = email.utils.getaddresses([str(v) for v in values])
+    pairs = email.utils.getaddresses([_decode(v) for v in values])
     return tuple(addr.strip().lower() for _, addr in pairs if addr and "@" in addr)
 
 
@@ -227,21 +285,45 @@ def _part_text(part: email.message.Message) -> str | None:
     charset = part.get_content_charset() or "utf-8"
     try:
         return payload.decode(charset, errors="replace")
-    except LookupError:  # an unknown charset name
+    except (LookupError, UnicodeError, TypeError, ValueError):  # an unknown or unusable charset
         return payload.decode("utf-8", errors="replace")
+
+
+def _own_parts(part: email.message.Message):
+    """The message's own leaf parts: never inside an attached or forwarded message."""
+    if part.get_content_maintype() == "message" or part.get_content_disposition() == "attachment":
+        return
+    if part.is_multipart():
+        payload = part.get_payload()
+        for sub in payload if isinstance(payload, list) else ():
+            yield from _own_parts(sub)
+        return
+    yield part
 
 
 def _body_parts(msg: email.message.Message) -> tuple[str | None, str | None]:
     plain = html = None
-    for part in msg.walk() if msg.is_multipart() else [msg]:
-        if part.is_multipart() or part.get_content_disposition() == "attachment":
-            continue
+    for part in _own_parts(msg):
         ctype = part.get_content_type()
         if ctype == "text/plain" and plain is None:
             plain = _part_text(part)
         elif ctype == "text/html" and html is None:
             html = _part_text(part)
     return plain, html
+
+
+TRACE_HEADERS = re.compile(rb"^(received|return-path|delivered-to|x-original-to|authentication-results|dkim-signature"
+                           rb"|arc-[a-z-]+|x-spam[a-z-]*)[ \t]*:", re.IGNORECASE)
+
+
+def content_id(raw: bytes) -> str:
+    """A stand-in Message-ID from the content, leaving out the headers servers add in transit,
+    so the same message delivered twice is recognised."""
+    end = header_end(raw)
+    unfolded = re.sub(rb"\r?\n[ \t]+", b" ", raw[:end]).splitlines()
+    kept = b"\n".join(sorted(line.rstrip() for line in unfolded if line.strip() and not TRACE_HEADERS.match(line)))
+    body = b"\n".join(line.rstrip() for line in raw[end:].splitlines())
+    return "<sha256." + hashlib.sha256(kept + b"\n\n" + body.strip()).hexdigest() + "@no-message-id>"
 
 
 def detect_automatic(msg: email.message.Message, from_addresses: Sequence[str]) -> str:
@@ -268,13 +350,10 @@ def detect_automatic(msg: email.message.Message, from_addresses: Sequence[str]) 
 
 def read_inbound(raw: bytes) -> Inbound:
     """Parse a raw message; never raises on malformed mail."""
-    try:
-        msg = email.message_from_bytes(raw, policy=email.policy.default)
-    except Exception:  # the parser itself gave up: fall back to the lenient legacy policy
-        msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+    msg = email.message_from_bytes(raw, policy=email.policy.compat32)  # lenient, and fast: headers stay raw
     message_id = _header(msg, "Message-ID")
     if not message_id:
-        message_id = "<sha256." + hashlib.sha256(raw).hexdigest() + "@no-message-id>"
+        message_id = content_id(raw)
     from_addresses = _addresses(msg, "From")
     identity = identify_sender(raw)
     plain, html = _body_parts(msg)
@@ -298,6 +377,6 @@ def read_inbound(raw: bytes) -> Inbound:
 
 def _all_headers(msg: email.message.Message, name: str) -> list[str]:
     try:
-        return [" ".join(str(v).split()) for v in (msg.get_all(name) or [])]
+        return [" ".join(_decode(v).split()) for v in (msg.get_all(name) or [])]
     except Exception:
         return []

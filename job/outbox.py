@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from .config import MailSettings
 from .auditlog import append_event
+from .faults import crash_point
 from .db import now_utc, transaction
 from .transport import Outgoing, send_messages
 
@@ -36,13 +37,18 @@ def queue_message(
     recipients: Sequence[str],
     subject: str,
     raw: bytes,
+    text: str = "",
     in_reply_to: str = "",
 ) -> int:
-    """Record an outgoing message as queued (inside the caller's transaction)."""
+    """Record an outgoing message as queued (inside the caller's transaction).
+
+    `text` is the plain-text body: kept so that lines of it quoted back in a reply are
+    recognised as ours without parsing the raw message again.
+    """
     cur = conn.execute(
         "INSERT INTO messages (direction, kind, request_id, message_id, in_reply_to, sender, recipients, subject, raw,"
-        " created_at, status) VALUES ('out', ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued')",
-        (kind, request_id, message_id, in_reply_to, sender, ", ".join(recipients), subject, raw, now_utc()),
+        " created_at, status, new_text) VALUES ('out', ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
+        (kind, request_id, message_id, in_reply_to, sender, ", ".join(recipients), subject, raw, now_utc(), text),
     )
     return int(cur.lastrowid)
 
@@ -67,6 +73,7 @@ async def flush_outbox(db, settings: MailSettings, *, force: bool = False) -> Fl
         for row in rows
     ]
     results = await send_messages(settings, outgoing)
+    crash_point("outbox:sent-before-recorded")
     errors = []
     with transaction(db) as conn:
         for message in outgoing:

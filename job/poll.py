@@ -1,29 +1,31 @@
-"""`audit poll`: read replies, authenticate them, record decisions, answer.
+"""`audit poll`: read replies, authenticate them, record decisions, answer, chase.
 
 Each incoming message is handled in one database transaction that records the message,
 what it decided (or why it was refused or ignored), the answer to send, and the inbox
 watermark. Only after that commit is the message marked on the server (or moved to
-`inbox/cur`); a message seen again is recognised by its Message-ID and skipped.
-When a request has no pending item left, the finance agent's suspended conversation is
-resumed with the approvers' replies and writes the run summary.
+`inbox/cur`); a message seen again is recognised by its Message-ID and skipped. A message
+that fails is retried by the next polls and, after `mail.max_attempts`, moved aside with
+its error recorded; it never stops the others. Then open requests are chased (reminders,
+escalation, expiry), and when a request has no pending item left the finance agent's
+suspended conversation is resumed with the approvers' replies and writes the summary.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
 from dataclasses import dataclass, field
 
-import hashlib
-
-from .auditlog import append_event, head_hash
+from .answer import decision_view, queue_answer
+from .auditlog import append_event
 from .authenticate import check_authentication_results
 from .config import Config
 from .db import now_utc, transaction
 from .decide import Item, plan_decisions, record_decisions
-from .ingest import format_amount_display
-from .message import Inbound, compose, find_tokens, hash_token, read_inbound, render, reply_address_for, message_id_for, new_token, sanitize_text
-from .outbox import FlushResult, flush_outbox, queue_message
-from .reply import extract_new_text, parse_commands
+from .faults import crash_point, fail_point
+from .message import Inbound, content_id, find_tokens, hash_token, read_inbound, sanitize_text
+from .outbox import FlushResult, flush_outbox
+from .remind import ChaseResult, chase_open_requests
+from .reply import collect_sent_lines, extract_new_text, parse_commands
 from .transport import Received, open_inbox
 
 __all__ = ["PollResult", "poll_replies", "process_message"]
@@ -38,9 +40,11 @@ class PollResult:
     processed: int = 0
     refused: int = 0
     ignored: int = 0
+    failed: int = 0
     decisions: int = 0
     closed_requests: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    chased: ChaseResult | None = None
     sent: FlushResult | None = None
 
 
@@ -52,30 +56,122 @@ class Outcome:
     closed: str | None = None
 
 
+class SentLines:
+    """What one poll keeps per request: the normalized lines of everything we sent, and the
+    request's items. Cleared whenever a message's transaction is rolled back."""
+
+    def __init__(self) -> None:
+        self.by_request: dict[str, set[str]] = {}
+        self.items: dict[str, list[Item]] = {}
+
+    def clear(self) -> None:
+        self.by_request.clear()
+        self.items.clear()
+
+    def get_items(self, conn, request_id: str) -> list[Item]:
+        if request_id not in self.items:
+            self.items[request_id] = _items(conn, request_id)
+        return self.items[request_id]
+
+    def update_items(self, request_id: str, plan, approver: str, decided_at: str) -> None:
+        if request_id not in self.items:
+            return
+        decided = {d.item.no: d.decision for d in plan.decisions if d.item is not None}
+        self.items[request_id] = [
+            Item(i.pk, i.no, i.txn_id, decided[i.no], approver, decided_at) if i.no in decided else i
+            for i in self.items[request_id]
+        ]
+
+    def get(self, conn, request_id: str) -> set[str]:
+        if request_id not in self.by_request:
+            texts = [t for (t,) in conn.execute(
+                "SELECT new_text FROM messages WHERE direction = 'out' AND request_id = ?", (request_id,))]
+            self.by_request[request_id] = set(collect_sent_lines(texts))
+        return self.by_request[request_id]
+
+    def add(self, request_id: str | None, text: str) -> None:
+        if request_id in self.by_request and text:
+            self.by_request[request_id] |= collect_sent_lines([text])
+
+    def forget(self, request_id: str | None) -> None:  # after a rollback
+        self.by_request.pop(request_id, None)
+
+
 async def poll_replies(db, config: Config) -> PollResult:
-    """Fetch new replies once, handle each, resume finished conversations, send answers."""
+    """Fetch new replies once, handle each, chase open requests, resume finished ones, send."""
     result = PollResult()
-    await flush_outbox(db, config.mail)
+    retried = await flush_outbox(db, config.mail)  # what earlier runs or polls could not send
+    sent_lines = SentLines()
     async with open_inbox(config.mail) as inbox:
         row = db.conn.execute("SELECT uidvalidity, last_uid FROM imap_state WHERE folder = ?", (inbox.name,)).fetchone()
         uidvalidity, last_uid = (row[0], row[1]) if row else (0, 0)
-        items = await inbox.fetch(last_uid, uidvalidity)
-        result.fetched = len(items)
-        for item in items:
-            outcome = process_message(db, config, item, inbox_name=inbox.name)
-            await inbox.mark_done(item)
+        retry = [k.rsplit("/", 1)[1] for (k,) in db.conn.execute(
+            "SELECT key FROM inbound_failures WHERE moved_to IS NULL AND key LIKE ?", (f"{inbox.name}/{uidvalidity}/%",))]
+        done: list[Received] = []
+        async for item in inbox.fetch(last_uid, uidvalidity, retry=retry):
+            result.fetched += 1
+            try:
+                outcome = process_message(db, config, item, inbox_name=inbox.name, sent_lines=sent_lines)
+            except Exception as exc:  # one bad message never stops the others
+                sent_lines.clear()
+                result.failed += 1
+                result.warnings.append(await _record_failure(db, config, inbox, item, exc))
+                continue
+            crash_point("poll:committed-before-marked")
+            done.append(item)
+            if len(done) >= 200:  # marked after their commits, many per server round trip
+                await inbox.mark_all_done(done)
+                done = []
             result.decisions += outcome.decisions
             if outcome.closed:
                 result.closed_requests.append(outcome.closed)
             counter = "duplicates" if outcome.status == "duplicate" else outcome.status
             setattr(result, counter, getattr(result, counter) + 1)
+        await inbox.mark_all_done(done)
+    result.chased = chase_open_requests(db, config)
+    result.closed_requests.extend(result.chased.expired)
+    crash_point("poll:before-summaries")
     result.warnings.extend(await summarize_closed_requests(db, config))
-    result.sent = await flush_outbox(db, config.mail)
+    sent = await flush_outbox(db, config.mail)
+    result.sent = FlushResult(retried.sent + sent.sent, retried.failed + sent.failed, tuple(dict.fromkeys(retried.errors + sent.errors)))
     return result
 
 
-def process_message(db, config: Config, item: Received, *, inbox_name: str) -> Outcome:
-    """Handle one received message in one transaction (never raises on bad mail)."""
+def _failure_key(inbox_name: str, item: Received) -> str:
+    return f"{inbox_name}/{item.uidvalidity}/{item.key}"
+
+
+async def _record_failure(db, config: Config, inbox, item: Received, exc: Exception) -> str:
+    """Count a failed attempt; after max_attempts move the message aside. Returns a warning."""
+    error = f"{type(exc).__name__}: {sanitize_text(str(exc), 300)}"
+    key = _failure_key(inbox.name, item)
+    with transaction(db) as conn:
+        conn.execute(
+            "INSERT INTO inbound_failures (key, attempts, last_error, first_at, last_at) VALUES (?, 1, ?, ?, ?)"
+            " ON CONFLICT(key) DO UPDATE SET attempts = attempts + 1, last_error = excluded.last_error, last_at = excluded.last_at",
+            (key, error, now_utc(), now_utc()),
+        )
+        attempts = conn.execute("SELECT attempts FROM inbound_failures WHERE key = ?", (key,)).fetchone()[0]
+    try:
+        message_id = read_inbound(item.raw).message_id
+    except Exception:  # the message that failed may fail to parse again
+        message_id = content_id(item.raw)
+    if attempts < config.mail.max_attempts:
+        return f"message {message_id} failed (attempt {attempts} of {config.mail.max_attempts}, retried next poll): {error}"
+    where = await inbox.move_aside(item, config.mail.failed_folder)
+    with transaction(db) as conn:
+        conn.execute("UPDATE inbound_failures SET moved_to = ? WHERE key = ?", (where, key))
+        conn.execute(
+            "INSERT OR IGNORE INTO messages (direction, kind, message_id, raw, created_at, status, detail)"
+            " VALUES ('in', 'reply', ?, ?, ?, 'failed', ?)", (message_id, item.raw, now_utc(), error))
+        append_event(conn, "message_failed", message_id=message_id, detail={"error": error, "attempts": attempts, "moved_to": where})
+    return f"message {message_id} failed {attempts} times and was moved to {where}: {error}"
+
+
+def process_message(db, config: Config, item: Received, *, inbox_name: str, sent_lines: SentLines | None = None) -> Outcome:
+    """Handle one received message in one transaction."""
+    sent_lines = sent_lines or SentLines()
+    fail_point(item.raw)
     inbound = read_inbound(item.raw)
     with transaction(db) as conn:
         if item.uid:
@@ -85,16 +181,16 @@ def process_message(db, config: Config, item: Received, *, inbox_name: str) -> O
                 " THEN imap_state.last_uid ELSE 0 END, excluded.last_uid)",
                 (inbox_name, item.uidvalidity, item.uid),
             )
+        conn.execute("DELETE FROM inbound_failures WHERE key = ?", (_failure_key(inbox_name, item),))
         if conn.execute("SELECT 1 FROM messages WHERE direction = 'in' AND message_id = ?", (inbound.message_id,)).fetchone():
+            append_event(conn, "message_repeated", actor=inbound.identity or ", ".join(inbound.from_addresses),
+                         message_id=inbound.message_id, detail={"sha256": hashlib.sha256(inbound.raw).hexdigest()})
             return Outcome("duplicate", "already processed")
-        outcome, request_id, new_text = _judge(conn, config, inbound)
-        append_event(conn, "message", request_id=request_id or "", actor=inbound.identity or ", ".join(inbound.from_addresses),
-                     message_id=inbound.message_id, detail={
-                         "status": outcome.status, "detail": outcome.detail, "subject": inbound.subject,
-                         "sha256": hashlib.sha256(inbound.raw).hexdigest(), "decisions": outcome.decisions,
-                     })
-        if outcome.closed:
-            append_event(conn, "request_closed", request_id=outcome.closed)
+        try:
+            outcome, request_id, new_text = _judge(conn, config, inbound, sent_lines)
+        except BaseException:
+            sent_lines.clear()
+            raise
         conn.execute(
             "INSERT INTO messages (direction, kind, request_id, message_id, in_reply_to, sender, recipients, subject, raw,"
             " created_at, status, detail, new_text) VALUES ('in', 'reply', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -103,19 +199,26 @@ def process_message(db, config: Config, item: Received, *, inbox_name: str) -> O
                 inbound.subject, inbound.raw, now_utc(), outcome.status, outcome.detail, new_text,
             ),
         )
+        append_event(conn, "message", request_id=request_id or "", actor=inbound.identity or ", ".join(inbound.from_addresses),
+                     message_id=inbound.message_id, detail={
+                         "status": outcome.status, "detail": outcome.detail, "subject": inbound.subject,
+                         "sha256": hashlib.sha256(inbound.raw).hexdigest(), "decisions": outcome.decisions,
+                     })
+        if outcome.closed:
+            append_event(conn, "request_closed", request_id=outcome.closed)
+        crash_point("poll:before-commit")
     return outcome
 
 
-def _judge(conn, config: Config, inbound: Inbound) -> tuple[Outcome, str | None, str]:
+def _judge(conn, config: Config, inbound: Inbound, sent_lines: SentLines) -> tuple[Outcome, str | None, str]:
     """Decide what this message is and act on it; returns (outcome, request id, new text)."""
-    ours = {config.mail.from_address.lower(), config.mail.reply_address.lower()}
     if conn.execute("SELECT 1 FROM messages WHERE direction = 'out' AND message_id = ?", (inbound.message_id,)).fetchone():
         return Outcome("ignored", "our own message came back"), None, ""
     if inbound.auto_reason:
         return Outcome("ignored", f"automatic message ({inbound.auto_reason}); never read as a decision"), None, ""
-    if any(a in ours for a in inbound.from_addresses):
+    ours = {config.mail.from_address.lower(), config.mail.reply_address.lower()}
+    if any(a.split("+", 1)[0] + "@" + a.rpartition("@")[2] in ours for a in inbound.from_addresses):
         return Outcome("ignored", "sent from our own address"), None, ""
-    approvers = set(config.approvers)
     if inbound.identity_problem:
         return Outcome("refused", f"sender cannot be trusted: {inbound.identity_problem}"), None, ""
     sender = inbound.identity
@@ -125,61 +228,67 @@ def _judge(conn, config: Config, inbound: Inbound) -> tuple[Outcome, str | None,
         row = conn.execute("SELECT request_id, approver FROM request_tokens WHERE token_hash = ?", (hash_token(token),)).fetchone()
         if row:
             matches.append((token, row[0], row[1]))
-    answerable = sender in approvers  # never send mail to an address that is not an approver
+    # approvers: the configured ones, and escalation addresses a request was escalated to
+    answerable = sender in config.approvers or conn.execute(
+        "SELECT 1 FROM request_tokens WHERE approver = ? LIMIT 1", (sender,)).fetchone() is not None
     request_hint = matches[0][1] if matches else None
     if config.sender_auth.enabled:
         problem = check_authentication_results(inbound.auth_results, config.sender_auth.authserv_ids, sender)
         if problem:
-            outcome = Outcome("refused", f"sender authentication failed: {problem}")
-            if answerable:
-                _answer(conn, config, inbound, sender, request_hint, None, problems=[outcome.detail], show_grammar=False, recorded=[])
-            return outcome, request_hint, ""
+            return _refuse(conn, config, inbound, sender if answerable else None, request_hint,
+                           f"sender authentication failed: {problem}", sent_lines)
     if not answerable:
         return Outcome("refused", f"{sender} is not an approver"), request_hint, ""
     if not matches:
-        outcome = Outcome("refused", "no valid reply token (reply to the request email itself)")
-        _answer(conn, config, inbound, sender, None, None, problems=[outcome.detail], show_grammar=False, recorded=[])
-        return outcome, None, ""
+        return _refuse(conn, config, inbound, sender, None, "no valid reply token (reply to the request email itself)", sent_lines)
     own = [m for m in matches if m[2] == sender]
     if not own:
-        outcome = Outcome("refused", f"the reply token was issued to another approver, not to {sender}")
-        _answer(conn, config, inbound, sender, request_hint, None, problems=[outcome.detail], show_grammar=False, recorded=[])
-        return outcome, request_hint, ""
+        return _refuse(conn, config, inbound, sender, request_hint,
+                       f"the reply token was issued to another approver, not to {sender}", sent_lines)
     token, request_id, _ = own[0]
-    request = conn.execute("SELECT status, items FROM requests WHERE id = ?", (request_id,)).fetchone()
-    items = _items(conn, request_id)
-    sent_texts = [t for (raw,) in conn.execute(
-        "SELECT raw FROM messages WHERE direction = 'out' AND request_id = ?", (request_id,)) for t in [read_inbound(raw).plain] if t]
-    new_text = extract_new_text(inbound.plain, inbound.html, sent_texts)
+    status = conn.execute("SELECT status FROM requests WHERE id = ?", (request_id,)).fetchone()[0]
+    items = sent_lines.get_items(conn, request_id)
+    new_text = extract_new_text(inbound.plain, inbound.html, (), sent_lines=frozenset(sent_lines.get(conn, request_id)))
     parsed = parse_commands(new_text, row_count=len(items), known_ids=[i.txn_id for i in items])
     new_text = new_text[:20000]
-    if request[0] != "open":
-        outcome = Outcome("refused", "this request is already closed; decisions are final")
-        _answer(conn, config, inbound, sender, request_id, token, problems=[outcome.detail], show_grammar=False, recorded=[])
+    if status != "open":
+        outcome, _, _ = _refuse(conn, config, inbound, sender, request_id, "this request is already closed; decisions are final",
+                                sent_lines, token=token)
         return outcome, request_id, new_text
     signed_off = conn.execute("SELECT 1 FROM decisions WHERE request_id = ? AND transaction_id IS NULL", (request_id,)).fetchone() is not None
     plan = plan_decisions(parsed.commands, items, signed_off=signed_off)
     problems = list(parsed.problems) + list(plan.problems)
-    record_decisions(conn, plan, request_id=request_id, approver=sender, decided_at=now_utc(), message_id=inbound.message_id)
+    decided_at = now_utc()
+    record_decisions(conn, plan, request_id=request_id, approver=sender, decided_at=decided_at, message_id=inbound.message_id)
+    sent_lines.update_items(request_id, plan, sender, decided_at)
     pending = conn.execute("SELECT COUNT(*) FROM transactions WHERE request_id = ? AND status = 'pending'", (request_id,)).fetchone()[0]
     closed = None
     if plan.decisions and pending == 0:
         conn.execute("UPDATE requests SET status = 'closed', closed_at = ? WHERE id = ?", (now_utc(), request_id))
         closed = request_id
     limit = config.request.max_listed
-    recorded = [_decision_view(conn, d.item.pk if d.item else None, d.decision, d.reason, d.item.no if d.item else 0)
+    recorded = [decision_view(conn, d.item.pk if d.item else None, d.decision, d.reason, d.item.no if d.item else 0)
                 for d in plan.decisions[:limit]]
     counts: dict[str, int] = {}
     for d in plan.decisions:
         counts[d.decision] = counts.get(d.decision, 0) + 1
-    _answer(conn, config, inbound, sender, request_id, token, problems=problems, show_grammar=not plan.decisions, recorded=recorded,
-            recorded_total=len(plan.decisions), recorded_counts=counts)
+    text = queue_answer(conn, config, inbound, sender, request_id, token, problems=problems, show_grammar=not plan.decisions,
+                        recorded=recorded, recorded_total=len(plan.decisions), recorded_counts=counts)
+    sent_lines.add(request_id, text)
     if plan.decisions:
         detail = f"{len(plan.decisions)} decision(s) recorded" + (f"; {len(problems)} problem(s)" if problems else "")
         return Outcome("processed", detail, len(plan.decisions), closed), request_id, new_text
     final = any("decisions are final" in p for p in plan.problems)
-    status = "refused" if final else "processed"
-    return Outcome(status, "nothing decided: " + "; ".join(problems)[:500]), request_id, new_text
+    return Outcome("refused" if final else "processed", "nothing decided: " + "; ".join(problems)[:500]), request_id, new_text
+
+
+def _refuse(conn, config: Config, inbound: Inbound, answer_to: str | None, request_id: str | None, reason: str,
+            sent_lines: SentLines, *, token: str | None = None) -> tuple[Outcome, str | None, str]:
+    """Record a refusal; answer it only when the sender is an approver (never a stranger)."""
+    if answer_to:
+        text = queue_answer(conn, config, inbound, answer_to, request_id, token, problems=[reason], show_grammar=False, recorded=[])
+        sent_lines.add(request_id, text)
+    return Outcome("refused", reason), request_id, ""
 
 
 def _items(conn, request_id: str) -> list[Item]:
@@ -190,57 +299,6 @@ def _items(conn, request_id: str) -> list[Item]:
         (request_id,),
     ).fetchall()
     return [Item(*row) for row in rows]
-
-
-def _decision_view(conn, pk: int | None, decision: str, reason: str, no: int) -> dict:
-    if pk is None:
-        return {"no": "-", "id": "run", "vendor": "all transactions", "amount": "-", "currency": "", "decision": "signed off", "reason": reason}
-    row = conn.execute("SELECT txn_id, vendor, amount_minor, currency FROM transactions WHERE id = ?", (pk,)).fetchone()
-    return {
-        "no": no, "id": sanitize_text(row[0], 60), "vendor": sanitize_text(row[1], 80),
-        "amount": format_amount_display(row[2], row[3]), "currency": row[3], "decision": decision, "reason": sanitize_text(reason, 300),
-    }
-
-
-def _answer(conn, config: Config, inbound: Inbound, to: str, request_id: str | None, token: str | None, *,
-            problems: Sequence[str], show_grammar: bool, recorded: list[dict], recorded_total: int | None = None,
-            recorded_counts: dict[str, int] | None = None) -> None:
-    """Queue the confirmation (or refusal) in the same thread as the approver's message.
-
-    It lists at most `request.max_listed` decisions and pending items, with their totals.
-    """
-    limit = config.request.max_listed
-    pending = []
-    pending_total = 0
-    subject = "Ledger audit"
-    if request_id:
-        subject = conn.execute("SELECT subject FROM requests WHERE id = ?", (request_id,)).fetchone()[0] or subject
-        pending_total = conn.execute(
-            "SELECT COUNT(*) FROM transactions WHERE request_id = ? AND status = 'pending'", (request_id,)).fetchone()[0]
-        for no, txn_id, vendor, amount, currency in conn.execute(
-            "SELECT item_no, txn_id, vendor, amount_minor, currency FROM transactions WHERE request_id = ? AND status = 'pending'"
-            " ORDER BY item_no LIMIT ?", (request_id, limit)):
-            pending.append({"no": no, "id": sanitize_text(txn_id, 60), "vendor": sanitize_text(vendor, 80),
-                            "amount": format_amount_display(amount, currency), "currency": currency})
-    recorded_total = len(recorded) if recorded_total is None else recorded_total
-    heading = ("Recorded: " if recorded else "Could not understand your reply: " if show_grammar else "Not recorded: ") + subject
-    totals = ", ".join(f"{n:,} {word.replace('_', ' ')}" for word, n in sorted((recorded_counts or {}).items()))
-    plain, html = render(
-        "confirmation", heading=heading, recorded=recorded, problems=[sanitize_text(p, 300) for p in problems],
-        pending=pending, show_grammar=show_grammar, request_id=request_id or "-", received_at=now_utc(),
-        head=head_hash(conn), recorded_more=recorded_total - len(recorded), recorded_totals=totals,
-        pending_total=pending_total, pending_more=pending_total - len(pending),
-    )
-    domain = config.mail.from_address.rpartition("@")[2]
-    kind = "confirmation" if recorded else "refusal"
-    msg = compose(
-        sender=config.mail.from_address, to=[to], subject=heading, plain=plain, html=html,
-        message_id=message_id_for(token, domain, kind="msg") if token else message_id_for(new_token(), domain, kind="ans"),
-        reply_to=reply_address_for(config.mail.reply_address, token) if token else None,
-        in_reply_to=inbound.message_id, references=[*inbound.references.split(), inbound.message_id],
-    )
-    queue_message(conn, kind=kind, request_id=request_id, message_id=msg["Message-ID"], sender=config.mail.from_address,
-                  recipients=[to], subject=heading, raw=msg.as_bytes(), in_reply_to=inbound.message_id)
 
 
 async def summarize_closed_requests(db, config: Config) -> list[str]:

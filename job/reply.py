@@ -24,15 +24,26 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
+from difflib import SequenceMatcher
 from html.parser import HTMLParser
 from typing import Literal
 
-__all__ = ["Action", "Command", "ParsedReply", "extract_new_text", "parse_commands", "parse_reply"]
+__all__ = [
+    "Action",
+    "Command",
+    "ParsedReply",
+    "collect_sent_lines",
+    "extract_new_text",
+    "parse_commands",
+    "parse_reply",
+]
 
 Action = Literal["approve", "reject", "hold"]
 
 MAX_RANGE = 10_000  # a longer range than this (or than the request has rows) is a typo
 MAX_QUOTED_LINE = 80  # longer lines are shortened when quoted in a problem
+MAX_BODY = 1_000_000  # characters read from each part; new text is at the top anyway
+MAX_HEADER_LINE = 500  # longer lines are not quote headers or separators
 
 # Strong words are commands on their own; weak words ("ok", "no") are also prose, so they
 # count only when followed by targets or "all".
@@ -54,11 +65,11 @@ _FILLERS = frozenset(
 _ALL = frozenset({"all", "everything"})
 
 _NOISE_START = re.compile(r"^[\s*•·◦▪‣+\-–—]+")
-_NOISE_END = re.compile(r"[\s.,!*]+$")
+_NOISE_END = frozenset(".,!*")
 _PHRASE_VERB = re.compile(r"(sign[\s-]*off|on\s+hold)(?![^\W\d_])", re.IGNORECASE)
 _WORD = re.compile(r"[^\W\d_]+")
 _SPACED_RANGE = re.compile(r"([0-9])\s*(?:[-–—]|\bto\b|\bthrough\b|\bthru\b)\s*([0-9])", re.I)
-_REASON_START = re.compile(r":|\s-+\s|\s-+$|\s*[–—]\s*|\bbecause\b", re.IGNORECASE)
+_REASON_START = re.compile(r":|\s-+\s|\s-+$|[–—]|\bbecause\b", re.IGNORECASE)
 _TOKEN_SPLIT = re.compile(r"[\s,;&]+")
 _DIGITS = re.compile(r"[0-9]+")
 _RANGE = re.compile(r"([0-9]+)-([0-9]+)")
@@ -69,10 +80,10 @@ _ATTRIBUTION = re.compile(
     r"|\b(?:schrieb|schreef|skrev|kirjoitti)\b.{0,150}?)\s*:\s*$",
     re.IGNORECASE,
 )
-_SEPARATOR = re.compile(
-    r"^(?:-{2,}\s*[^\W\d_][^\n]*?-{2,}|begin forwarded message\s*:"
-    r"|-*\s*forwarded message\s*-*:?|début du message réexpédié\s*:"
-    r"|anfang der weitergeleiteten nachricht\s*:)$",
+_DASHED_START = re.compile(r"-{2,}\s*[^\W\d_]")  # "-----Original Message-----"
+_FORWARD_MARKER = re.compile(
+    r"(?:begin forwarded message|-*\s*forwarded message\s*-*|début du message réexpédié"
+    r"|anfang der weitergeleiteten nachricht)\s*:?$",
     re.IGNORECASE,
 )
 _FROM_FIELD = re.compile(
@@ -121,13 +132,26 @@ def parse_reply(
 # --- finding the new text ------------------------------------------------------------
 
 
-def extract_new_text(plain: str | None, html: str | None, sent_texts: Sequence[str]) -> str:
-    """Return the lines of a reply that the approver wrote, without anything quoted."""
-    text = plain if plain and plain.strip() else convert_html_to_text(html or "")
+def extract_new_text(
+    plain: str | None,
+    html: str | None,
+    sent_texts: Sequence[str],
+    *,
+    sent_lines: frozenset[str] | None = None,
+) -> str:
+    """Return the lines of a reply that the approver wrote, without anything quoted.
+
+    `sent_lines` (from `collect_sent_lines`) may stand in for `sent_texts` when the caller
+    checks many replies against the same sent messages.
+    """
+    if plain and plain.strip():
+        text = plain[:MAX_BODY]
+    else:
+        text = convert_html_to_text((html or "")[:MAX_BODY])
     lines = text.splitlines()
     lines = lines[: find_quote_start(lines)]
     lines = lines[: find_signature_start(lines)]
-    sent = collect_sent_lines(sent_texts)
+    sent = sent_lines if sent_lines is not None else collect_sent_lines(sent_texts)
     lines = [line for line in lines if not line.lstrip().startswith(">")]
     return "\n".join(line for line in lines if normalize_line(line) not in sent)
 
@@ -138,6 +162,7 @@ def normalize_line(line: str) -> str:
 
 
 def collect_sent_lines(sent_texts: Sequence[str]) -> frozenset[str]:
+    """The normalised non-empty lines of the messages we sent, for dropping them from replies."""
     lines = (normalize_line(line) for text in sent_texts for line in text.splitlines())
     return frozenset(line for line in lines if line)
 
@@ -145,10 +170,17 @@ def collect_sent_lines(sent_texts: Sequence[str]) -> frozenset[str]:
 def find_quote_start(lines: Sequence[str]) -> int:
     """Index of the first line of quoted or forwarded text, or len(lines)."""
     for i, line in enumerate(lines):
-        stripped = line.strip()
-        if _SEPARATOR.match(stripped) or is_outlook_header(lines, i) or is_attribution(lines, i):
+        if is_separator(line) or is_outlook_header(lines, i) or is_attribution(lines, i):
             return i
     return len(lines)
+
+
+def is_separator(line: str) -> bool:
+    """A "-----Original Message-----" style separator or a forward marker."""
+    stripped = line.strip()
+    if _DASHED_START.match(stripped) and stripped.endswith("--"):
+        return True
+    return len(stripped) <= MAX_HEADER_LINE and bool(_FORWARD_MARKER.match(stripped))
 
 
 def is_outlook_header(lines: Sequence[str], i: int) -> bool:
@@ -165,7 +197,7 @@ def is_attribution(lines: Sequence[str], i: int) -> bool:
         if len(window) < span or not window[-1].strip():
             return False
         joined = " ".join(line.strip() for line in window)
-        if len(joined) > 500 or not re.search(r"[0-9@]", joined):
+        if len(joined) > MAX_HEADER_LINE or not re.search(r"[0-9@]", joined):
             continue
         if _ATTRIBUTION.search(joined):
             # a wrapped header never contains a line that starts like a command
@@ -284,7 +316,7 @@ def parse_line(
     With weak=False the prose-like words ("ok", "no") are not read as verbs at all.
     """
     text = line.strip()
-    body = _NOISE_END.sub("", _NOISE_START.sub("", text))
+    body = strip_noise(text)
     match = _PHRASE_VERB.match(body) or _WORD.match(body)
     if match is None:
         return None
@@ -306,6 +338,15 @@ def parse_line(
     return Command(action, targets, reason, text)
 
 
+def strip_noise(text: str) -> str:
+    """Drop bullets before a line and trailing punctuation after it (in linear time)."""
+    body = _NOISE_START.sub("", text)
+    end = len(body)
+    while end and (body[end - 1].isspace() or body[end - 1] in _NOISE_END):
+        end -= 1
+    return body[:end]
+
+
 def read_weak_command(
     action: Action, rest: str, text: str, row_count: int, ids: dict[str, str]
 ) -> Command | str | None:
@@ -323,34 +364,23 @@ def read_weak_command(
 
 
 def diagnose_typo(word: str, rest: str, row_count: int, ids: dict[str, str]) -> str | None:
-    """A problem for "aprove 1" or "rejct 2"; None for ordinary prose."""
+    """A problem for "aprove 1", "rejct 2" or a lone "approv"; None for ordinary prose."""
+    if len(word) < 3 or word[0] not in "arh":
+        return None
+    targets, _, target_shaped = read_targets(split_reason(rest)[0], row_count, ids)
+    alone = not rest.strip(" ,;:-–—")
+    if not target_shaped or (targets == () and not alone):
+        return None  # "Approval attached", "Regards, Ann"
     for verb in _LIKELY_TYPOS:
-        long_verb = len(verb) > 4
-        close = len(word) >= 3 and word[0] == verb[0] and (
-            count_edits(word, verb) <= (2 if long_verb else 1)
-            or (long_verb and word.startswith(verb[:5]))
-        )
-        if not close:
+        if word[0] != verb[0]:
             continue
-        targets, _, target_shaped = read_targets(split_reason(rest)[0], row_count, ids)
-        if target_shaped and (targets != () or (long_verb and not rest.strip(" ,;:-"))):
+        near = abs(len(word) - len(verb)) <= 2 and SequenceMatcher(None, word, verb).ratio()
+        long_verb = len(verb) > 4
+        if targets != () and (near >= 0.75 or (long_verb and word.startswith(verb[:5]))):
+            return f"'{word}' is not a command word; did you mean '{verb}'?"
+        if alone and long_verb and (near >= 0.85 or word.startswith(verb[:6])):
             return f"'{word}' is not a command word; did you mean '{verb}'?"
     return None
-
-
-def count_edits(a: str, b: str) -> int:
-    """Edit distance counting a swap of two neighbouring letters as one edit."""
-    previous2: list[int] = []
-    previous = list(range(len(b) + 1))
-    for i in range(1, len(a) + 1):
-        current = [i] + [0] * len(b)
-        for j in range(1, len(b) + 1):
-            cost = 0 if a[i - 1] == b[j - 1] else 1
-            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
-            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
-                current[j] = min(current[j], previous2[j - 2] + 1)
-        previous2, previous = previous, current
-    return previous[len(b)]
 
 
 def split_reason(rest: str) -> tuple[str, str]:

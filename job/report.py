@@ -6,6 +6,7 @@ exactly the fields auditors asked for; amounts are exact decimal strings.
 
 from __future__ import annotations
 
+import calendar
 import csv
 import hashlib
 import io
@@ -102,6 +103,7 @@ def write_report_file(db, out: Path, fmt: str, *, since: str | None = None, unti
         manifest_tmp.write_text(json.dumps({
             "report": out.name, "format": fmt, "rows": count, "sha256": digest, "since": since, "until": until,
             "generated_at": now_utc(), "audit_log_head": head_hash(db.conn),
+            "reviewers": [r for (r,) in db.conn.execute("SELECT DISTINCT reviewer FROM runs ORDER BY reviewer")],
         }, indent=2) + "\n", encoding="utf-8")
         tmp.replace(out)  # never leave half a report behind
         manifest_tmp.replace(manifest)
@@ -113,7 +115,7 @@ def write_report_file(db, out: Path, fmt: str, *, since: str | None = None, unti
 
 
 def _age(created_at: str) -> str:
-    then = time.mktime(time.strptime(created_at, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+    then = calendar.timegm(time.strptime(created_at, "%Y-%m-%dT%H:%M:%SZ"))
     seconds = max(0, int(time.time() - then))
     days, rest = divmod(seconds, 86400)
     hours, rest = divmod(rest, 3600)
@@ -123,11 +125,12 @@ def _age(created_at: str) -> str:
 def collect_status(db) -> dict:
     """Open requests with their age, pending items, unsent mail, and the last run."""
     requests = []
-    for rid, created, subject, items in db.conn.execute(
-        "SELECT id, created_at, subject, items FROM requests WHERE status = 'open' ORDER BY created_at"
+    for rid, created, subject, items, reminded, escalated in db.conn.execute(
+        "SELECT id, created_at, subject, items, reminded_at, escalated_at FROM requests WHERE status = 'open' ORDER BY created_at"
     ):
         pending = db.conn.execute("SELECT COUNT(*) FROM transactions WHERE request_id = ? AND status = 'pending'", (rid,)).fetchone()[0]
-        requests.append({"request_id": rid, "created_at": created, "age": _age(created), "items": items, "pending": pending, "subject": subject})
+        requests.append({"request_id": rid, "created_at": created, "age": _age(created), "items": items, "pending": pending,
+                         "subject": subject, "reminded_at": reminded, "escalated_at": escalated})
     last = db.conn.execute(
         "SELECT id, started_at, finished_at, reviewer, new_transactions, flagged, auto_approved, held, request_id,"
         " model_calls, prompt_tokens, completion_tokens FROM runs ORDER BY id DESC LIMIT 1"

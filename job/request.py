@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
 
@@ -114,9 +114,16 @@ def build_request_copies(
     from_address: str,
     reply_address: str,
     max_listed: int = 50,
+    notice: str = "",
+    subject: str | None = None,
+    thread: Callable[[str], Sequence[str]] | None = None,
 ) -> list[ApproverCopy]:
-    """One message per approver, each with a fresh token; items beyond `max_listed` are in a CSV."""
-    subject = request_subject(items, run_id)
+    """One message per approver, each with a fresh token; items beyond `max_listed` are in a CSV.
+
+    `notice` heads a reminder or escalation; `thread(approver)` names the Message-IDs the
+    copy follows up, so mail clients keep it in the approver's original thread.
+    """
+    subject = sanitize_text(subject, 200) if subject else request_subject(items, run_id)
     views = [item_view(i) for i in items[:max_listed]]
     more = len(items) - len(views)
     attachments = [(attachment_name(ledger_names, run_id), flagged_items_csv(items))] if more > 0 else []
@@ -139,7 +146,9 @@ def build_request_copies(
             ledger_names=names,
             reviewer=reviewer,
             summary=sanitize_text(summary, 1000),
+            notice=sanitize_text(notice, 500),
         )
+        follows = list(thread(approver)) if thread else []
         msg = compose(
             sender=from_address,
             to=[approver],
@@ -148,6 +157,8 @@ def build_request_copies(
             html=html,
             message_id=message_id,
             reply_to=reply_address_for(reply_address, token),
+            in_reply_to=follows[-1] if follows else None,
+            references=follows,
             extra_headers={"X-Audit-Request": request_id},
             attachments=attachments,
         )

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .auditlog import append_event, canonical
 from .config import Config, Policy
+from .faults import crash_point
 from .db import now_utc, transaction
 from .errors import ConfigError
 from .history import history_needs, recent_payments, vendor_hash, write_digests
@@ -225,8 +226,10 @@ async def run_audit(db, config: Config, ledgers: Sequence[Ledger], *, reviewer: 
     concerns: dict[str, str] = {}
     review_summary = ""
     usage = (0, 0, 0)
+    outcome = None
+    crash_point("run:read")
     if flagged and mode != "never":
-        from .agent import ReviewItem, review_flagged
+        from .agent import review_flagged
 
         outcome = await review_flagged([_review_item(s) for s in flagged], config.llm, db)
         notes, concerns, review_summary = outcome.notes, outcome.concerns, outcome.summary
@@ -240,7 +243,10 @@ async def run_audit(db, config: Config, ledgers: Sequence[Ledger], *, reviewer: 
         extra = (Flag("agent_concern", concerns[s.transaction.txn_id], by="agent"),) if s.transaction.txn_id in concerns else ()
         flags_by_id[s.transaction.txn_id] = s.flags + extra
 
+    crash_point("run:reviewed")
     with transaction(db) as conn:
+        if outcome is not None and outcome.storage is not None:
+            outcome.storage.flush(conn)
         run_id = conn.execute(
             "INSERT INTO runs (started_at, mode, reviewer, ledgers, transactions, new_transactions, flagged,"
             " auto_approved, held, review_summary, model_calls, prompt_tokens, completion_tokens)"
@@ -315,6 +321,8 @@ async def run_audit(db, config: Config, ledgers: Sequence[Ledger], *, reviewer: 
         })
         if request_id:
             await _record_request(conn, db, config, request_id, run_id, flagged, flags_by_id, notes, review_summary, result, chosen)
+        crash_point("run:before-commit")
+    crash_point("run:committed")
     result.request_id = request_id
     result.sent = await flush_outbox(db, config.mail)
     return result
@@ -364,7 +372,7 @@ async def _record_request(conn, db, config: Config, request_id, run_id, flagged,
         conn.execute("INSERT INTO request_tokens (token_hash, request_id, approver) VALUES (?,?,?)", (copy.token_hash, request_id, copy.approver.lower()))
         queue_message(
             conn, kind="request", request_id=request_id, message_id=copy.message_id, sender=config.mail.from_address,
-            recipients=[copy.approver], subject=copy.subject, raw=copy.raw,
+            recipients=[copy.approver], subject=copy.subject, raw=copy.raw, text=copy.plain,
         )
     append_event(conn, "request", request_id=request_id, detail={
         "run_id": run_id, **request_items_detail(items), "approvers": [c.approver for c in copies],

@@ -15,7 +15,7 @@ import mailbox
 import os
 import re
 import ssl
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -169,14 +169,20 @@ class MaildirInbox:
     async def __aexit__(self, *exc: object) -> None:
         return None
 
-    async def fetch(self, last_uid: int = 0, uidvalidity: int = 0) -> list[Received]:
+    async def fetch(self, last_uid: int = 0, uidvalidity: int = 0, retry: Sequence[str] = ()) -> AsyncIterator[Received]:
+        """Every message in new/, oldest first (failed ones stay there and come again)."""
         new = self.folder / "new"
-        items = []
-        for path in sorted(new.iterdir(), key=lambda p: (p.stat().st_mtime_ns, p.name)):
-            if path.name.startswith(".") or not path.is_file():
-                continue
-            items.append(Received(key=path.name, raw=path.read_bytes()))
-        return items
+        paths = [p for p in new.iterdir() if p.is_file() and not p.name.startswith(".")]
+        for path in sorted(paths, key=lambda p: (p.stat().st_mtime_ns, p.name)):
+            try:
+                raw = path.read_bytes()
+            except FileNotFoundError:
+                continue  # taken by someone else meanwhile
+            yield Received(key=path.name, raw=raw)
+
+    async def mark_all_done(self, items: Sequence[Received]) -> None:
+        for item in items:
+            await self.mark_done(item)
 
     async def mark_done(self, item: Received) -> None:
         source = self.folder / "new" / item.key
@@ -185,6 +191,17 @@ class MaildirInbox:
             os.replace(source, target)
         except FileNotFoundError:
             pass  # already moved by an earlier, interrupted poll
+
+    async def move_aside(self, item: Received, folder: str) -> str:
+        """Move a message that keeps failing into a sibling maildir; return where it went."""
+        target = self.folder.parent / folder
+        for sub in ("new", "cur", "tmp"):
+            (target / sub).mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(self.folder / "new" / item.key, target / "new" / item.key)
+        except FileNotFoundError:
+            pass
+        return str(target)
 
 
 class ImapInbox:
@@ -243,29 +260,56 @@ class ImapInbox:
             except Exception:
                 pass
 
-    async def fetch(self, last_uid: int = 0, uidvalidity: int = 0) -> list[Received]:
-        """Messages with a UID above `last_uid` (all of them when UIDVALIDITY changed)."""
+    async def fetch(self, last_uid: int = 0, uidvalidity: int = 0, retry: Sequence[str] = ()) -> AsyncIterator[Received]:
+        """Messages with a UID above `last_uid` (all of them when UIDVALIDITY changed), plus
+        the UIDs in `retry`, fetched in batches with one command each."""
         start = last_uid + 1 if uidvalidity == self.uidvalidity else 1
-        response = await self._call("search", self.client.uid_search(f"UID {start}:*"))
-        uids: list[int] = []
+        response = await self._call("search", self.client.uid_search(f"UID {start}:*", charset=None))
+        uids: set[int] = set()
         for line in response.lines:
             if isinstance(line, (bytes, bytearray)):
-                uids.extend(int(tok) for tok in line.split() if tok.isdigit())
-        uids = sorted(u for u in set(uids) if u >= start)  # "N:*" also matches the highest UID below N
-        items: list[Received] = []
-        for uid in uids:
-            response = await self._call(f"fetch UID {uid}", self.client.uid("fetch", str(uid), "(UID BODY.PEEK[])"))
-            raw = _literal(response.lines)
-            if raw is not None:
-                items.append(Received(key=str(uid), raw=raw, uid=uid, uidvalidity=self.uidvalidity))
-        return items
+                uids.update(int(tok) for tok in line.split() if tok.isdigit())
+        wanted = sorted({u for u in uids if u >= start} | {int(k) for k in retry if k.isdigit() and uidvalidity == self.uidvalidity})
+        for i in range(0, len(wanted), FETCH_BATCH):
+            batch = wanted[i : i + FETCH_BATCH]
+            response = await self._call(
+                f"fetch {len(batch)} message(s)", self.client.uid("fetch", ",".join(map(str, batch)), "(UID BODY.PEEK[])")
+            )
+            for uid, raw in _fetched(response.lines):
+                yield Received(key=str(uid), raw=raw, uid=uid, uidvalidity=self.uidvalidity)
 
     async def mark_done(self, item: Received) -> None:
-        await self._call(f"store UID {item.uid}", self.client.uid("store", str(item.uid), "+FLAGS", r"(\Seen)"))
+        await self.mark_all_done([item])
+
+    async def mark_all_done(self, items: Sequence[Received]) -> None:
+        """Flag processed messages \\Seen, in one command per batch."""
+        for i in range(0, len(items), FETCH_BATCH * 4):
+            uids = ",".join(str(item.uid) for item in items[i : i + FETCH_BATCH * 4])
+            await self._call(f"store UIDs {uids[:40]}", self.client.uid("store", uids, "+FLAGS", r"(\Seen)"))
+
+    async def move_aside(self, item: Received, folder: str) -> str:
+        """Move a message that keeps failing into another folder (created when missing)."""
+        response = await asyncio.wait_for(self.client.create(folder), timeout=self.server.timeout)
+        if response.result != "OK" and not any(b"ALREADYEXISTS" in bytes(l) for l in response.lines if isinstance(l, (bytes, bytearray))):
+            raise MailError(f"{self.where}: cannot create folder {folder!r}")
+        await self._call(f"move UID {item.uid} to {folder}", self.client.uid("move", str(item.uid), folder))
+        return f"{self.server.folder} -> {folder}"
 
 
-def _literal(lines: Sequence[object]) -> bytes | None:
+FETCH_BATCH = 50
+
+
+def _fetched(lines: Sequence[object]) -> list[tuple[int, bytes]]:
+    """(uid, raw) pairs from a UID FETCH response: a head line naming the UID, then the literal."""
+    found: list[tuple[int, bytes]] = []
+    uid = None
     for line in lines:
         if isinstance(line, bytearray):
-            return bytes(line)
-    return None
+            if uid is not None:
+                found.append((uid, bytes(line)))
+            uid = None
+        elif isinstance(line, bytes):
+            match = re.search(rb"\bUID (\d+)", line)
+            if match and b"FETCH" in line:
+                uid = int(match.group(1))
+    return found

@@ -34,3 +34,18 @@ def test_example_database_holds_the_example_reply(tmp_path: Path) -> None:
         ("TX-1008", "approved", "", "controller@example.com"),
     ]
     assert example.execute("SELECT COUNT(*) FROM transactions WHERE status = 'auto_approved'").fetchone()[0] == 6
+
+
+def test_an_older_database_upgrades_in_place_keeping_its_records(tmp_path: Path) -> None:
+    old = tmp_path / "old.db"
+    old.write_bytes((ROOT / "tests" / "fixtures" / "audit-v2.db").read_bytes())
+    assert sqlite3.connect(old).execute("PRAGMA user_version").fetchone()[0] == 2
+    db = open_db(old)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert schema(db.conn) == schema(open_db(tmp_path / "fresh.db").conn)
+    assert db.execute("SELECT COUNT(*) FROM transactions").fetchone()[0] == 10
+    assert db.execute("SELECT COUNT(*) FROM decisions").fetchone()[0] == 4
+    assert db.execute("PRAGMA foreign_key_check").fetchall() == []
+    from job.auditlog import verify_log
+
+    assert verify_log(db.conn).ok

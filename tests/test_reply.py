@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from job.reply import Command, ParsedReply, extract_new_text, parse_commands, parse_reply
+from job.reply import (
+    Command,
+    ParsedReply,
+    collect_sent_lines,
+    extract_new_text,
+    parse_commands,
+    parse_reply,
+)
 
 ROWS = 5
 IDS = ("TX-1001", "TX-1002", "TX-1003")
@@ -187,6 +196,21 @@ def test_long_problem_lines_are_shortened():
     assert len(parsed.problems) == 1 and len(parsed.problems[0]) < 200
 
 
+@pytest.mark.parametrize(
+    "plain",
+    [
+        "approve 1" + ". " * 50_000 + "x",
+        "--a" + "-" * 50_000 + "x",
+        "approve 1" + " " * 50_000 + "- x",
+        "a" * 50_000 + " 1",
+    ],
+)
+def test_hostile_lines_are_read_in_linear_time(plain):
+    started = time.monotonic()
+    reply(plain, sent=())
+    assert time.monotonic() - started < 5
+
+
 # --- extracting the new text ---------------------------------------------------------
 
 QUOTE = "\nHello,\napprove all\nhold 3\n"
@@ -267,6 +291,13 @@ def test_lines_of_our_own_messages_are_dropped_even_without_markers():
     sent = "Please review.\napprove all\n  hold   2 \n"
     plain = "reject 1\n\nPlease review.\n  APPROVE   ALL \n> > hold 2\nhold 2\n"
     assert summary(reply(plain, sent=(sent,))) == [(R, ("1",), "")]
+
+
+def test_precollected_sent_lines_stand_in_for_sent_texts():
+    sent = collect_sent_lines(["Please review.\n\n> Approve   ALL\n"])
+    assert sent == frozenset({"please review.", "approve all"})
+    plain = "reject 1\nPlease review.\napprove all\n"
+    assert extract_new_text(plain, None, (), sent_lines=sent) == "reject 1"
 
 
 def test_instruction_block_quoted_without_markers_gives_no_commands():

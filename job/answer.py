@@ -1,0 +1,122 @@
+"""Mail we write back: confirmations, refusals, reminders, escalations and expiry notices.
+
+Each is composed from `templates/`, threaded on the message it answers, and queued in
+the outbox inside the caller's transaction, so it exists exactly when what it reports
+was committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .auditlog import head_hash
+from .config import Config
+from .db import now_utc
+from .ingest import format_amount_display
+from .message import Inbound, compose, hash_token, message_id_for, new_token, render, reply_address_for, sanitize_text
+from .outbox import queue_message
+from .request import RequestItem, build_request_copies
+
+__all__ = ["queue_answer", "queue_request_copies", "pending_views", "decision_view", "pending_request_items"]
+
+
+def pending_views(conn, request_id: str, limit: int | None = None) -> list[dict]:
+    views = []
+    for no, txn_id, vendor, amount, currency in conn.execute(
+        "SELECT item_no, txn_id, vendor, amount_minor, currency FROM transactions WHERE request_id = ? AND status = 'pending'"
+        " ORDER BY item_no LIMIT ?", (request_id, -1 if limit is None else limit)):
+        views.append({"no": no, "id": sanitize_text(txn_id, 60), "vendor": sanitize_text(vendor, 80),
+                      "amount": format_amount_display(amount, currency), "currency": currency})
+    return views
+
+
+def decision_view(conn, pk: int | None, decision: str, reason: str, no: int) -> dict:
+    if pk is None:
+        return {"no": "-", "id": "run", "vendor": "all transactions", "amount": "-", "currency": "", "decision": "signed off", "reason": reason}
+    row = conn.execute("SELECT txn_id, vendor, amount_minor, currency FROM transactions WHERE id = ?", (pk,)).fetchone()
+    return {
+        "no": no, "id": sanitize_text(row[0], 60), "vendor": sanitize_text(row[1], 80),
+        "amount": format_amount_display(row[2], row[3]), "currency": row[3], "decision": decision, "reason": sanitize_text(reason, 300),
+    }
+
+
+def queue_answer(conn, config: Config, inbound: Inbound | None, to: str, request_id: str | None, token: str | None, *,
+                 problems: Sequence[str], show_grammar: bool, recorded: list[dict], heading_prefix: str | None = None,
+                 kind: str | None = None, recorded_total: int | None = None, recorded_counts: dict[str, int] | None = None) -> str:
+    """Queue a confirmation (or refusal) in the thread of `inbound`; return its plain text.
+
+    It lists at most `request.max_listed` decisions and pending items, with their totals.
+    """
+    limit = config.request.max_listed
+    subject = "Ledger audit"
+    pending: list[dict] = []
+    pending_total = 0
+    if request_id:
+        subject = conn.execute("SELECT subject FROM requests WHERE id = ?", (request_id,)).fetchone()[0] or subject
+        pending = pending_views(conn, request_id, limit)
+        pending_total = conn.execute(
+            "SELECT COUNT(*) FROM transactions WHERE request_id = ? AND status = 'pending'", (request_id,)).fetchone()[0]
+    recorded_total = len(recorded) if recorded_total is None else recorded_total
+    totals = ", ".join(f"{n:,} {word.replace('_', ' ')}" for word, n in sorted((recorded_counts or {}).items()))
+    if heading_prefix is None:
+        heading_prefix = "Recorded: " if recorded else "Could not understand your reply: " if show_grammar else "Not recorded: "
+    heading = heading_prefix + subject
+    plain, html = render(
+        "confirmation", heading=heading, recorded=recorded, problems=[sanitize_text(p, 300) for p in problems],
+        pending=pending, pending_total=pending_total, pending_more=pending_total - len(pending), show_grammar=show_grammar,
+        request_id=request_id or "-", received_at=now_utc(), head=head_hash(conn),
+        recorded_more=recorded_total - len(recorded), recorded_totals=totals,
+    )
+    domain = config.mail.from_address.rpartition("@")[2]
+    references = [*inbound.references.split(), inbound.message_id] if inbound else []
+    msg = compose(
+        sender=config.mail.from_address, to=[to], subject=heading, plain=plain, html=html,
+        message_id=message_id_for(token, domain, kind="msg") if token else message_id_for(new_token(), domain, kind="ans"),
+        reply_to=reply_address_for(config.mail.reply_address, token) if token else None,
+        in_reply_to=inbound.message_id if inbound else None, references=references,
+    )
+    queue_message(conn, kind=kind or ("confirmation" if recorded else "refusal"), request_id=request_id,
+                  message_id=msg["Message-ID"], sender=config.mail.from_address, recipients=[to], subject=heading,
+                  raw=msg.as_bytes(), text=plain, in_reply_to=inbound.message_id if inbound else "")
+    return plain
+
+
+def pending_request_items(conn, request_id: str) -> list[RequestItem]:
+    import json
+
+    items = []
+    for no, txn_id, date, vendor, amount, currency, memo, flags, note in conn.execute(
+        "SELECT item_no, txn_id, date, vendor, amount_minor, currency, memo, flags, agent_note FROM transactions"
+        " WHERE request_id = ? AND status = 'pending' ORDER BY item_no", (request_id,)):
+        reasons = tuple(f["reason"] for f in json.loads(flags))
+        items.append(RequestItem(no, txn_id, date, vendor, amount, currency, memo, reasons, note))
+    return items
+
+
+def queue_request_copies(conn, config: Config, request_id: str, approvers: Sequence[str], *, kind: str, notice: str) -> list[str]:
+    """Send the still-pending items of a request again (reminder or escalation), one copy per
+    approver with a fresh token, threaded on that approver's original request when there is one."""
+    run_id, subject, summary = conn.execute("SELECT run_id, subject, summary FROM requests WHERE id = ?", (request_id,)).fetchone()
+    reviewer, review_summary, auto_approved = conn.execute(
+        "SELECT reviewer, review_summary, auto_approved FROM runs WHERE id = ?", (run_id,)).fetchone()
+    ledger_names = [n for (n,) in conn.execute("SELECT name FROM ledger_files WHERE run_id = ? ORDER BY id", (run_id,))]
+    items = pending_request_items(conn, request_id)
+    copies = build_request_copies(
+        request_id=request_id, run_id=run_id, items=items, approvers=approvers, auto_approved=auto_approved, ledger_names=ledger_names,
+        reviewer=reviewer, summary=review_summary, from_address=config.mail.from_address,
+        reply_address=config.mail.reply_address, notice=notice, subject=f"{notice.split(':')[0]}: {subject}",
+        max_listed=config.request.max_listed,
+        thread=lambda approver: _original_thread(conn, request_id, approver),
+    )
+    for copy in copies:
+        conn.execute("INSERT INTO request_tokens (token_hash, request_id, approver) VALUES (?,?,?)", (copy.token_hash, request_id, copy.approver))
+        queue_message(conn, kind=kind, request_id=request_id, message_id=copy.message_id, sender=config.mail.from_address,
+                      recipients=[copy.approver], subject=copy.subject, raw=copy.raw, text=copy.plain)
+    return [c.approver for c in copies]
+
+
+def _original_thread(conn, request_id: str, approver: str) -> list[str]:
+    row = conn.execute(
+        "SELECT message_id FROM messages WHERE direction = 'out' AND kind = 'request' AND request_id = ? AND recipients = ?"
+        " ORDER BY id LIMIT 1", (request_id, approver)).fetchone()
+    return [row[0]] if row else []

@@ -1,0 +1,92 @@
+"""Chasing requests nobody answers: remind, escalate, then expire (fail closed).
+
+Run by every `poll`. Each step happens at most once per request, recorded on the request
+and in the audit log: a reminder in the approvers' thread listing only what is pending;
+an escalation that makes the escalation addresses approvers of that request and sends
+them the pending items; and at the end, expiry: what is still pending becomes `expired`
+(never approved), the request closes, and everyone is told.
+"""
+
+from __future__ import annotations
+
+import calendar
+import time
+from dataclasses import dataclass, field
+
+from .answer import decision_view, queue_answer, queue_request_copies
+from .auditlog import append_event
+from .config import Config
+from .db import now_utc, transaction
+
+__all__ = ["ChaseResult", "chase_open_requests"]
+
+
+@dataclass(slots=True)
+class ChaseResult:
+    reminded: list[str] = field(default_factory=list)
+    escalated: list[str] = field(default_factory=list)
+    expired: list[str] = field(default_factory=list)
+
+
+def _age_seconds(created_at: str, now: float) -> float:
+    return now - calendar.timegm(time.strptime(created_at, "%Y-%m-%dT%H:%M:%SZ"))
+
+
+def request_approvers(conn, request_id: str) -> list[str]:
+    """Everyone who holds a token for this request, in the order they were added."""
+    return list(dict.fromkeys(a for (a,) in conn.execute(
+        "SELECT approver FROM request_tokens WHERE request_id = ? ORDER BY rowid", (request_id,))))
+
+
+def chase_open_requests(db, config: Config, *, now: float | None = None) -> ChaseResult:
+    """Take the next due step for every open request."""
+    now = time.time() if now is None else now
+    settings = config.reminders
+    result = ChaseResult()
+    rows = db.conn.execute(
+        "SELECT id, created_at, reminded_at, escalated_at FROM requests WHERE status = 'open' ORDER BY created_at").fetchall()
+    for request_id, created_at, reminded_at, escalated_at in rows:
+        age = _age_seconds(created_at, now)
+        hours = int(age // 3600)
+        if settings.expire_after is not None and age >= settings.expire_after:
+            with transaction(db) as conn:
+                expire_request(conn, config, request_id, hours)
+            result.expired.append(request_id)
+        elif (settings.escalate_after is not None and settings.escalation_addresses and not escalated_at
+              and age >= settings.escalate_after):
+            with transaction(db) as conn:
+                sent_to = queue_request_copies(
+                    conn, config, request_id, settings.escalation_addresses, kind="escalation",
+                    notice=f"Escalated: this request has waited {hours} hours for a decision; you may now decide it",
+                )
+                conn.execute("UPDATE requests SET escalated_at = ? WHERE id = ?", (now_utc(), request_id))
+                append_event(conn, "escalated", request_id=request_id, detail={"to": sent_to, "age_hours": hours})
+            result.escalated.append(request_id)
+        elif settings.remind_after is not None and not reminded_at and not escalated_at and age >= settings.remind_after:
+            with transaction(db) as conn:
+                approvers = request_approvers(conn, request_id)
+                sent_to = queue_request_copies(
+                    conn, config, request_id, approvers, kind="reminder",
+                    notice=f"Reminder: this request has waited {hours} hours; the items below are still pending",
+                )
+                conn.execute("UPDATE requests SET reminded_at = ? WHERE id = ?", (now_utc(), request_id))
+                append_event(conn, "reminded", request_id=request_id, detail={"to": sent_to, "age_hours": hours})
+            result.reminded.append(request_id)
+    return result
+
+
+def expire_request(conn, config: Config, request_id: str, hours: int) -> None:
+    """Mark every pending item expired (never approved), close the request, tell everyone."""
+    from .decide import Decision, Item, Plan, record_decisions
+
+    items = [Item(pk, no, txn_id, "pending") for pk, no, txn_id in conn.execute(
+        "SELECT id, item_no, txn_id FROM transactions WHERE request_id = ? AND status = 'pending' ORDER BY item_no", (request_id,))]
+    reason = f"no decision within {hours} hours"
+    plan = Plan(tuple(Decision(i, "expired", reason) for i in items), ())
+    record_decisions(conn, plan, request_id=request_id, approver="(expiry)", decided_at=now_utc(), message_id="")
+    conn.execute("UPDATE requests SET status = 'closed', closed_at = ?, expired_at = ? WHERE id = ?", (now_utc(), now_utc(), request_id))
+    append_event(conn, "expired", request_id=request_id, detail={"items": [i.txn_id for i in items], "age_hours": hours})
+    recorded = [decision_view(conn, i.pk, "expired", reason, i.no) for i in items]
+    for approver in request_approvers(conn, request_id):
+        queue_answer(conn, config, None, approver, request_id, None, problems=[], show_grammar=False, recorded=recorded,
+                     heading_prefix="Expired: ", kind="expiry")
