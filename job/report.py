@@ -41,35 +41,26 @@ def parse_day(text: str | None, option: str) -> str | None:
 
 def iter_report_rows(db, *, since: str | None = None, until: str | None = None) -> Iterator[dict]:
     """One dict per transaction, oldest first; `since`/`until` bound the transaction date."""
-    clauses, params = [], []
+    clauses, params = [], {}
     if since:
-        clauses.append("t.date >= ?")
-        params.append(since)
+        clauses.append("t.date >= :since")
+        params["since"] = since
     if until:
-        clauses.append("t.date <= ?")
-        params.append(until)
+        clauses.append("t.date <= :until")
+        params["until"] = until
     where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
     sql = (
-        "SELECT t.txn_id, t.date, t.vendor, t.amount_minor, t.currency, t.memo, t.flags, t.status,"
-        " d.approver, d.decided_at, d.reason, t.request_id"
+        "SELECT t.txn_id AS transaction_id, t.date, t.vendor, t.amount_minor, t.currency, t.memo, t.flags, t.status,"
+        " COALESCE(d.approver, '') AS decided_by, COALESCE(d.decided_at, '') AS decided_at, COALESCE(d.reason, '') AS reason,"
+        " COALESCE(t.request_id, '') AS request_id"
         " FROM transactions t LEFT JOIN decisions d ON d.transaction_id = t.id AND d.request_id = t.request_id"
         f" {where} ORDER BY t.date, t.id"
     )
-    for row in db.conn.execute(sql, params):
-        yield {
-            "transaction_id": row[0],
-            "date": row[1],
-            "vendor": row[2],
-            "amount": format_amount(row[3], row[4]),
-            "currency": row[4],
-            "memo": row[5],
-            "flags": [f["code"] for f in json.loads(row[6])],
-            "status": row[7],
-            "decided_by": row[8] or "",
-            "decided_at": row[9] or "",
-            "reason": row[10] or "",
-            "request_id": row[11] or "",
-        }
+    for row in db.query(sql, params):  # sqlite-utils: rows as dicts, streamed
+        amount_minor = row.pop("amount_minor")
+        row["amount"] = format_amount(amount_minor, row["currency"])
+        row["flags"] = [f["code"] for f in json.loads(row["flags"])]
+        yield {field: row[field] for field in REPORT_FIELDS}
 
 
 def write_report(db, out: io.TextIOBase, fmt: str, *, since: str | None = None, until: str | None = None) -> int:
