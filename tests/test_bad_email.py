@@ -177,7 +177,7 @@ def fixture_params():
         yield pytest.param(name, id=name)
 
 
-@pytest.mark.parametrize("name", fixture_params())
+@pytest.mark.parametrize("name", list(fixture_params()))
 def test_bad_message_is_recorded_and_handled_by_the_trust_rules(name: str, template: Path, tmp_path: Path) -> None:
     site = new_site(template, tmp_path)
     raw = fill(name, request_to(site, CONTROLLER), CONTROLLER)
