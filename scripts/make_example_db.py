@@ -31,20 +31,20 @@ def build_example_db(target: Path) -> None:
         shutil.copytree(ROOT / "examples", work / "examples")
         config = str(work / "examples" / "audit.toml")
         audit("run", "--config", config, "--ledger", str(work / "examples" / "ledger-2026-11-24.csv"), cwd=work)
-        outbox = work / "var" / "mail" / "outbox" / "new"
+        outbox = work / "var" / "example" / "mail" / "outbox" / "new"
         request = email.message_from_bytes(next(outbox.iterdir()).read_bytes())
         reply = (ROOT / "examples" / "reply-approve.eml").read_text(encoding="utf-8")
         reply = reply.replace("audit+TOKEN@example.com", request["Reply-To"]).replace("MESSAGE_ID", request["Message-ID"])
-        inbox = work / "var" / "mail" / "inbox" / "new"
+        inbox = work / "var" / "example" / "mail" / "inbox" / "new"
         inbox.mkdir(parents=True)
         (inbox / "example-reply.eml").write_text(reply, encoding="utf-8")
         audit("poll", "--once", "--config", config, cwd=work)
-        db = sqlite3.connect(work / "audit.db")
+        db = sqlite3.connect(work / "var" / "example" / "audit.db")
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         db.execute("PRAGMA journal_mode = DELETE")
         db.execute("VACUUM")
         db.close()
-        shutil.copyfile(work / "audit.db", target)
+        shutil.copyfile(work / "var" / "example" / "audit.db", target)
 
 
 if __name__ == "__main__":
