@@ -80,6 +80,9 @@ def find_tokens(*header_values: str) -> list[str]:
 
 def sanitize_text(text: str, limit: int | None = None) -> str:
     """Ledger or reply text made safe to show: control and bidi characters become spaces."""
+    if text.isascii() and text.isprintable():  # nothing to replace: only the spacing to fold
+        flat = " ".join(text.split())
+        return flat if limit is None or len(flat) <= limit else flat[: limit - 1] + "…"
     out = []
     for ch in text:
         cat = unicodedata.category(ch)
@@ -140,11 +143,12 @@ def compose(
     references: Iterable[str] = (),
     extra_headers: Mapping[str, str] | None = None,
     date: str | None = None,
-    attachments: Sequence[tuple[str, str]] = (),
+    attachments: Sequence[tuple[str, str | bytes]] = (),
 ) -> EmailMessage:
     """A complete RFC 5322 message, as SMTP would send it, marked as automatic mail.
 
-    `attachments` are (file name, CSV text), sent as UTF-8; names go through `safe_filename`.
+    `attachments` are (file name, CSV text sent as UTF-8, or the bytes of a zip file);
+    names go through `safe_filename`.
     """
     msg = EmailMessage(policy=email.policy.SMTP)
     msg["From"] = sender
@@ -167,15 +171,21 @@ def compose(
     if html is not None:
         msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
     for filename, data in attachments:
-        msg.add_attachment(data, subtype="csv", charset="utf-8", cte="base64", filename=safe_filename(filename))
+        if isinstance(data, bytes):
+            msg.add_attachment(data, maintype="application", subtype="zip", filename=safe_filename(filename))
+        else:
+            msg.add_attachment(data, subtype="csv", charset="utf-8", cte="base64", filename=safe_filename(filename))
     return msg
 
 
 def safe_filename(name: str, limit: int = 80) -> str:
     """A file name any mail client and file system takes: ASCII letters, digits, '.', '-', '_'."""
     stem, dot, ext = name.rpartition(".") if "." in name else (name, "", "")
+    if ext.lower() == "zip" and "." in stem:  # keep "x.csv.zip" a zipped CSV
+        stem, _, inner = stem.rpartition(".")
+        ext = re.sub(r"[^A-Za-z0-9]+", "", inner)[:8] + ".zip"
     clean = re.sub(r"[^A-Za-z0-9_-]+", "-", unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()).strip("-_.")
-    ext = re.sub(r"[^A-Za-z0-9]+", "", ext)[:8]
+    ext = ext if ext.endswith(".zip") else re.sub(r"[^A-Za-z0-9]+", "", ext)[:8]
     clean = (clean or "attachment")[: limit - len(ext) - 1]
     return f"{clean}.{ext}" if dot and ext else clean
 
