@@ -28,7 +28,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from ag2 import Agent, Context
@@ -98,9 +98,8 @@ class RunSummary(BaseModel):
     summary: str
 
 
-@dataclass(frozen=True, slots=True)
-class ReviewItem:
-    """What the agent is shown of one flagged transaction."""
+class ReviewItem(NamedTuple):
+    """What the agent is shown of one flagged transaction (a tuple: there may be many)."""
 
     id: str
     date: str

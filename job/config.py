@@ -176,6 +176,7 @@ class LedgerSettings:
     date_formats: tuple[str, ...] = ("%Y-%m-%d",)
     decimal_separator: str = "."
     thousands_separator: str = ","
+    large_file_bytes: int = 1_000_000  # files this big or bigger are read and screened column-wise
 
 
 @dataclass(frozen=True, slots=True)
@@ -453,6 +454,7 @@ def build_config(data: dict[str, Any], *, base: Path, where: str) -> Config:
         date_formats=led.strings("date_formats", ("%Y-%m-%d",)),
         decimal_separator=(decimal := led.get("decimal_separator", str, ".")),
         thousands_separator=led.get("thousands_separator", str, "." if decimal == "," else ","),
+        large_file_bytes=led.integer("large_file_bytes", 1_000_000, minimum=0),
     )
     led.finish()
     auth_t = top.table("sender_auth")
@@ -611,6 +613,8 @@ default_currency = "USD"             # used when the file has no currency column
 date_formats = ["%Y-%m-%d"]          # tried in order; a date two formats read differently is refused
 decimal_separator = "."
 thousands_separator = ","
+large_file_bytes = 1000000           # a run with a file this big or bigger reads and screens it column-wise
+                                     # (polars); smaller files row by row, which starts faster
 # [ledger.columns]                   # map canonical names to the headers your export uses
 # id = "Reference"
 # amount = "Amount (USD)"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import hashlib
 import io
 import os
@@ -106,6 +107,7 @@ def _is_codec(name: str) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=256)
 def currency_exponent(code: str) -> int:
     """Number of decimal places of an ISO 4217 currency (2 unless known otherwise)."""
     if not _CODE.fullmatch(code):
@@ -369,5 +371,7 @@ def _build_transaction(
     if stated and written and written != context:
         problem = f"{_show(cells['amount'])} is in {written} but the currency column says {context}"
         raise reject("amount", problem)
+    if not -(2**63) <= amount < 2**63:  # SQLite stores integers in 64 bits
+        raise reject("amount", f"{_show(cells['amount'])} is too large to record exactly")
     memo, account = cells.get("memo", ""), cells.get("account", "")
     return Transaction(cells["id"], day, amount, written or context, cells["vendor"], memo, account, line)

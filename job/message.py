@@ -21,6 +21,7 @@ import secrets
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from email.mime.application import MIMEApplication
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from functools import lru_cache
@@ -85,6 +86,9 @@ def find_tokens(*header_values: str) -> list[str]:
 
 def sanitize_text(text: str, limit: int | None = None) -> str:
     """Ledger or reply text made safe to show: control and bidi characters become spaces."""
+    if text.isascii() and text.isprintable():  # nothing to replace: only the spacing to fold
+        flat = " ".join(text.split())
+        return flat if limit is None or len(flat) <= limit else flat[: limit - 1] + "…"
     out = []
     for ch in text:
         cat = unicodedata.category(ch)
@@ -170,12 +174,13 @@ def compose(
     references: Iterable[str] = (),
     extra_headers: Mapping[str, str] | None = None,
     date: str | None = None,
-    attachments: Sequence[tuple[str, str]] = (),
+    attachments: Sequence[tuple[str, str | bytes]] = (),
 ) -> Composed:
     """A complete RFC 5322 message, as SMTP would send it, marked as automatic mail.
 
     Every header value is sanitized to one line; a non-ASCII subject is RFC 2047-encoded.
-    `attachments` are (file name, CSV text), sent as UTF-8; names go through `safe_filename`.
+    `attachments` are (file name, CSV text sent as UTF-8, or the bytes of a zip file);
+    names go through `safe_filename`.
     """
     headers: dict[str, str] = {
         "From": sanitize_header(sender),
@@ -205,7 +210,10 @@ def compose(
         body, msg = msg, MIMEMultipart("mixed")
         msg.attach(body)
         for filename, data in attachments:
-            part = MIMEText(data, "csv", "utf-8")  # base64: CSV lines may be long
+            if isinstance(data, bytes):
+                part = MIMEApplication(data, "zip")
+            else:
+                part = MIMEText(data, "csv", "utf-8")  # base64: CSV lines may be long
             part.add_header("Content-Disposition", "attachment", filename=safe_filename(filename))
             msg.attach(part)
     for name, value in headers.items():
@@ -221,8 +229,11 @@ def compose(
 def safe_filename(name: str, limit: int = 80) -> str:
     """A file name any mail client and file system takes: ASCII letters, digits, '.', '-', '_'."""
     stem, dot, ext = name.rpartition(".") if "." in name else (name, "", "")
+    if ext.lower() == "zip" and "." in stem:  # keep "x.csv.zip" a zipped CSV
+        stem, _, inner = stem.rpartition(".")
+        ext = re.sub(r"[^A-Za-z0-9]+", "", inner)[:8] + ".zip"
     clean = re.sub(r"[^A-Za-z0-9_-]+", "-", unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()).strip("-_.")
-    ext = re.sub(r"[^A-Za-z0-9]+", "", ext)[:8]
+    ext = ext if ext.endswith(".zip") else re.sub(r"[^A-Za-z0-9]+", "", ext)[:8]
     clean = (clean or "attachment")[: limit - len(ext) - 1]
     return f"{clean}.{ext}" if dot and ext else clean
 

@@ -14,24 +14,26 @@ from __future__ import annotations
 
 import csv
 import io
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
+from typing import NamedTuple
 
 from .ingest import format_amount, format_amount_display
 from .message import compose, hash_token, message_id_for, new_token, render, reply_address_for, safe_filename, sanitize_text
 
-__all__ = ["RequestItem", "ApproverCopy", "build_request_copies", "item_view", "flagged_items_csv", "attachment_name"]
+__all__ = ["RequestItem", "ApproverCopy", "build_request_copies", "item_view", "flagged_items_csv", "attachment_name", "attachment"]
 
 CSV_FIELDS = ("no", "id", "date", "vendor", "amount", "currency", "memo", "reasons", "note")
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # spreadsheets run cells that start like this
+ZIP_ABOVE_BYTES = 5_000_000  # a bigger CSV is attached zipped (about a tenth of the size)
 
 MEMO_LIMIT = 200
 VENDOR_LIMIT = 80
 
 
-@dataclass(frozen=True, slots=True)
-class RequestItem:
+class RequestItem(NamedTuple):  # a tuple: a request may hold hundreds of thousands
     no: int
     txn_id: str
     date: str
@@ -86,11 +88,19 @@ def flagged_items_csv(items: Sequence[RequestItem]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_FIELDS)
-    for item in items:
-        writer.writerow((
-            item.no, item.txn_id, item.date, _cell(item.vendor), format_amount(item.amount_minor, item.currency), item.currency,
-            _cell(item.memo), _cell("; ".join(item.reasons)), _cell(item.note),
-        ))
+    cells: dict[str, str] = {}  # vendors, reasons and notes repeat: clean each text once
+
+    def cell(text: str) -> str:
+        value = cells.get(text)
+        if value is None:
+            value = cells[text] = _cell(text)
+        return value
+
+    writer.writerows(
+        (item.no, item.txn_id, item.date, cell(item.vendor), format_amount(item.amount_minor, item.currency), item.currency,
+         cell(item.memo), cell("; ".join(item.reasons)), cell(item.note))
+        for item in items
+    )
     return "\ufeff" + out.getvalue()
 
 
@@ -99,6 +109,18 @@ def attachment_name(ledger_names: Sequence[str], run_id: int) -> str:
     if len(ledger_names) == 1:
         return safe_filename(f"flagged-items-{PurePath(ledger_names[0]).stem}.csv")
     return f"flagged-items-run-{run_id}.csv"
+
+
+def attachment(name: str, text: str) -> tuple[str, str | bytes]:
+    """The CSV as it goes out: as is, or zipped when it would make the email too big for mail
+    servers (many refuse more than 10 to 25 MB); the CSV inside the zip keeps its name."""
+    data = text.encode("utf-8")
+    if len(data) <= ZIP_ABOVE_BYTES:
+        return name, text
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+        archive.writestr(name, data)
+    return name + ".zip", out.getvalue()
 
 
 def build_request_copies(
@@ -126,7 +148,7 @@ def build_request_copies(
     subject = sanitize_text(subject, 200) if subject else request_subject(items, run_id)
     views = [item_view(i) for i in items[:max_listed]]
     more = len(items) - len(views)
-    attachments = [(attachment_name(ledger_names, run_id), flagged_items_csv(items))] if more > 0 else []
+    attachments = [attachment(attachment_name(ledger_names, run_id), flagged_items_csv(items))] if more > 0 else []
     domain = from_address.rpartition("@")[2]
     names = ", ".join(sanitize_text(n, 120) for n in ledger_names) or "no new ledger"
     copies = []

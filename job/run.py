@@ -4,6 +4,11 @@ Everything is read and screened before anything is written; then one transaction
 the run, its ledgers, every new transaction with its screening, the request, its queued
 emails and the suspended agent conversation. Sending happens after the commit, from the
 outbox. Re-running on the same files records nothing new and sends nothing.
+
+Ledgers below `[ledger] large_file_bytes` are read row by row (`ingest`) and screened in
+plain Python (`screen`), without importing polars; larger ones are read and screened
+column-wise (`ingest_fast`, `screen_frame`, `bulk`). Both give the same result: a
+`ListBatch` or a `bulk.FrameBatch` of the new rows, which `run_audit` drives the same way.
 """
 
 from __future__ import annotations
@@ -12,8 +17,9 @@ import csv
 import hashlib
 import io
 import json
+import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,37 +111,102 @@ def _existing(conn, sql: str, values: Sequence[str], *prefix: object) -> set[str
     return found
 
 
-def _select_new(db, source: str, ledgers: Sequence[Ledger], result: RunResult) -> list[tuple[Ledger, list[Transaction]]]:
-    """The transactions not yet recorded, per ledger not yet imported (first occurrence wins)."""
-    chosen: list[tuple[Ledger, list[Transaction]]] = []
-    seen_ids: set[str] = set()
-    seen_hashes: set[str] = set()
-    for ledger in ledgers:
-        imported = db.conn.execute("SELECT 1 FROM ledger_files WHERE sha256 = ?", (ledger.sha256,)).fetchone()
-        if imported or ledger.sha256 in seen_hashes:
-            result.ledgers.append(LedgerOutcome(ledger.name, len(ledger.transactions), 0, True))
-            continue
-        seen_hashes.add(ledger.sha256)
-        ids = [t.txn_id for t in ledger.transactions]
-        recorded = _existing(db.conn, "SELECT txn_id FROM transactions WHERE source = ? AND txn_id IN ({marks})", ids, source)
-        fresh = []
-        for tx in ledger.transactions:
-            if tx.txn_id in recorded or tx.txn_id in seen_ids:
+class ListBatch:
+    """The new rows of a run read by `ingest`: per chosen ledger, its list of transactions."""
+
+    def __init__(self, parts: list[tuple[Ledger, list[Transaction]]]) -> None:
+        self.parts = parts
+        self.fresh = [tx for _, txs in parts for tx in txs]
+
+    @property
+    def count(self) -> int:
+        return len(self.fresh)
+
+    def vendor_keys(self) -> set[str]:
+        return {normalize_vendor(t.vendor) for t in self.fresh}
+
+    @classmethod
+    def select(cls, conn, source: str, ledgers: Sequence[Ledger]) -> tuple["ListBatch", list[tuple[Ledger, int, bool]], list[str]]:
+        """The transactions not yet recorded, per ledger not yet imported (first occurrence wins)."""
+        parts: list[tuple[Ledger, list[Transaction]]] = []
+        outcomes: list[tuple[Ledger, int, bool]] = []
+        changed: list[str] = []
+        seen_ids: set[str] = set()
+        seen_hashes: set[str] = set()
+        for ledger in ledgers:
+            imported = conn.execute("SELECT 1 FROM ledger_files WHERE sha256 = ?", (ledger.sha256,)).fetchone()
+            if imported or ledger.sha256 in seen_hashes:
+                outcomes.append((ledger, 0, True))
                 continue
-            seen_ids.add(tx.txn_id)
-            fresh.append(tx)
-        if recorded:
-            result.changed_in_later_export.extend(_changed(db, source, [t for t in ledger.transactions if t.txn_id in recorded]))
-        result.ledgers.append(LedgerOutcome(ledger.name, len(ledger.transactions), len(fresh), False))
-        chosen.append((ledger, fresh))
-    return chosen
+            seen_hashes.add(ledger.sha256)
+            ids = [t.txn_id for t in ledger.transactions]
+            recorded = _existing(conn, "SELECT txn_id FROM transactions WHERE source = ? AND txn_id IN ({marks})", ids, source)
+            fresh = []
+            for tx in ledger.transactions:
+                if tx.txn_id in recorded or tx.txn_id in seen_ids:
+                    continue
+                seen_ids.add(tx.txn_id)
+                fresh.append(tx)
+            if recorded:
+                changed.extend(_changed(conn, source, [t for t in ledger.transactions if t.txn_id in recorded]))
+            outcomes.append((ledger, len(fresh), False))
+            parts.append((ledger, fresh))
+        return cls(parts), outcomes, changed
+
+    def screen(self, conn, policy: Policy, known: set[str], rules: Sequence = ()) -> list[Screening]:
+        """The flagged transactions, in order, as `Screening`s."""
+        screenings = screen_transactions(
+            self.fresh,
+            amount_threshold=policy.amount_threshold,
+            vague_memo_terms=policy.vague_memo_terms,
+            known_vendor_keys=known,
+            structuring=policy.structuring,
+            duplicates=policy.duplicates,
+            round_amounts=policy.round_amounts,
+            history=find_history(conn, policy, self.fresh),
+            user_flags=_user_flags(rules, self.fresh),
+        )
+        return [s for s in screenings if s.flagged]
+
+    def write(self, conn, *, run_id: int, source: str, file_ids: Sequence[int], next_pk: int,
+              flagged: Mapping[str, tuple], progress=None) -> None:
+        """Insert every new row in order, then the new vendors and the run's payment digests."""
+        digest_rows: list[tuple[str, str, int, int, int]] = []
+        hashes: dict[str, int] = {}
+        first_names: dict[str, str] = {}
+        pk = next_pk
+        for (ledger, txs), file_id in zip(self.parts, file_ids):
+            rows = []
+            for tx in txs:
+                key = normalize_vendor(tx.vendor)
+                if key not in hashes:
+                    hashes[key] = vendor_hash(key)
+                    first_names[key] = tx.vendor
+                digest_rows.append((tx.date, tx.currency, hashes[key], tx.amount_minor, pk))
+                rows.append((pk, source, tx.txn_id, tx.date, tx.amount_minor, tx.currency, tx.vendor, key, tx.memo, tx.account,
+                             file_id, tx.line, run_id) + flagged.get(tx.txn_id, CLEAN))
+                pk += 1
+            conn.executemany(INSERT_TRANSACTION, rows)
+        conn.executemany(
+            "INSERT OR IGNORE INTO vendors (vendor_key, name, first_run_id) VALUES (?,?,?)",
+            [(key, name, run_id) for key, name in first_names.items()],
+        )
+        write_digests(conn, run_id, digest_rows)
 
 
-def _changed(db, source: str, repeats: Sequence[Transaction]) -> list[str]:
+CLEAN = ("[]", "", "auto_approved", None, None)  # flags, note, status, request, item number of a clean row
+INSERT_TRANSACTION = (
+    "INSERT INTO transactions (id, source, txn_id, date, amount_minor, currency, vendor, vendor_key, memo, account,"
+    " ledger_file_id, line, run_id, flags, agent_note, status, request_id, item_no)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+
+
+def _changed(conn, source: str, repeats: Sequence[Transaction]) -> list[str]:
     """Ids that a later export repeats with a different amount, currency, date or vendor."""
     changed = []
     for tx in repeats:
-        row = db.conn.execute(
+        row = conn.execute(
             "SELECT amount_minor, currency, date, vendor FROM transactions WHERE source = ? AND txn_id = ?", (source, tx.txn_id)
         ).fetchone()
         if row and tuple(row) != (tx.amount_minor, tx.currency, tx.date, tx.vendor):
@@ -167,10 +238,36 @@ def _rank(screening: Screening) -> tuple[int, int]:
     return (-len(screening.flags), -abs(screening.transaction.amount_minor))
 
 
-def read_ledgers(config: Config, ledger_paths: Sequence[str | Path]) -> list[Ledger]:
-    """Read every ledger completely; any bad row rejects the run before anything is written."""
+def read_ledgers(config: Config, ledger_paths: Sequence[str | Path], *, stream=None) -> list:
+    """Read every ledger completely; any bad row rejects the run before anything is written.
+
+    When any file is at least `[ledger] large_file_bytes`, every file of the run is read
+    into a frame (`ingest_fast`), otherwise into `Transaction`s (`ingest`). A progress line
+    goes to `stream` (stderr) while a large file is read, if it is a terminal.
+    """
     fmt = ledger_format(config)
-    return [read_ledger(p, fmt) for p in ledger_paths]
+    sizes = []
+    for p in ledger_paths:
+        try:
+            sizes.append(os.path.getsize(p))
+        except OSError:
+            sizes.append(0)  # read_ledger reports it
+    if not any(size >= config.ledger.large_file_bytes for size in sizes):
+        return [read_ledger(p, fmt) for p in ledger_paths]
+    from .ingest_fast import FrameLedger, Unsupported, read_ledger_fast, transactions_frame
+    from .progress import Progress
+
+    ledgers = []
+    for p in ledger_paths:
+        progress = Progress(f"reading {os.path.basename(p)}", stream=stream)
+        try:
+            ledgers.append(read_ledger_fast(p, fmt, progress=progress.update))
+        except Unsupported:  # a shape only the row-by-row reader reads exactly
+            ledger = read_ledger(p, fmt)
+            ledgers.append(FrameLedger(ledger.path, ledger.name, ledger.sha256, transactions_frame(ledger.transactions)))
+        finally:
+            progress.finish()
+    return ledgers
 
 
 def prepare_rules(config: Config) -> list:
@@ -193,7 +290,7 @@ def _user_flags(rules: Sequence, fresh: Sequence[Transaction]) -> dict[int, list
     return evaluate_rules(rules, rules_frame(fresh))
 
 
-async def run_audit(db, config: Config, ledgers: Sequence[Ledger], *, reviewer: str, rules: Sequence = ()) -> RunResult:
+async def run_audit(db, config: Config, ledgers: Sequence, *, reviewer: str, rules: Sequence = (), stream=None) -> RunResult:
     """The whole nightly run over ledgers already read by `read_ledgers`.
 
     `rules` are the policy's own rules from `prepare_rules`.
@@ -201,25 +298,21 @@ async def run_audit(db, config: Config, ledgers: Sequence[Ledger], *, reviewer: 
     known = load_known_vendors(config)
     source = config.ledger.source
     result = RunResult(reviewer=reviewer)
-
-    chosen = _select_new(db, source, ledgers, result)
-    fresh = [tx for _, txs in chosen for tx in txs]
-    vendor_keys = sorted({normalize_vendor(t.vendor) for t in fresh})
-    known |= _existing(db.conn, "SELECT vendor_key FROM vendors WHERE vendor_key IN ({marks})", vendor_keys)
     policy = config.policy
-    screenings = screen_transactions(
-        fresh,
-        amount_threshold=policy.amount_threshold,
-        vague_memo_terms=policy.vague_memo_terms,
-        known_vendor_keys=known,
-        structuring=policy.structuring,
-        duplicates=policy.duplicates,
-        round_amounts=policy.round_amounts,
-        history=find_history(db.conn, policy, fresh),
-        user_flags=_user_flags(rules, fresh),
-    )
-    flagged = sorted((s for s in screenings if s.flagged), key=_rank)
-    mode = config.policy.approval_mode
+
+    if ledgers and not isinstance(ledgers[0], Ledger):
+        from .bulk import FrameBatch as batch_kind
+    else:
+        batch_kind = ListBatch
+    batch, outcomes, changed = batch_kind.select(db.conn, source, ledgers)
+    for ledger, new, skipped in outcomes:
+        result.ledgers.append(LedgerOutcome(ledger.name, _rows(ledger), new, skipped))
+    result.changed_in_later_export = changed
+    chosen = [(ledger, new) for ledger, new, skipped in outcomes if not skipped]
+    known |= _existing(db.conn, "SELECT vendor_key FROM vendors WHERE vendor_key IN ({marks})", sorted(batch.vendor_keys()))
+    flagged = sorted(batch.screen(db.conn, policy, known, rules), key=_rank)
+    fresh_count = batch.count
+    mode = policy.approval_mode
     wants_request = (mode == "flagged" and bool(flagged)) or (mode == "always" and bool(chosen))
 
     notes: dict[str, str] = {}
@@ -239,7 +332,7 @@ async def run_audit(db, config: Config, ledgers: Sequence[Ledger], *, reviewer: 
             result.model_calls, result.prompt_tokens, result.completion_tokens = usage
 
     flags_by_id: dict[str, tuple[Flag, ...]] = {}
-    for s in screenings:
+    for s in flagged:
         extra = (Flag("agent_concern", concerns[s.transaction.txn_id], by="agent"),) if s.transaction.txn_id in concerns else ()
         flags_by_id[s.transaction.txn_id] = s.flags + extra
 
@@ -252,8 +345,8 @@ async def run_audit(db, config: Config, ledgers: Sequence[Ledger], *, reviewer: 
             " auto_approved, held, review_summary, model_calls, prompt_tokens, completion_tokens)"
             " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
-                now_utc(), mode, reviewer, len(ledgers), sum(len(l.transactions) for l in ledgers), len(fresh),
-                len(flagged), len(fresh) - len(flagged), len(flagged) if mode == "never" else 0,
+                now_utc(), mode, reviewer, len(ledgers), sum(_rows(l) for l in ledgers), fresh_count,
+                len(flagged), fresh_count - len(flagged), len(flagged) if mode == "never" else 0,
                 review_summary, *usage,
             ),
         ).lastrowid
@@ -266,56 +359,42 @@ async def run_audit(db, config: Config, ledgers: Sequence[Ledger], *, reviewer: 
                 " VALUES (?,?,?,?,?,?,?,?)",
                 (request_id, run_id, now_utc(), "open", "", len(flagged), "", str(uuid.uuid4())),
             )
-        next_pk = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM transactions").fetchone()[0]
-        digest_rows: list[tuple[str, str, int, int, int]] = []
-        hashes: dict[str, int] = {}
-        for ledger, txs in chosen:
-            file_id = conn.execute(
+        file_ids = [
+            conn.execute(
                 "INSERT INTO ledger_files (source, name, path, sha256, rows, new_rows, imported_at, run_id) VALUES (?,?,?,?,?,?,?,?)",
-                (source, ledger.name, str(Path(ledger.path).resolve()), ledger.sha256, len(ledger.transactions), len(txs), now_utc(), run_id),
+                (source, ledger.name, str(Path(ledger.path).resolve()), ledger.sha256, _rows(ledger), new, now_utc(), run_id),
             ).lastrowid
-            rows = []
-            for tx in txs:
-                pk, next_pk = next_pk, next_pk + 1
-                key = normalize_vendor(tx.vendor)
-                if key not in hashes:
-                    hashes[key] = vendor_hash(key)
-                digest_rows.append((tx.date, tx.currency, hashes[key], tx.amount_minor, pk))
-                flags = flags_by_id[tx.txn_id]
-                rule_flagged = any(f.by == "rules" for f in flags)
-                if not rule_flagged:
-                    status = "auto_approved"
-                else:
-                    status = "held" if mode == "never" else "pending"
-                rows.append((
-                    pk, source, tx.txn_id, tx.date, tx.amount_minor, tx.currency, tx.vendor, key,
-                    tx.memo, tx.account, file_id, tx.line, run_id, json.dumps([f.as_dict() for f in flags]),
-                    notes.get(tx.txn_id, ""), status, request_id if tx.txn_id in item_no else None, item_no.get(tx.txn_id),
-                ))
-            conn.executemany(
-                "INSERT INTO transactions (id, source, txn_id, date, amount_minor, currency, vendor, vendor_key, memo, account,"
-                " ledger_file_id, line, run_id, flags, agent_note, status, request_id, item_no)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                rows,
-            )
-        first_names: dict[str, str] = {}
-        for t in fresh:
-            first_names.setdefault(normalize_vendor(t.vendor), t.vendor)
-        conn.executemany(
-            "INSERT OR IGNORE INTO vendors (vendor_key, name, first_run_id) VALUES (?,?,?)",
-            [(key, name, run_id) for key, name in first_names.items()],
-        )
-        write_digests(conn, run_id, digest_rows)
-        result.new_transactions = len(fresh)
+            for ledger, new in chosen
+        ]
+        status = "held" if mode == "never" else "pending"
+        flagged_rows = {
+            txn_id: (json.dumps([f.as_dict() for f in flags]), notes.get(txn_id, ""), status,
+                     request_id if txn_id in item_no else None, item_no.get(txn_id))
+            for txn_id, flags in flags_by_id.items()
+        }
+        next_pk = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM transactions").fetchone()[0]
+        progress = _write_progress(batch.count, stream)
+        # The status CHECK is an IN list, which SQLite evaluates by building a small table for
+        # every row inserted: 1.8 s per million rows, more than the insert itself. The statuses
+        # written here are the constants above, so it is skipped for these inserts only.
+        conn.execute("PRAGMA ignore_check_constraints = ON")
+        try:
+            batch.write(conn, run_id=run_id, source=source, file_ids=file_ids, next_pk=next_pk, flagged=flagged_rows,
+                        progress=progress.update if progress else None)
+        finally:
+            conn.execute("PRAGMA ignore_check_constraints = OFF")
+            if progress:
+                progress.finish()
+        result.new_transactions = fresh_count
         result.flagged = len(flagged)
-        result.auto_approved = len(fresh) - len(flagged)
+        result.auto_approved = fresh_count - len(flagged)
         result.held = len(flagged) if mode == "never" else 0
         conn.execute("UPDATE runs SET request_id = ?, finished_at = ? WHERE id = ?", (request_id, now_utc(), run_id))
         append_event(conn, "run", request_id=request_id or "", actor=reviewer, detail={
             "run_id": run_id, "mode": mode,
-            "ledgers": [{"name": l.name, "sha256": l.sha256, "rows": len(l.transactions), "new": len(t)} for l, t in chosen],
+            "ledgers": [{"name": l.name, "sha256": l.sha256, "rows": _rows(l), "new": n} for l, n in chosen],
             "skipped": [o.name for o in result.ledgers if o.already_imported],
-            "new_transactions": len(fresh), "flagged": len(flagged), "auto_approved": len(fresh) - len(flagged),
+            "new_transactions": fresh_count, "flagged": len(flagged), "auto_approved": fresh_count - len(flagged),
             "held": result.held, "request_id": request_id,
             "model_calls": usage[0], "prompt_tokens": usage[1], "completion_tokens": usage[2],
         })
@@ -326,6 +405,18 @@ async def run_audit(db, config: Config, ledgers: Sequence[Ledger], *, reviewer: 
     result.request_id = request_id
     result.sent = await flush_outbox(db, config.mail)
     return result
+
+
+def _rows(ledger) -> int:
+    return len(ledger.transactions) if isinstance(ledger, Ledger) else ledger.rows
+
+
+def _write_progress(rows: int, stream):
+    if rows < 100_000:
+        return None
+    from .progress import Progress
+
+    return Progress("recording transactions", stream=stream, unit="k rows", scale=1e3)
 
 
 EVENT_ITEMS_LIMIT = 1000

@@ -136,3 +136,19 @@ def test_ranges_as_long_as_the_request_are_accepted() -> None:
 )
 def test_attachment_names_are_safe(name: str, safe: str) -> None:
     assert safe_filename(name) == safe
+
+
+def test_a_csv_too_big_for_mail_servers_is_attached_zipped() -> None:
+    import zipfile
+
+    from job.request import ZIP_ABOVE_BYTES, attachment
+
+    small = "\ufeffno,id\r\n1,A\r\n"
+    assert attachment("flagged-items-x.csv", small) == ("flagged-items-x.csv", small)
+    big = "\ufeffno,id,reasons\r\n" + "".join(f"{n},B-{n:07d},same vendor and amount as an earlier payment\r\n" for n in range(200_000))
+    assert len(big.encode()) > ZIP_ABOVE_BYTES
+    name, data = attachment("flagged-items-x.csv", big)
+    assert name == "flagged-items-x.csv.zip" and len(data) < len(big) / 5
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        assert archive.namelist() == ["flagged-items-x.csv"]
+        assert archive.read("flagged-items-x.csv").decode("utf-8") == big

@@ -22,7 +22,31 @@ from job.ingest import (
     read_ledger,
 )
 
+from job import ingest_fast
+from job.ingest import read_ledger as read_rows
+
 FIXTURES = Path(__file__).parent / "fixtures" / "ledgers"
+
+
+def read_columns(path, fmt: LedgerFormat = LedgerFormat()) -> Ledger:
+    """How a run reads a large file: column-wise, or row by row where that cannot read it exactly."""
+    try:
+        fast = ingest_fast.read_ledger_fast(path, fmt)
+    except ingest_fast.Unsupported:
+        return read_rows(path, fmt)
+    return Ledger(fast.path, fast.name, fast.sha256, ingest_fast.frame_transactions(fast.frame))
+
+
+@pytest.fixture(scope="module", autouse=True, params=["rows", "columns", "columns-in-64-byte-blocks"])
+def reader(request):
+    """Every test here runs with the row-by-row reader and with the column-wise one (also in
+    tiny blocks, so rows and the header straddle block boundaries): same results, same errors."""
+    with pytest.MonkeyPatch.context() as patch:
+        if request.param != "rows":
+            patch.setitem(globals(), "read_ledger", read_columns)
+        if request.param == "columns-in-64-byte-blocks":
+            patch.setattr(ingest_fast, "BLOCK_BYTES", 64)
+        yield request.param
 DAY_OR_MONTH_FIRST = LedgerFormat(date_formats=("%d/%m/%Y", "%m/%d/%Y"))
 
 
@@ -501,6 +525,7 @@ HEADER = "id,date,amount,currency,vendor,memo\n"
         ("X,2026-01-01,1.001,USD,V,m", "3: amount: '1.001' has more decimals than USD allows (2)"),
         ("X,2026-01-01,1e3,USD,V,m", "3: amount: '1e3' uses exponent notation"),
         ("X,2026-01-01,nan,USD,V,m", "3: amount: 'nan' is not a finite number"),
+        ("X,2026-01-01,99999999999999999.99,USD,V,m", "3: amount: '99999999999999999.99' is too large to record exactly"),
         ("X,2026-01-01,€5.00,USD,V,m", "3: amount: '€5.00' is in EUR but the currency column says USD"),
         ("X,2026-01-01,5.00 GBP,USD,V,m", "3: amount: '5.00 GBP' is in GBP but the currency column says USD"),
         ("X,2026-01-01,1.00,US,V,m", "3: currency: 'US' is not a 3-letter currency code"),
@@ -514,6 +539,11 @@ HEADER = "id,date,amount,currency,vendor,memo\n"
 def test_row_rejections_name_file_line_and_column(tmp_path: Path, row: str, message: str) -> None:
     path = write(tmp_path, HEADER + "OK,2026-01-01,1.00,USD,V,m\n" + row + "\n")
     assert rejection(path) == f"{path}:{message}"
+
+
+def test_the_largest_amount_sqlite_holds_is_accepted(tmp_path: Path) -> None:
+    path = write(tmp_path, HEADER + "X,2026-01-01,92233720368547758.07,USD,V,m\nY,2026-01-01,-92233720368547758.08,USD,V,m\n")
+    assert amounts(read_ledger(path)) == [("X", 2**63 - 1, "USD"), ("Y", -(2**63), "USD")]
 
 
 def test_rejection_names_the_column_as_written_in_the_file(tmp_path: Path) -> None:

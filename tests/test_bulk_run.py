@@ -1,0 +1,182 @@
+"""A run over large ledgers (read and screened column-wise) records exactly what a run over
+small ones (row by row) records: the same rows, flags, notes, numbers, digests and email.
+
+`[ledger] large_file_bytes = 0` makes any file "large", so the same ledgers go through
+both paths and the two audit databases are compared.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from helpers import EXAMPLE_LEDGER, EXAMPLES, audit, maildir_messages, plain_body, write_config
+
+VENDORS = ["Acme Office Supply", "Joe's Diner, Inc.", 'The "Best" Co', "Café Zentral", "Globex Travel", "NewCo Consulting",
+           "  Initech  Software ", "INITECH software"]
+RULES = '\n[[policy.rules]]\nname = "consulting_large"\nwhen = "amount > 5000 AND vendor ILIKE \'%consult%\'"\nreason = "large consulting payment"\n'
+
+
+def generated(path: Path, rows: int, seed: int, *, first_day: int = 1, prefix: str = "G") -> Path:
+    """A ledger with every rule's cases: currencies, dates over ten days, odd amounts and texts."""
+    rng = random.Random(seed)
+    lines = ["id,date,amount,currency,vendor,memo,account"]
+    for n in range(rows):
+        currency = rng.choice(["USD", "USD", "USD", "EUR", "JPY"])
+        cents = rng.choice([rng.randint(1, 3_000_000), rng.randint(900_000, 1_000_000), 100_000 * rng.randint(1, 9), 12_345])
+        units, fraction = divmod(cents, 100)
+        amount = str(cents) if currency == "JPY" else rng.choice([f"{units}.{fraction:02d}", f'"{units:,}.{fraction:02d}"'])
+        if rng.random() < 0.02:
+            amount = rng.choice(['"$1,234.56"', "(250.00)", "-75.10"]) if currency == "USD" else amount
+        vendor = rng.choice(VENDORS)
+        vendor = '"' + vendor.replace('"', '""') + '"' if any(c in vendor for c in ',"') else vendor
+        memo = rng.choice(["Toner", "Misc", "", "Invoice 77", "various items", "Consulting hours"])
+        day = f"2026-11-{first_day + rng.randint(0, 9):02d}"
+        lines.append(f"{prefix}-{n:05d},{day},{amount},{currency},{vendor},{memo},{rng.choice(['6100', '6200', ''])}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def site(folder: Path, *, large: bool) -> Path:
+    folder.mkdir()
+    (folder / "vendors.csv").write_text((EXAMPLES / "vendors.csv").read_text())
+    write_config(folder / "audit.toml", {"db": "audit.db"},
+                 policy={"known_vendors_file": "vendors.csv", "known_vendors": ["Café Zentral", "Globex Travel"]},
+                 policy__round_amounts={"enabled": True}, request={"max_listed": 5},
+                 ledger={"large_file_bytes": 0 if large else 10**12})
+    with open(folder / "audit.toml", "a", encoding="utf-8") as handle:
+        handle.write(RULES)
+    return folder
+
+
+def recorded(folder: Path) -> dict:
+    db = sqlite3.connect(folder / "audit.db")
+    mail = [plain_body(m) for m in maildir_messages(folder / "var" / "mail" / "outbox")]
+    attachments = [p.get_content() for m in maildir_messages(folder / "var" / "mail" / "outbox") for p in m.iter_attachments()]
+    return {
+        "transactions": db.execute(
+            "SELECT id, source, txn_id, date, amount_minor, currency, vendor, vendor_key, memo, account, ledger_file_id, line, run_id,"
+            " flags, agent_note, status, item_no, request_id IS NOT NULL FROM transactions ORDER BY id").fetchall(),
+        "vendors": db.execute("SELECT vendor_key, name, first_run_id FROM vendors ORDER BY vendor_key").fetchall(),
+        "digests": db.execute("SELECT run_id, date, currency, part, payments, vendor_hashes, amounts, transaction_ids"
+                              " FROM payment_digests ORDER BY date, currency, run_id, part").fetchall(),
+        "runs": db.execute("SELECT transactions, new_transactions, flagged, auto_approved, held, review_summary FROM runs").fetchall(),
+        "mail": [re.sub(r"Request [0-9a-f]{32}", "Request X", body) for body in mail],
+        "attachments": attachments,
+    }
+
+
+def run_both(tmp_path: Path, *nights: list[Path]) -> tuple[dict, dict, list[str]]:
+    outputs = []
+    results = {}
+    for large in (False, True):
+        folder = site(tmp_path / ("columns" if large else "rows"), large=large)
+        for ledgers in nights:
+            result = audit("run", *[a for p in ledgers for a in ("--ledger", str(p))], cwd=folder)
+            assert result.returncode == 0, result.stderr
+            outputs.append([line for line in result.stdout.splitlines() if not line.startswith(("request ", "sent "))])
+        results[large] = recorded(folder)
+    return results[False], results[True], outputs
+
+
+def test_the_example_ledger(tmp_path: Path) -> None:
+    rows, columns, _ = run_both(tmp_path, [EXAMPLE_LEDGER])
+    assert rows == columns
+    assert len(rows["transactions"]) == 10 and rows["runs"][0][2] == 5  # TX-1006, 10,000.00, is round
+
+
+def test_a_ledger_with_every_rule_in_several_currencies_and_days(tmp_path: Path) -> None:
+    ledger = generated(tmp_path / "big.csv", 3000, seed=5)
+    rows, columns, outputs = run_both(tmp_path, [ledger])
+    assert rows == columns
+    codes = {code for t in rows["transactions"] for code in re.findall(r'"code": "(\w+)"', t[13])}
+    assert codes >= {"large_amount", "vague_memo", "unfamiliar_vendor", "structuring", "duplicate_payment", "round_amount",
+                     "consulting_large"}
+    assert rows["attachments"] and outputs[0] == outputs[1]
+
+
+def test_nights_overlapping_exports_and_several_files(tmp_path: Path) -> None:
+    first = generated(tmp_path / "n1.csv", 800, seed=1, first_day=1)
+    second = generated(tmp_path / "n2.csv", 800, seed=2, first_day=8, prefix="H")
+    text = first.read_text(encoding="utf-8").splitlines()
+    overlap = tmp_path / "n2-overlap.csv"  # repeats 50 rows of the first night, one of them changed
+    repeated = text[1:51]
+    repeated[0] = re.sub(r",(\d+\.\d\d|\d+|\"[\d,]+\.\d\d\"),", ",1.23,", repeated[0], count=1)
+    overlap.write_text("\n".join([text[0], *repeated]) + "\n", encoding="utf-8")
+    rows, columns, outputs = run_both(tmp_path, [first], [second, overlap, second])
+    assert rows == columns
+    assert outputs[1] == outputs[3]
+    assert len(rows["runs"]) == 2 and rows["runs"][1][1] == 800  # the repeats and the same file again add nothing
+    reasons = " ".join(t[13] for t in rows["transactions"] if t[12] == 2)
+    assert "recorded by an earlier run" in reasons  # night 2 repeats payments of night 1
+
+
+def test_changed_repeats_are_reported_by_both_paths(tmp_path: Path) -> None:
+    first = generated(tmp_path / "n1.csv", 200, seed=3)
+    changed = tmp_path / "again.csv"
+    header = first.read_text(encoding="utf-8").splitlines()[0]
+    changed.write_text(header + "\nG-00007,2026-11-03,1.00,USD,Someone Else,Toner,6100\n", encoding="utf-8")
+    for large in (False, True):
+        folder = site(tmp_path / f"site-{large}", large=large)
+        audit("run", "--ledger", str(first), cwd=folder)
+        result = audit("run", "--ledger", str(changed), cwd=folder)
+        assert result.returncode == 0, result.stderr
+        assert "a later export repeats these ids with different data (kept the first): G-00007" in result.stderr
+        assert "again.csv: 1 transactions (0 new)" in result.stdout
+
+
+def test_a_bad_row_in_a_large_file_is_reported_like_in_a_small_one(tmp_path: Path) -> None:
+    ledger = generated(tmp_path / "big.csv", 2000, seed=9)
+    lines = ledger.read_text(encoding="utf-8").splitlines()
+    lines[1500] = lines[1500].replace(",2026-11-", ",2026-13-", 1)
+    ledger.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    messages = []
+    for large in (False, True):
+        folder = site(tmp_path / f"site-{large}", large=large)
+        result = audit("run", "--ledger", str(ledger), cwd=folder)
+        assert result.returncode == 4
+        messages.append(result.stderr.strip().splitlines()[-1])
+        assert not (folder / "audit.db").exists()
+    assert messages[0] == messages[1] and f"{ledger}:1501: date: '2026-13-" in messages[0]
+
+
+def test_progress_shows_on_a_terminal_only(tmp_path: Path) -> None:
+    import io
+
+    from job.config import load_config
+    from job.run import read_ledgers
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    ledger = generated(tmp_path / "big.csv", 500, seed=4)
+    folder = site(tmp_path / "site", large=True)
+    config = load_config(folder / "audit.toml")
+    terminal, log = Terminal(), io.StringIO()
+    read_ledgers(config, [ledger], stream=terminal)
+    read_ledgers(config, [ledger], stream=log)
+    assert "\rreading big.csv [" in terminal.getvalue() and "100%" in terminal.getvalue() and terminal.getvalue().endswith("\n")
+    assert log.getvalue() == ""
+    result = audit("run", "--ledger", str(ledger), cwd=folder)  # stderr is a pipe here, as under cron
+    assert "reading" not in result.stderr and "\r" not in result.stderr
+
+
+@pytest.mark.parametrize("large", [False, True])
+def test_small_runs_do_not_import_polars(tmp_path: Path, large: bool) -> None:
+    folder = site(tmp_path / "site", large=large)
+    (folder / "audit.toml").write_text((folder / "audit.toml").read_text().replace(RULES, ""), encoding="utf-8")
+    probe = folder / "probe.py"
+    probe.write_text(
+        "import sys, runpy\nsys.argv = ['audit', 'run', '--ledger', sys.argv[1]]\n"
+        "try:\n    runpy.run_module('job', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+        "print('POLARS' if 'polars' in sys.modules else 'NO POLARS', file=sys.stderr)\n", encoding="utf-8")
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, str(probe), str(EXAMPLE_LEDGER)], cwd=folder, capture_output=True, text=True, timeout=120)
+    assert ("POLARS" if large else "NO POLARS") in result.stderr.splitlines()[-1]
