@@ -180,3 +180,27 @@ def test_small_runs_do_not_import_polars(tmp_path: Path, large: bool) -> None:
 
     result = subprocess.run([sys.executable, str(probe), str(EXAMPLE_LEDGER)], cwd=folder, capture_output=True, text=True, timeout=120)
     assert ("POLARS" if large else "NO POLARS") in result.stderr.splitlines()[-1]
+
+
+def test_a_run_with_its_blocks_on_disk_records_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from job import ingest_fast
+    from job.config import load_config
+    from job.db import open_db
+    from job.run import prepare_rules, read_ledgers, run_audit
+
+    ledger = generated(tmp_path / "big.csv", 3000, seed=11)
+    rows_site = site(tmp_path / "rows", large=False)
+    assert audit("run", "--ledger", str(ledger), cwd=rows_site).returncode == 0
+    folder = site(tmp_path / "columns", large=True)
+    config = load_config(folder / "audit.toml")
+    monkeypatch.setattr(ingest_fast, "BLOCK_BYTES", 16_384)  # many small blocks
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    ledgers = read_ledgers(config, [ledger], spill=spill)
+    assert len(list(spill.glob("*.arrow"))) == len(ledgers[0].blocks) > 5
+    db = open_db(config.db)
+    asyncio.run(run_audit(db, config, ledgers, reviewer=config.llm.describe(), rules=prepare_rules(config)))
+    db.conn.close()
+    assert recorded(rows_site) == recorded(folder)
