@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import gc
 import json
+import re
 from collections.abc import Callable, Iterator, Sequence
 
 import polars as pl
@@ -40,9 +41,9 @@ from .history import (
     window_days,
     write_digest_arrays,
 )
-from .ingest import format_amount
-from .ingest_fast import Block, FrameLedger
-from .request import RequestItem
+from .ingest import currency_exponent, format_amount
+from .ingest_fast import PY_WHITESPACE, Block, FrameLedger
+from .request import CSV_FIELDS, RequestItem, csv_attachment
 from .screen import PastPayment, structuring_band
 from .screen_frame import Compact, combine, row_hits, rule_hits
 
@@ -347,6 +348,34 @@ class FlaggedFrame:
                 reasons = tuple(reasons) + ((self.concerns[t],) if t in self.concerns else ())
                 yield RequestItem(n, t, d.isoformat(), v, a, c, m, reasons, self._note(t, codes))
 
+    def attachment(self, name: str) -> tuple[str, str | bytes]:
+        """The request's CSV of every flagged row (`request.csv_attachment`)."""
+        return csv_attachment(name, self.write_csv)
+
+    def write_csv(self, out) -> None:
+        """`request.write_items_csv` for every flagged row, as polars writes CSV: the same bytes.
+
+        Cells are cleaned as `message.sanitize_text` does and kept from being read as formulas
+        as `request._cell` does; amounts are exact, from the integers; empty cells unquoted.
+        """
+        out.write(("\ufeff" + ",".join(CSV_FIELDS) + "\r\n").encode("utf-8"))
+        keys = pl.col("codes").list.join("\x1f")
+        group_notes = {"\x1f".join(codes): note for codes, note in self.group_notes.items()}
+        currencies = self.items["currency"].cast(pl.String).unique().to_list()
+        for start in range(0, self.count, CHUNK):
+            rows = self.order.slice(start, CHUNK)
+            chunk = self.items[rows].with_columns(no=pl.int_range(start + 1, start + 1 + rows.len(), dtype=pl.Int64))
+            concern = pl.col("txn_id").replace_strict(self.concerns, default=None, return_dtype=pl.String) if self.concerns else pl.lit(None, pl.String)
+            note = pl.col("txn_id").replace_strict(self.notes, default=None, return_dtype=pl.String) if self.notes else pl.lit(None, pl.String)
+            note = note.fill_null(keys.replace_strict(group_notes, default="", return_dtype=pl.String) if group_notes else pl.lit(""))
+            reasons = pl.when(concern.is_null()).then(pl.col("reasons")).otherwise(pl.col("reasons").list.concat(concern.cast(pl.List(pl.String))))
+            chunk.select(
+                "no", id=pl.col("txn_id"), date=pl.col("date").dt.to_string("%Y-%m-%d"), vendor=_cell(pl.col("vendor").cast(pl.String)),
+                amount=_plain_amount(currencies), currency=pl.col("currency").cast(pl.String), memo=_cell(pl.col("memo")),
+                reasons=_cell(reasons.list.join("; ")), note=_cell(note),
+            ).with_columns(pl.col(pl.String).replace("", None)).write_csv(
+                out, include_header=False, quote_style="necessary", line_terminator="\r\n", null_value="")
+
     def pairs(self) -> Iterator[tuple[int, str]]:
         for start, rows in self._chunks(["txn_id"]):
             for n, (t,) in enumerate(rows, start + 1):
@@ -362,6 +391,30 @@ class FlaggedFrame:
             for pos, t, codes, reasons, rank in narrow.slice(start, CHUNK).rows():
                 yield (json.dumps(self._flags(t, codes, reasons)), self._note(t, codes), status,
                        request_id, rank if request_id else None, next_pk + pos)
+
+
+_CELL_CONTROLS = r"[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Co}]"  # what message.sanitize_text turns into spaces
+
+
+def _cell(text: pl.Expr) -> pl.Expr:
+    """`request._cell` as an expression."""
+    flat = (text.str.replace_all(_CELL_CONTROLS, " ").str.replace_all("[" + re.escape(PY_WHITESPACE) + "]+", " ")
+            .str.strip_chars(" "))
+    return pl.when(flat.str.contains(r"^[=+\-@]")).then(pl.lit("'") + flat).otherwise(flat)
+
+
+def _plain_amount(currencies: Sequence[str]) -> pl.Expr:
+    """`ingest.format_amount` as an expression: exact, from the integer minor units."""
+    size = pl.col("amount_minor").abs()
+    text = pl.lit(None, pl.String)
+    for currency in currencies:
+        places = currency_exponent(currency)
+        scale = 10**places
+        shown = size.floordiv(scale).cast(pl.String)
+        if places:
+            shown = shown + "." + size.mod(scale).cast(pl.String).str.zfill(places)
+        text = pl.when(pl.col("currency").cast(pl.String) == currency).then(shown).otherwise(text)
+    return pl.when(pl.col("amount_minor") < 0).then("-" + text).otherwise(text)
 
 
 def _ints(series: pl.Series):

@@ -17,7 +17,7 @@ import io
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import IO, NamedTuple
@@ -27,7 +27,7 @@ from .message import compose, hash_token, message_id_for, new_token, render, rep
 
 __all__ = [
     "RequestItem", "ApproverCopy", "build_request_copies", "item_view", "write_items_csv", "flagged_items_csv", "attachment_name",
-    "attachment", "items_attachment",
+    "attachment", "items_attachment", "csv_attachment", "CSV_FIELDS",
 ]
 
 CSV_FIELDS = ("no", "id", "date", "vendor", "amount", "currency", "memo", "reasons", "note")
@@ -137,11 +137,20 @@ def attachment(name: str, text: str) -> tuple[str, str | bytes]:
 
 def items_attachment(name: str, items: Iterable[RequestItem]) -> tuple[str, str | bytes]:
     """`attachment` for items written as they come (a spooled file, not a string, when large)."""
-    with tempfile.SpooledTemporaryFile(max_size=ZIP_ABOVE_BYTES, mode="w+b") as spool:
+
+    def write(spool: IO[bytes]) -> None:
         text = io.TextIOWrapper(spool, encoding="utf-8", newline="")
         write_items_csv(text, items)
         text.flush()
         text.detach()
+
+    return csv_attachment(name, write)
+
+
+def csv_attachment(name: str, write: Callable[[IO[bytes]], None]) -> tuple[str, str | bytes]:
+    """`attachment` for a CSV that `write` writes (UTF-8 bytes), spooled to disk when large."""
+    with tempfile.SpooledTemporaryFile(max_size=ZIP_ABOVE_BYTES, mode="w+b") as spool:
+        write(spool)
         size = spool.tell()
         spool.seek(0)
         if size <= ZIP_ABOVE_BYTES:

@@ -236,6 +236,10 @@ class FlaggedList:
             yield RequestItem(n, tx.txn_id, tx.date, tx.vendor, tx.amount_minor, tx.currency, tx.memo,
                               tuple(f.reason for f in self.flags(s)), self.notes.get(tx.txn_id, ""))
 
+    def attachment(self, name: str) -> tuple[str, str | bytes]:
+        """The request's CSV of every flagged item (`request.items_attachment`)."""
+        return items_attachment(name, self.request_items())
+
     def pairs(self) -> Iterator[tuple[int, str]]:
         for n, s in enumerate(self.screenings, 1):
             yield n, s.transaction.txn_id
@@ -520,7 +524,7 @@ async def _record_request(conn, db, config: Config, request_id, run_id, flagged,
     """Compose the request, queue one copy per approver, and suspend the agent's conversation."""
     listed = list(itertools.islice(flagged.request_items(), config.request.max_listed))
     names = [l.name for l, _ in chosen]
-    attachment = items_attachment(attachment_name(names, run_id), flagged.request_items()) if flagged.count > len(listed) else None
+    attachment = flagged.attachment(attachment_name(names, run_id)) if flagged.count > len(listed) else None
     copies = build_request_copies(
         request_id=request_id, run_id=run_id, listed=listed, total=flagged.count, attachment=attachment,
         approvers=config.approvers, auto_approved=result.new_transactions - flagged.count, ledger_names=names,
