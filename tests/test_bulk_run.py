@@ -204,3 +204,13 @@ def test_a_run_with_its_blocks_on_disk_records_the_same(tmp_path: Path, monkeypa
     asyncio.run(run_audit(db, config, ledgers, reviewer=config.llm.describe(), rules=prepare_rules(config)))
     db.conn.close()
     assert recorded(rows_site) == recorded(folder)
+
+
+def test_a_large_file_only_the_row_reader_can_read_records_the_same(tmp_path: Path) -> None:
+    ledger = generated(tmp_path / "big.csv", 1500, seed=13)
+    lines = ledger.read_text(encoding="utf-8").splitlines()
+    lines[700] = lines[700].replace(",Toner,", ',"Toner,\nsecond line",', 1) if ",Toner," in lines[700] else lines[700] + ""
+    lines.insert(900, "")  # a blank line: declined by the column-wise reader, skipped by the row reader
+    ledger.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    rows, columns, _ = run_both(tmp_path, [ledger])
+    assert rows == columns and len(rows["transactions"]) == 1500
