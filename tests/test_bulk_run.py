@@ -214,3 +214,18 @@ def test_a_large_file_only_the_row_reader_can_read_records_the_same(tmp_path: Pa
     ledger.write_text("\n".join(lines) + "\n", encoding="utf-8")
     rows, columns, _ = run_both(tmp_path, [ledger])
     assert rows == columns and len(rows["transactions"]) == 1500
+
+
+def test_blocks_left_by_a_killed_run_are_removed_by_the_next_large_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from job import run
+    from job.config import load_config
+
+    folder = site(tmp_path / "site", large=True)
+    stale = folder / ".audit.db.blocks-dead"
+    stale.mkdir()
+    (stale / "0.arrow").write_bytes(b"x")
+    monkeypatch.setattr(run, "SPILL_BYTES", 0)
+    ledgers = run.read_ledgers(load_config(folder / "audit.toml"), [generated(tmp_path / "big.csv", 300, seed=2)])
+    assert not stale.exists()
+    spilled = {b.path.parent for b in ledgers[0].blocks}
+    assert len(spilled) == 1 and next(iter(spilled)).name.startswith(".audit.db.blocks-")
