@@ -17,6 +17,9 @@ quotes, blank lines, a lone CR, a quote after a space (Python's csv skips the sp
 does not), or a row with the wrong number of fields (checked by counting delimiters:
 every row must have exactly the header's). Physical line numbers are then simply the row's
 position plus 2.
+
+A ledger is kept as its blocks (`Block`): in memory, or, for a run too big to hold, each
+written to an Arrow IPC file as soon as it is read and loaded again one at a time.
 """
 
 from __future__ import annotations
@@ -26,11 +29,10 @@ import csv
 import hashlib
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 
