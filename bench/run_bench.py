@@ -83,6 +83,8 @@ def write_config(folder: Path, vendors_file: Path | None) -> Path:
     lines = ['db = "audit.db"', "", "[policy]"]
     if vendors_file is not None:
         lines.append(f"known_vendors_file = {_toml_string(str(vendors_file.resolve()))}")
+    # all six rules, as in the reference pipeline (round amounts are off by default)
+    lines += ["", "[policy.round_amounts]", "enabled = true"]
     lines += ["", "[mail]", 'transport = "maildir"', 'maildir = "mail"', "", "[llm]", 'model = ""  # the built-in offline reviewer', ""]
     path = folder / "audit.toml"
     path.write_text("\n".join(lines), encoding="utf-8")

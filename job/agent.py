@@ -60,6 +60,7 @@ __all__ = [
     "ReviewItem",
     "ReviewOutcome",
     "review_flagged",
+    "review_offline",
     "ask_approver_and_suspend",
     "resume_with_replies",
     "SqliteStorage",
@@ -418,20 +419,34 @@ async def review_flagged(items: Sequence[ReviewItem], settings: ModelSettings, d
 
 
 async def _review_offline_groups(items: Sequence[ReviewItem], settings: ModelSettings, db: Any) -> ReviewOutcome:
-    """The offline reviewer's notes depend only on the findings: ask once per group of items
-    with the same rule codes, showing the group's first item, and give its note to them all."""
-    outcome = ReviewOutcome()
+    """The offline review of `items`: one entry per group of items with the same findings."""
     groups: dict[tuple[str, ...], list[ReviewItem]] = {}
     for item in items:
         groups.setdefault(tuple(code for code, _ in item.flags), []).append(item)
-    members = {f"group-{n}": group for n, group in enumerate(groups.values(), 1)}
+    outcome = await review_offline([(members[0], len(members)) for members in groups.values()], settings, db)
+    for members in groups.values():
+        note = outcome.notes.pop(members[0].id, None)
+        if note is not None:
+            for item in members:
+                outcome.notes[item.id] = note
+    return outcome
+
+
+async def review_offline(groups: Sequence[tuple[ReviewItem, int]], settings: ModelSettings, db: Any) -> ReviewOutcome:
+    """The offline reviewer's notes depend only on the findings, so it is asked once per group
+    of items with the same rule codes: each group is shown by its first item (the caller's
+    most important) with how many it stands for. Notes come back keyed by that item's id."""
+    outcome = ReviewOutcome()
+    if not groups:
+        return outcome
     agent = Agent(AGENT_NAME, SYSTEM_PROMPT, config=build_model_config(settings), response_schema=BatchReview)
     storage = outcome.storage = BufferedStorage(db)
-    names = list(members)
-    turns = [names[i : i + OFFLINE_GROUPS] for i in range(0, len(names), OFFLINE_GROUPS)]
+    names = {f"group-{n}": (item, count) for n, (item, count) in enumerate(groups, 1)}
+    order = list(names)
+    turns = [order[i : i + OFFLINE_GROUPS] for i in range(0, len(order), OFFLINE_GROUPS)]
     summaries = []
     for number, turn in enumerate(turns, 1):
-        entries = [{**members[name][0].as_prompt_dict(), "id": name, "count": len(members[name])} for name in turn]
+        entries = [{**names[name][0].as_prompt_dict(), "id": name, "count": names[name][1]} for name in turn]
         prompt = (
             f"Batch {number} of {len(turns)}. Each entry stands for `count` flagged transactions with the same rule findings; "
             "the one shown is the largest. Write one note per entry.\n" + json.dumps({"items": entries}, ensure_ascii=False)
@@ -447,8 +462,7 @@ async def _review_offline_groups(items: Sequence[ReviewItem], settings: ModelSet
         accept_review(review, [ReviewItem(name, "", "", "", "", "", ()) for name in turn], grouped)
         outcome.refused.extend(grouped.refused)
         for name, note in grouped.notes.items():
-            for item in members[name]:
-                outcome.notes[item.id] = note
+            outcome.notes[names[name][0].id] = note
         if review.summary.strip():
             summaries.append(_clean(review.summary, NOTE_LIMIT))
     outcome.summary = " ".join(summaries)

@@ -15,7 +15,7 @@ from .db import now_utc
 from .ingest import format_amount_display
 from .message import Inbound, compose, hash_token, message_id_for, new_token, render, reply_address_for, sanitize_text
 from .outbox import queue_message
-from .request import RequestItem, build_request_copies
+from .request import RequestItem, attachment_name, build_request_copies, items_attachment
 
 __all__ = ["queue_answer", "queue_request_copies", "pending_views", "decision_view", "pending_request_items"]
 
@@ -101,11 +101,12 @@ def queue_request_copies(conn, config: Config, request_id: str, approvers: Seque
         "SELECT reviewer, review_summary, auto_approved FROM runs WHERE id = ?", (run_id,)).fetchone()
     ledger_names = [n for (n,) in conn.execute("SELECT name FROM ledger_files WHERE run_id = ? ORDER BY id", (run_id,))]
     items = pending_request_items(conn, request_id)
+    listed = items[: config.request.max_listed]
+    extra = items_attachment(attachment_name(ledger_names, run_id), items) if len(items) > len(listed) else None
     copies = build_request_copies(
-        request_id=request_id, run_id=run_id, items=items, approvers=approvers, auto_approved=auto_approved, ledger_names=ledger_names,
+        request_id=request_id, run_id=run_id, listed=listed, total=len(items), attachment=extra, approvers=approvers, auto_approved=auto_approved, ledger_names=ledger_names,
         reviewer=reviewer, summary=review_summary, from_address=config.mail.from_address,
         reply_address=config.mail.reply_address, notice=notice, subject=f"{notice.split(':')[0]}: {subject}",
-        max_listed=config.request.max_listed,
         thread=lambda approver: _original_thread(conn, request_id, approver),
     )
     for copy in copies:

@@ -1,34 +1,39 @@
-"""A run's stages for large ledgers held as polars frames: choose, look back, screen, record.
+"""A run's stages for large ledgers, read column-wise: choose, look back, screen, record.
 
 `run.run_audit` drives a run the same way whichever form the ledgers are in; this module
-does the steps that a frame does differently from a list of `Transaction`s, so the cost
-per row stays in polars and SQLite and only flagged rows become Python objects:
+does what a run over `ingest_fast` blocks does differently from one over a list of
+`Transaction`s, so the cost per row stays in polars and SQLite and memory stays bounded:
+a ledger's rows stay in their blocks (in memory, or spilled to disk for very large runs)
+and are read back one block at a time; the rules need only `screen_frame.Compact`; and the
+flagged rows, which may be hundreds of thousands, are one frame (`FlaggedFrame`) that the
+review, the request and the database read in chunks.
 
 - `FrameBatch.select`: the rows not recorded yet. Ids are probed in SQLite only when they
   fall between the smallest and largest id already recorded for the source (two index
   lookups), so a night of new sequential ids costs nothing and a repeated export is found.
-- `FrameBatch.screen`: `history` candidates by a join against the window's digests, then
-  `screen_frame`, then `Screening`s for the flagged rows.
+- `FrameBatch.screen`: the text rules block by block, `history` candidates by a join
+  against the window's digests, the run-wide rules on the compact columns.
 - `FrameBatch.write`: every row in file order inside the caller's transaction, with ids
-  assigned up front, as one `executemany` per ledger of tuples zipped from column lists
-  (the values every row shares are literals in the statement), then one UPDATE by id per
-  flagged row for its flags, note, status and request number. The cyclic garbage
-  collector is paused meanwhile: a million short-lived tuples would otherwise trigger it
-  thousands of times. Then the vendors and the digests.
+  assigned up front, as one `executemany` per block of tuples zipped from column lists (the
+  values every row shares are literals in the statement); then one UPDATE by id per flagged
+  row for its flags, note, status and request number. The cyclic garbage collector is
+  paused meanwhile: a million short-lived tuples would otherwise trigger it thousands of
+  times. Then the vendors and the digests.
 """
 
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+import json
+import re
+from collections.abc import Callable, Iterator, Sequence
 
 import polars as pl
 
 from .config import Policy
 from .history import (
-    HistoryNeeds,
     PART_SIZE,
+    HistoryNeeds,
     legacy_payments,
     load_past_payments,
     read_digests,
@@ -36,36 +41,54 @@ from .history import (
     window_days,
     write_digest_arrays,
 )
-from .ingest_fast import FrameLedger, frame_transactions
-from .screen import Flag, PastPayment, Screening, structuring_band
-from .screen_frame import screen_frame, vendor_keys
+from .ingest import currency_exponent, format_amount
+from .ingest_fast import PY_WHITESPACE, Block, FrameLedger
+from .request import CSV_FIELDS, RequestItem, csv_attachment
+from .screen import PastPayment, structuring_band
+from .screen_frame import Compact, combine, row_hits, rule_hits
 
-__all__ = ["FrameBatch", "WRITE_BATCH"]
+__all__ = ["FrameBatch", "FlaggedFrame", "WRITE_BATCH"]
 
-WRITE_BATCH = 200_000  # rows turned into Python values at a time
+WRITE_BATCH = 100_000  # rows turned into Python values at a time
+CHUNK = 50_000  # flagged rows turned into Python values at a time
 LOOKUP_CHUNK = 500
+_DETAILS = ["txn_id", "date", "amount_minor", "currency", "vendor", "memo"]
 
 
-@dataclass(slots=True)
 class FrameBatch:
-    """The new rows of a run: per chosen ledger, its frame of rows not recorded before."""
+    """The new rows of a run: per chosen ledger, its blocks of rows not recorded before."""
 
-    parts: list[tuple[FrameLedger, pl.DataFrame]]
-    frame: pl.DataFrame = field(init=False)
-    keys: dict[str, str] = field(init=False)  # vendor name -> vendor key
-    positions: list[int] = field(init=False, default_factory=list)  # of the flagged rows, after `screen`
+    def __init__(self, parts: list[tuple[FrameLedger, list[Block]]]) -> None:
+        self.parts = parts
+        self.count = sum(b.rows for _, blocks in parts for b in blocks)
+        self.compact: Compact | None = None
+        self._names: list[str] | None = None
 
-    def __post_init__(self) -> None:
-        frames = [f for _, f in self.parts]
-        self.frame = pl.concat(frames, rechunk=False) if frames else pl.DataFrame(schema=_schema())
-        self.keys = vendor_keys(self.frame["vendor"]) if self.frame.height else {}
+    def blocks(self) -> Iterator[tuple[int, Block]]:
+        """(position of its first row in the run, block), in order."""
+        offset = 0
+        for _, blocks in self.parts:
+            for block in blocks:
+                yield offset, block
+                offset += block.rows
 
-    @property
-    def count(self) -> int:
-        return self.frame.height
+    def gather(self, positions: Sequence[int] | pl.Series, columns: list[str], *, ascending: bool = False) -> pl.DataFrame:
+        """Those rows' columns, in the order of `positions`, reading only the blocks they are in.
+        With `ascending` positions the rows come out in block order and need no reordering."""
+        wanted = pl.DataFrame({"pos": pl.Series(positions, dtype=pl.UInt32)}).with_row_index("order")
+        pieces = []
+        for offset, block in self.blocks():
+            mine = wanted.filter(pl.col("pos").is_between(offset, offset + block.rows - 1))
+            if mine.height:
+                rows = block.load(columns)[(mine["pos"] - offset).to_list()]
+                pieces.append(rows if ascending else rows.with_columns(order=mine["order"]))
+        if not pieces:
+            return pl.DataFrame(schema={c: _schema()[c] for c in columns})
+        return pl.concat(pieces) if ascending else pl.concat(pieces).sort("order").drop("order")
 
-    def vendor_keys(self) -> set[str]:
-        return set(self.keys.values())
+    def _lookup(self, positions: list[int]) -> list[tuple[str, str]]:
+        found = self.gather(positions, ["txn_id", "date"])
+        return list(zip(found["txn_id"].to_list(), found["date"].dt.to_string("%Y-%m-%d").to_list()))
 
     # --- choosing the new rows --------------------------------------------------------
 
@@ -76,11 +99,11 @@ class FrameBatch:
         Returns the batch, (ledger, new rows, already imported) per ledger, and the ids a
         later export repeats with different data.
         """
-        parts: list[tuple[FrameLedger, pl.DataFrame]] = []
+        parts: list[tuple[FrameLedger, list[Block]]] = []
         outcomes: list[tuple[FrameLedger, int, bool]] = []
         changed: list[str] = []
         seen_hashes: set[str] = set()
-        seen_ids: list[pl.Series] = []
+        seen_ids: list[pl.Series] = []  # hashes of the ids chosen from earlier ledgers of this run
         low, high = conn.execute("SELECT MIN(txn_id), MAX(txn_id) FROM transactions WHERE source = ?", (source,)).fetchone()
         for ledger in ledgers:
             imported = conn.execute("SELECT 1 FROM ledger_files WHERE sha256 = ?", (ledger.sha256,)).fetchone()
@@ -88,156 +111,316 @@ class FrameBatch:
                 outcomes.append((ledger, 0, True))
                 continue
             seen_hashes.add(ledger.sha256)
-            frame = ledger.frame
-            recorded: set[str] = set()
-            if low is not None:
-                maybe = frame.filter(pl.col("txn_id").is_between(pl.lit(low), pl.lit(high)))["txn_id"].to_list()
-                recorded = _existing(conn, source, maybe)
-            keep = ~pl.col("txn_id").is_in(list(recorded)) if recorded else pl.lit(True)
-            if seen_ids:
-                keep = keep & ~pl.col("txn_id").is_in(pl.concat(seen_ids))
-            fresh = frame.filter(keep)
-            if recorded:
-                changed += _changed(conn, source, frame.filter(pl.col("txn_id").is_in(list(recorded))))
-            seen_ids.append(fresh["txn_id"])
-            outcomes.append((ledger, fresh.height, False))
-            parts.append((ledger, fresh))
+            earlier = pl.concat(seen_ids) if seen_ids else None
+            kept: list[Block] = []
+            new = 0
+            for block in ledger.blocks:
+                ids = block.load(["txn_id"])["txn_id"]
+                recorded: set[str] = set()
+                if low is not None:
+                    recorded = _existing(conn, source, ids.filter(ids.is_between(pl.lit(low), pl.lit(high))).to_list())
+                keep = ~ids.is_in(list(recorded)) if recorded else None
+                if earlier is not None:
+                    again = ids.hash(seed=0).is_in(earlier)
+                    if again.any():  # confirm by text: a hash collision must not drop a row
+                        before = _earlier_ids(parts, ids.filter(again).to_list())
+                        repeat = ids.is_in(list(before))
+                        keep = ~repeat if keep is None else keep & ~repeat
+                if recorded:
+                    changed += _changed(conn, source, block.load().filter(ids.is_in(list(recorded))))
+                if keep is None or keep.all():
+                    kept.append(block)
+                    new += block.rows
+                elif keep.any():
+                    fresh = block.load().filter(keep)
+                    kept.append(Block(fresh, block.path.with_suffix(".new.arrow") if block.path else None))
+                    new += fresh.height
+            seen_ids.extend(b.load(["txn_id"])["txn_id"].hash(seed=0) for b in kept)
+            outcomes.append((ledger, new, False))
+            parts.append((ledger, kept))
         return cls(parts), outcomes, changed
+
+    def vendor_keys(self) -> set[str]:
+        from .screen import normalize_vendor
+
+        return {normalize_vendor(name) for name in self._vendor_names()}
+
+    def _vendor_names(self) -> list[str]:
+        """The distinct vendor names, in the order they first appear."""
+        if self._names is None:
+            names: dict[str, None] = {}
+            for _, block in self.blocks():
+                names.update(dict.fromkeys(block.load(["vendor"])["vendor"].unique(maintain_order=True).to_list()))
+            self._names = list(names)
+        return self._names
 
     # --- looking back and screening ---------------------------------------------------
 
-    def history(self, conn, policy: Policy) -> list[PastPayment]:
+    def screen(self, conn, policy: Policy, known: set[str], rules: Sequence = ()) -> "FlaggedFrame":
+        """Every rule over every row; the flagged rows, most important first."""
+        compact = Compact()
+        hits: list[pl.DataFrame] = []
+        for offset, block in self.blocks():
+            frame = block.load()
+            compact.add(frame, offset)
+            hits += row_hits(frame, offset, policy, rules)
+            del frame
+        compact.finish()
+        self.compact = compact
+        if compact.frame.height:
+            hits += rule_hits(compact, policy, known_vendor_keys=known, history=self._history(conn, policy), lookup=self._lookup)
+        flagged = combine(hits)  # in position order
+        del hits
+        details = self.gather(flagged["pos"], _DETAILS, ascending=True).with_columns(
+            vendor=pl.col("vendor").cast(pl.Categorical), currency=pl.col("currency").cast(pl.Categorical))
+        items = flagged.hstack(details)
+        # most rule findings first, then the largest amount, then file order: kept as a
+        # permutation, so the wide rows are never copied into that order
+        order = items.select(pl.arg_sort_by([pl.col("codes").list.len(), pl.col("amount_minor").abs(), pl.col("pos")],
+                                            descending=[True, True, False])).to_series()
+        return FlaggedFrame(items, order)
+
+    def _history(self, conn, policy: Policy) -> list[PastPayment]:
         """Earlier runs' payments the duplicate and structuring rules may need."""
         dup, struct = policy.duplicates, policy.structuring
-        if not self.count or not (dup.enabled or struct.enabled):
+        base = self.compact.frame
+        if not base.height or not (dup.enabled or struct.enabled):
             return []
-        days = [self.frame["date"].min().isoformat(), self.frame["date"].max().isoformat()]
+        days = [self._day(base["day"].min()), self._day(base["day"].max())]
         dup_days = window_days(days, dup.window_days) if dup.enabled else None
         band_days = window_days(days, struct.window_days - 1) if struct.enabled else None
         spans = [s for s in (dup_days, band_days) if s is not None]
         first, last = min(s[0] for s in spans), max(s[1] for s in spans)
-        hashes = {key: vendor_hash(key) for key in self.vendor_keys()}
-        by_hash = {h: key for key, h in hashes.items()}
-        needs = HistoryNeeds(set(), dup_days, {}, band_days)
-        past = legacy_payments(conn, needs, by_hash)
-        digests = list(read_digests(conn, first, last))
+        key_list, currencies = self.compact.key_list, self.compact.currencies
+        hashes = [vendor_hash(key) for key in key_list]
+        past = legacy_payments(conn, HistoryNeeds(set(), dup_days, {}, band_days), dict(zip(hashes, key_list)))
+        digests = list(read_digests(conn, first, last, currencies))
         if not digests:
             return past
-        entries = pl.concat(
-            [
-                pl.DataFrame({"vh": d.vendor_hashes, "amount": d.amounts, "pk": d.transaction_ids}, schema={"vh": pl.Int64, "amount": pl.Int64, "pk": pl.Int64})
-                .with_columns(currency=pl.lit(d.currency), day=pl.lit(d.day))
-                for d in digests
-            ]
-        )
-        tonight = self.frame.select(
-            vh=pl.col("vendor").replace_strict({name: hashes[key] for name, key in self.keys.items()}, return_dtype=pl.Int64),
-            currency=pl.col("currency"),
-            amount=pl.col("amount_minor"),
-        )
+        entries = pl.concat([
+            pl.DataFrame({"vh": d.vendor_hashes, "amount": d.amounts, "pk": d.transaction_ids}, schema={"vh": pl.Int64, "amount": pl.Int64, "pk": pl.Int64})
+            .with_columns(cur=pl.lit(currencies.index(d.currency), dtype=pl.UInt16), day=pl.lit(d.day))
+            for d in digests
+        ])
+        tonight = base.select(vh=pl.col("vkey").replace_strict(dict(enumerate(hashes)), return_dtype=pl.Int64), cur="cur", amount="amount")
         wanted: list[pl.DataFrame] = []
         if dup_days is not None:
             in_window = entries.filter(pl.col("day").is_between(pl.lit(dup_days[0]), pl.lit(dup_days[1])))
-            wanted.append(in_window.join(tonight.unique(), on=["vh", "currency", "amount"], how="semi").select("pk"))
+            wanted.append(in_window.join(tonight.unique(), on=["vh", "cur", "amount"], how="semi").select("pk"))
         if band_days is not None:
-            bands = {c: structuring_band(policy.amount_threshold, struct.band_fraction, c) for c in tonight["currency"].unique().to_list()}
-            low = pl.col("currency").replace_strict({c: b[0] for c, b in bands.items()}, default=None, return_dtype=pl.Int64)
-            high = pl.col("currency").replace_strict({c: b[1] for c, b in bands.items()}, default=None, return_dtype=pl.Int64)
+            bands = {n: structuring_band(policy.amount_threshold, struct.band_fraction, c) for n, c in enumerate(currencies)}
+            low = pl.col("cur").replace_strict({n: b[0] for n, b in bands.items()}, return_dtype=pl.Int64)
+            high = pl.col("cur").replace_strict({n: b[1] for n, b in bands.items()}, return_dtype=pl.Int64)
             in_band = (pl.col("amount") > 0) & (pl.col("amount") >= low) & (pl.col("amount") <= high)
-            vendors = tonight.filter(in_band).select("vh", "currency").unique()
-            wanted.append(entries.filter(pl.col("day").is_between(pl.lit(band_days[0]), pl.lit(band_days[1])) & in_band).join(vendors, on=["vh", "currency"], how="semi").select("pk"))
+            vendors = tonight.filter(in_band).select("vh", "cur").unique()
+            in_days = pl.col("day").is_between(pl.lit(band_days[0]), pl.lit(band_days[1]))
+            wanted.append(entries.filter(in_days & in_band).join(vendors, on=["vh", "cur"], how="semi").select("pk"))
         pks = pl.concat(wanted)["pk"].unique().to_list() if wanted else []
         return past + load_past_payments(conn, pks)
 
-    def screen(self, conn, policy: Policy, known: set[str], rules: Sequence = ()) -> list[Screening]:
-        """The flagged rows, in batch order, as `Screening`s."""
-        if not self.count:
-            return []
-        user_flags: dict[int, list[Flag]] = {}
-        if rules:
-            from .rules import amount_expression, evaluate_rules
+    @staticmethod
+    def _day(days_since_epoch: int) -> str:
+        from datetime import date, timedelta
 
-            currencies = self.frame["currency"].unique().to_list()
-            for start in range(0, self.count, 1_000_000):
-                piece = self.frame.slice(start, 1_000_000).select(
-                    id=pl.col("txn_id"), date=pl.col("date"), amount=amount_expression(currencies),
-                    currency=pl.col("currency"), vendor=pl.col("vendor"), memo=pl.col("memo"), account=pl.col("account"),
-                )
-                for row, found in evaluate_rules(rules, piece, offset=start).items():
-                    user_flags.setdefault(row, []).extend(found)
-        result = screen_frame(self.frame, policy, known_vendor_keys=known, history=self.history(conn, policy), user_flags=user_flags)
-        self.positions = sorted(result.flagged)
-        transactions = frame_transactions(self.frame[self.positions]) if self.positions else []
-        return [Screening(tx, tuple(result.flagged[pos])) for tx, pos in zip(transactions, self.positions)]
+        return (date(1970, 1, 1) + timedelta(days=int(days_since_epoch))).isoformat()
 
     # --- recording ----------------------------------------------------------------------
 
-    def write(
-        self,
-        conn,
-        *,
-        run_id: int,
-        source: str,
-        file_ids: Sequence[int],
-        next_pk: int,
-        flagged: Mapping[str, tuple[str, str, str, str | None, int | None]],
-        progress: Callable[[int, int], None] | None = None,
-    ) -> None:
+    def write(self, conn, *, run_id: int, source: str, file_ids: Sequence[int], next_pk: int, flagged: "FlaggedFrame",
+              status: str, request_id: str | None, progress: Callable[[int, int], None] | None = None) -> None:
         """Insert every new row in order, as a clean row, then give the flagged ones their flags,
-        note, status and request number: `flagged` holds (flags JSON, note, status, request id,
-        item number) by transaction id. Ids are `next_pk` plus the row's position."""
-        key_of = self.keys
+        note, status and request number. Ids are `next_pk` plus the row's position."""
+        compact = self.compact
+        key_of = {name: compact.key_list[code] for name, code in compact.vendor_code.items()}
+        self._write_digests(conn, run_id, next_pk)
+        compact.frame = None  # not needed any more: give its memory to the inserts
         done = 0
         enabled = gc.isenabled()
         gc.disable()
         try:
-            offset = 0
-            for (ledger, part), file_id in zip(self.parts, file_ids):
-                sql, names = _insert_statement(part, source=source, file_id=file_id, run_id=run_id, first_id=next_pk + offset)
-                for start in range(0, part.height, WRITE_BATCH):
-                    piece = part.slice(start, WRITE_BATCH)
-                    first = next_pk + offset + start
-                    read = [n for n in names if n != "vendor_key"]
-                    columns = piece.select(pl.col("date").dt.to_string("%Y-%m-%d") if n == "date" else pl.col(n) for n in read)
-                    values = {name: column.to_list() for name, column in zip(read, columns.get_columns())}
-                    values["vendor_key"] = [key_of[v] for v in values["vendor"]]
-                    values["id"] = range(first, first + piece.height)
-                    conn.executemany(sql, zip(*(values[name] for name in ("id", *names))))
-                    done += piece.height
-                    if progress is not None:
-                        progress(done, self.count)
-                offset += part.height
-            if self.positions:
-                txn_ids = self.frame["txn_id"].gather(self.positions).to_list()
-                conn.executemany(
-                    "UPDATE transactions SET flags = ?, agent_note = ?, status = ?, request_id = ?, item_no = ? WHERE id = ?",
-                    [(*flagged[txn_id], next_pk + pos) for txn_id, pos in zip(txn_ids, self.positions)],
-                )
+            for (ledger, blocks), file_id in zip(self.parts, file_ids):
+                for block in blocks:
+                    frame = block.load()
+                    sql, names = _insert_statement(frame, source=source, file_id=file_id, run_id=run_id, first_id=next_pk + done)
+                    for start in range(0, frame.height, WRITE_BATCH):
+                        piece = frame.slice(start, WRITE_BATCH)
+                        first = next_pk + done
+                        read = [n for n in names if n != "vendor_key"]
+                        columns = piece.select(pl.col("date").dt.to_string("%Y-%m-%d") if n == "date" else pl.col(n) for n in read)
+                        values = {name: column.to_list() for name, column in zip(read, columns.get_columns())}
+                        values["vendor_key"] = [key_of[v] for v in values["vendor"]]
+                        values["id"] = range(first, first + piece.height)
+                        conn.executemany(sql, zip(*(values[name] for name in ("id", *names))))
+                        done += piece.height
+                        if progress is not None:
+                            progress(done, self.count)
+                    del frame
+            conn.executemany(
+                "UPDATE transactions SET flags = ?, agent_note = ?, status = ?, request_id = ?, item_no = ? WHERE id = ?",
+                flagged.row_values(status, request_id, next_pk),
+            )
         finally:
             if enabled:
                 gc.enable()
         names: dict[str, str] = {}
-        for name in self.frame["vendor"].unique(maintain_order=True).to_list():
+        for name in self._vendor_names():
             names.setdefault(key_of[name], name)
         conn.executemany("INSERT OR IGNORE INTO vendors (vendor_key, name, first_run_id) VALUES (?,?,?)",
                          [(key, name, run_id) for key, name in names.items()])
-        self._write_digests(conn, run_id, next_pk)
 
     def _write_digests(self, conn, run_id: int, next_pk: int) -> None:
-        hashes = {name: vendor_hash(key) for name, key in self.keys.items()}
-        entries = self.frame.select(
-            day=pl.col("date"),
-            currency=pl.col("currency"),
-            vh=pl.col("vendor").replace_strict(hashes, return_dtype=pl.Int64),
-            amount=pl.col("amount_minor"),
-            pk=pl.int_range(next_pk, next_pk + pl.len(), dtype=pl.Int64),
-        )
-        for (day, currency), group in entries.group_by(["day", "currency"]):
-            group = group.sort("vh", "amount", "pk")
-            for part, start in enumerate(range(0, group.height, PART_SIZE)):
-                chunk = group.slice(start, PART_SIZE)
-                write_digest_arrays(conn, run_id, day.isoformat(), currency, part, chunk["vh"].to_list(), chunk["amount"].to_list(),
-                                    chunk["pk"].to_list(), chunk.height)
+        """`history.write_digests` for the compact rows, one part of `PART_SIZE` rows at a time."""
+        compact = self.compact
+        hashes = dict(enumerate(vendor_hash(key) for key in compact.key_list))
+        base = compact.frame
+        groups = base.select("day", "cur").unique().sort("day", "cur").rows()
+        for day, cur in groups:
+            rows = base if len(groups) == 1 else base.filter((pl.col("day") == day) & (pl.col("cur") == cur))
+            for part, start in enumerate(range(0, rows.height, PART_SIZE)):
+                chunk = rows.slice(start, PART_SIZE).select(
+                    vh=pl.col("vkey").replace_strict(hashes, return_dtype=pl.Int64), amount="amount",
+                    pk=(pl.col("row").cast(pl.Int64) + next_pk),
+                ).sort("vh", "amount", "pk")
+                write_digest_arrays(conn, run_id, self._day(day), compact.currencies[cur], part, _ints(chunk["vh"]),
+                                    _ints(chunk["amount"]), _ints(chunk["pk"]), chunk.height)
+
+
+class FlaggedFrame:
+    """The flagged rows of a large run, most important first: position, codes, reasons and
+    the details a reviewer and an approver see; with the review's notes once given."""
+
+    def __init__(self, items: pl.DataFrame, order: pl.Series | None = None) -> None:
+        self.items = items  # in position order
+        self.order = order if order is not None else pl.Series(range(items.height), dtype=pl.UInt32)  # rank -> row
+        self.count = items.height
+        self.notes: dict[str, str] = {}  # by transaction id (a model's review)
+        self.group_notes: dict[tuple[str, ...], str] = {}  # by the codes of a group (the offline review)
+        self.concerns: dict[str, str] = {}
+
+    def _chunks(self, columns: list[str]) -> Iterator[tuple[int, list[tuple]]]:
+        """(rank of the first, rows) in rank order, a chunk at a time."""
+        narrow = self.items.select(columns)
+        for start in range(0, self.count, CHUNK):
+            yield start, narrow[self.order.slice(start, CHUNK)].rows()
+
+    def review_items(self) -> list:
+        """Every flagged row as the agent is shown it (a model reviews every one)."""
+        from .agent import ReviewItem
+
+        found = []
+        for _, rows in self._chunks(["txn_id", "date", "vendor", "amount_minor", "currency", "memo", "codes", "reasons"]):
+            found += [ReviewItem(t, d.isoformat(), v, format_amount(a, c), c, m, tuple(zip(codes, reasons)))
+                      for t, d, v, a, c, m, codes, reasons in rows]
+        return found
+
+    def review_groups(self) -> list:
+        """(first item, how many) per group of rows with the same findings, in order."""
+        from .agent import ReviewItem
+
+        keys = self.items.select(key=pl.col("codes").list.join("\x1f"))["key"]  # per row
+        ranked = keys.gather(self.order)
+        firsts = self.order.gather(ranked.is_first_distinct().arg_true())  # the rows that come first in each group
+        counts = dict(zip(*keys.value_counts(sort=False).get_columns()))
+        self._group_of = {}
+        groups = []
+        rows = self.items.select("txn_id", "date", "vendor", "amount_minor", "currency", "memo", "codes", "reasons")[firsts].rows()
+        for (t, d, v, a, c, m, codes, reasons), key in zip(rows, keys.gather(firsts).to_list()):
+            groups.append((ReviewItem(t, d.isoformat(), v, format_amount(a, c), c, m, tuple(zip(codes, reasons))), counts[key]))
+            self._group_of[t] = tuple(codes)
+        return groups
+
+    def set_group_notes(self, notes_by_first: dict[str, str]) -> None:
+        self.group_notes = {self._group_of[t]: note for t, note in notes_by_first.items() if t in self._group_of}
+
+    def _note(self, txn_id: str, codes) -> str:
+        return self.notes.get(txn_id) or self.group_notes.get(tuple(codes), "")
+
+    def _flags(self, txn_id: str, codes, reasons) -> list[dict[str, str]]:
+        found = [{"code": c, "reason": r, "by": "rules"} for c, r in zip(codes, reasons)]
+        if txn_id in self.concerns:
+            found.append({"code": "agent_concern", "reason": self.concerns[txn_id], "by": "agent"})
+        return found
+
+    def request_items(self) -> Iterator[RequestItem]:
+        """Every flagged row, numbered as in the request, one chunk at a time."""
+        for start, rows in self._chunks(["txn_id", "date", "vendor", "amount_minor", "currency", "memo", "codes", "reasons"]):
+            for n, (t, d, v, a, c, m, codes, reasons) in enumerate(rows, start + 1):
+                reasons = tuple(reasons) + ((self.concerns[t],) if t in self.concerns else ())
+                yield RequestItem(n, t, d.isoformat(), v, a, c, m, reasons, self._note(t, codes))
+
+    def attachment(self, name: str) -> tuple[str, str | bytes]:
+        """The request's CSV of every flagged row (`request.csv_attachment`)."""
+        return csv_attachment(name, self.write_csv)
+
+    def write_csv(self, out) -> None:
+        """`request.write_items_csv` for every flagged row, as polars writes CSV: the same bytes.
+
+        Cells are cleaned as `message.sanitize_text` does and kept from being read as formulas
+        as `request._cell` does; amounts are exact, from the integers; empty cells unquoted.
+        """
+        out.write(("\ufeff" + ",".join(CSV_FIELDS) + "\r\n").encode("utf-8"))
+        keys = pl.col("codes").list.join("\x1f")
+        group_notes = {"\x1f".join(codes): note for codes, note in self.group_notes.items()}
+        currencies = self.items["currency"].cast(pl.String).unique().to_list()
+        for start in range(0, self.count, CHUNK):
+            rows = self.order.slice(start, CHUNK)
+            chunk = self.items[rows].with_columns(no=pl.int_range(start + 1, start + 1 + rows.len(), dtype=pl.Int64))
+            concern = pl.col("txn_id").replace_strict(self.concerns, default=None, return_dtype=pl.String) if self.concerns else pl.lit(None, pl.String)
+            note = pl.col("txn_id").replace_strict(self.notes, default=None, return_dtype=pl.String) if self.notes else pl.lit(None, pl.String)
+            note = note.fill_null(keys.replace_strict(group_notes, default="", return_dtype=pl.String) if group_notes else pl.lit(""))
+            reasons = pl.when(concern.is_null()).then(pl.col("reasons")).otherwise(pl.col("reasons").list.concat(concern.cast(pl.List(pl.String))))
+            chunk.select(
+                "no", id=pl.col("txn_id"), date=pl.col("date").dt.to_string("%Y-%m-%d"), vendor=_cell(pl.col("vendor").cast(pl.String)),
+                amount=_plain_amount(currencies), currency=pl.col("currency").cast(pl.String), memo=_cell(pl.col("memo")),
+                reasons=_cell(reasons.list.join("; ")), note=_cell(note),
+            ).with_columns(pl.col(pl.String).replace("", None)).write_csv(
+                out, include_header=False, quote_style="necessary", line_terminator="\r\n", null_value="")
+
+    def pairs(self) -> Iterator[tuple[int, str]]:
+        for start, rows in self._chunks(["txn_id"]):
+            for n, (t,) in enumerate(rows, start + 1):
+                yield n, t
+
+    def row_values(self, status: str, request_id: str | None, next_pk: int) -> Iterator[tuple]:
+        """(flags JSON, note, status, request id, item number, id) per flagged row, for the UPDATE,
+        in the order of the ids: updating rows in the order they are stored reads each page of
+        a big table once, instead of once per row in it."""
+        rank = self.order.arg_sort() + 1  # the item number of each row
+        narrow = self.items.select("pos", "txn_id", "codes", "reasons").with_columns(rank=rank)
+        for start in range(0, self.count, CHUNK):
+            for pos, t, codes, reasons, rank in narrow.slice(start, CHUNK).rows():
+                yield (json.dumps(self._flags(t, codes, reasons)), self._note(t, codes), status,
+                       request_id, rank if request_id else None, next_pk + pos)
+
+
+_CELL_CONTROLS = r"[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Co}]"  # what message.sanitize_text turns into spaces
+
+
+def _cell(text: pl.Expr) -> pl.Expr:
+    """`request._cell` as an expression."""
+    flat = (text.str.replace_all(_CELL_CONTROLS, " ").str.replace_all("[" + re.escape(PY_WHITESPACE) + "]+", " ")
+            .str.strip_chars(" "))
+    return pl.when(flat.str.contains(r"^[=+\-@]")).then(pl.lit("'") + flat).otherwise(flat)
+
+
+def _plain_amount(currencies: Sequence[str]) -> pl.Expr:
+    """`ingest.format_amount` as an expression: exact, from the integer minor units."""
+    size = pl.col("amount_minor").abs()
+    text = pl.lit(None, pl.String)
+    for currency in currencies:
+        places = currency_exponent(currency)
+        scale = 10**places
+        shown = size.floordiv(scale).cast(pl.String)
+        if places:
+            shown = shown + "." + size.mod(scale).cast(pl.String).str.zfill(places)
+        text = pl.when(pl.col("currency").cast(pl.String) == currency).then(shown).otherwise(text)
+    return pl.when(pl.col("amount_minor") < 0).then("-" + text).otherwise(text)
+
+
+def _ints(series: pl.Series):
+    from array import array
+
+    return array("q", series.to_list())
 
 
 def _schema():
@@ -247,11 +430,11 @@ def _schema():
 
 
 def _insert_statement(part: pl.DataFrame, *, source: str, file_id: int, run_id: int, first_id: int) -> tuple[str, list[str]]:
-    """The INSERT for one ledger's rows, and the columns it binds after the id.
+    """The INSERT for one block's rows, and the columns it binds after the id.
 
     Binding a value costs more than SQLite spends storing it, so what every row of the
-    ledger shares is a literal: the source, file, run and the clean row's flags and status
-    always; the date and currency when the ledger has only one; and the line, as an
+    block shares is a literal: the source, file, run and the clean row's flags and status
+    always; the date and currency when the block has only one; and the line, as an
     expression of the id, when the lines follow the rows one to one.
     """
     literal: dict[str, str] = {"source": _literal(source), "ledger_file_id": str(int(file_id)), "run_id": str(int(run_id))}
@@ -275,6 +458,17 @@ def _insert_statement(part: pl.DataFrame, *, source: str, file_id: int, run_id: 
 def _literal(text: str) -> str:
     """A SQL string literal (SQLite has no backslash escapes: only the quote is doubled)."""
     return "'" + text.replace("'", "''") + "'"
+
+
+def _earlier_ids(parts: list[tuple[FrameLedger, list[Block]]], candidates: list[str]) -> set[str]:
+    """Which of `candidates` the chosen blocks of earlier ledgers hold (by text)."""
+    wanted = pl.Series(candidates, dtype=pl.String)
+    found: set[str] = set()
+    for _, blocks in parts:
+        for block in blocks:
+            ids = block.load(["txn_id"])["txn_id"]
+            found.update(ids.filter(ids.is_in(wanted)).to_list())
+    return found
 
 
 def _existing(conn, source: str, ids: list[str]) -> set[str]:

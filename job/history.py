@@ -192,15 +192,18 @@ def recent_payments(conn, needs: HistoryNeeds, vendor_keys: Mapping[int, str]) -
 
 
 def write_digests(conn, run_id: int, payments: Iterable[tuple[str, str, int, int, int]]) -> int:
-    """Record this run's payments: (day, currency, vendor hash, amount, transaction id)."""
+    """Record this run's payments: (day, currency, vendor hash, amount, transaction id).
+
+    Per day and currency, in parts of `PART_SIZE` payments in the order given, each part
+    sorted by (vendor hash, amount, id): so a part can be built from its own rows alone.
+    """
     groups: dict[tuple[str, str], list[tuple[int, int, int]]] = {}
     for day, currency, vh, amount, pk in payments:
         groups.setdefault((day, currency), []).append((vh, amount, pk))
     rows = 0
     for (day, currency), entries in sorted(groups.items()):
-        entries.sort()
         for part, start in enumerate(range(0, len(entries), PART_SIZE)):
-            chunk = entries[start : start + PART_SIZE]
+            chunk = sorted(entries[start : start + PART_SIZE])
             write_digest_arrays(conn, run_id, day, currency, part, (e[0] for e in chunk), (e[1] for e in chunk), (e[2] for e in chunk), len(chunk))
             rows += 1
     return rows

@@ -17,6 +17,9 @@ quotes, blank lines, a lone CR, a quote after a space (Python's csv skips the sp
 does not), or a row with the wrong number of fields (checked by counting delimiters:
 every row must have exactly the header's). Physical line numbers are then simply the row's
 position plus 2.
+
+A ledger is kept as its blocks (`Block`): in memory, or, for a run too big to hold, each
+written to an Arrow IPC file as soon as it is read and loaded again one at a time.
 """
 
 from __future__ import annotations
@@ -26,10 +29,10 @@ import csv
 import hashlib
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from pathlib import Path
 
 import polars as pl
 
@@ -47,7 +50,7 @@ from .ingest import (
     currency_exponent,
 )
 
-__all__ = ["FrameLedger", "Unsupported", "TXN_SCHEMA", "read_ledger_fast", "transactions_frame", "frame_transactions"]
+__all__ = ["Block", "FrameLedger", "Unsupported", "TXN_SCHEMA", "read_ledger_fast", "transactions_frame", "frame_transactions"]
 
 BLOCK_BYTES = 32 << 20
 MAX_UNIT_DIGITS = 14  # larger amounts are left to `ingest` (and never fit SQLite's 64 bits anyway)
@@ -61,8 +64,11 @@ TXN_SCHEMA = {
     "account": pl.String,
     "line": pl.Int64,
 }
-# What str.strip() strips, as `ingest._clean_field` uses it.
-PY_WHITESPACE = "".join(chr(c) for c in range(0x110000) if chr(c).isspace())
+# What str.isspace() accepts, i.e. what str.strip() strips (a test checks it against Python).
+PY_WHITESPACE = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000"
+)
 _LINE_BREAKS = r"[\t\n\x0b\x0c\r\x{85}\x{2028}\x{2029}]+"
 _CONTROLS = r"[\x00-\x1f\x7f-\x{9f}]"
 _NEEDS_CLEANING = r"[\x00-\x1f\x7f-\x{9f}\x{2028}\x{2029}]|^\s|\s$"
@@ -72,18 +78,48 @@ class Unsupported(Exception):
     """This file has a feature the column-wise reader does not read exactly like `ingest`."""
 
 
+class Block:
+    """Consecutive rows of a ledger (columns of `TXN_SCHEMA`): in memory, or in an Arrow IPC
+    file when the run is too big to hold (`spill`), read back one block at a time."""
+
+    __slots__ = ("rows", "_frame", "path")
+
+    def __init__(self, frame: pl.DataFrame, spill: Path | None = None) -> None:
+        self.rows = frame.height
+        self._frame: pl.DataFrame | None = frame
+        self.path: Path | None = None
+        if spill is not None:
+            frame.write_ipc(spill, compression="lz4")
+            self._frame, self.path = None, spill
+
+    def load(self, columns: list[str] | None = None) -> pl.DataFrame:
+        if self._frame is not None:
+            return self._frame if columns is None else self._frame.select(columns)
+        return pl.read_ipc(self.path, columns=columns)
+
+
 @dataclass(frozen=True, slots=True)
 class FrameLedger:
-    """A ledger read into a polars frame with the columns of `TXN_SCHEMA`, in file order."""
+    """A ledger read column-wise: its rows in blocks, in file order."""
 
     path: str
     name: str
     sha256: str
-    frame: pl.DataFrame
+    blocks: tuple[Block, ...]
 
     @property
     def rows(self) -> int:
-        return self.frame.height
+        return sum(b.rows for b in self.blocks)
+
+    @property
+    def frame(self) -> pl.DataFrame:
+        """All rows in one frame (for small ledgers and tests)."""
+        frames = [b.load() for b in self.blocks]
+        return pl.concat(frames, rechunk=False) if frames else pl.DataFrame(schema=TXN_SCHEMA)
+
+    @classmethod
+    def of(cls, path: str, name: str, sha256: str, frame: pl.DataFrame) -> "FrameLedger":
+        return cls(path, name, sha256, (Block(frame),) if frame.height else ())
 
 
 def transactions_frame(transactions: list[Transaction]) -> pl.DataFrame:
@@ -112,8 +148,12 @@ def frame_transactions(frame: pl.DataFrame) -> list[Transaction]:
 
 
 def read_ledger_fast(path: str | os.PathLike, fmt: LedgerFormat = LedgerFormat(), *,
-                     progress: Callable[[int, int], None] | None = None) -> FrameLedger:
-    """Read and validate one ledger file column-wise; raise `Unsupported` to ask for `ingest`."""
+                     progress: Callable[[int, int], None] | None = None, spill: Path | None = None) -> FrameLedger:
+    """Read and validate one ledger file column-wise; raise `Unsupported` to ask for `ingest`.
+
+    With `spill` (a folder), each block is written there as it is read, so memory holds one
+    block at a time; the caller removes the folder when the run is done.
+    """
     shown = os.fsdecode(path)
     if not codecs.lookup(fmt.encodings[0]).name.startswith("utf-8"):
         raise Unsupported("the first encoding to try is not UTF-8")
@@ -122,19 +162,20 @@ def read_ledger_fast(path: str | os.PathLike, fmt: LedgerFormat = LedgerFormat()
     except OSError as error:
         raise LedgerError(shown, None, None, f"cannot read file: {error.strerror or error}") from None
     with handle:
-        reader = _BlockReader(handle, shown, fmt, os.fstat(handle.fileno()).st_size, progress)
-        frame = reader.read()
-    return FrameLedger(shown, os.path.basename(shown), reader.sha256, frame)
+        reader = _BlockReader(handle, shown, fmt, os.fstat(handle.fileno()).st_size, progress, spill)
+        blocks = reader.read()
+    return FrameLedger(shown, os.path.basename(shown), reader.sha256, tuple(blocks))
 
 
 class _BlockReader:
-    def __init__(self, handle, path: str, fmt: LedgerFormat, size: int, progress) -> None:
-        self.handle, self.path, self.fmt, self.size, self.progress = handle, path, fmt, size, progress
+    def __init__(self, handle, path: str, fmt: LedgerFormat, size: int, progress, spill: Path | None) -> None:
+        self.handle, self.path, self.fmt, self.size, self.progress, self.spill = handle, path, fmt, size, progress, spill
         self.hasher = hashlib.sha256()
         self.sha256 = ""
         self.done = 0
-        self.ids: list[pl.Series] = []  # per block: the ids, for duplicates
-        self.hashes: list[pl.Series] = []  # and their hashes
+        self.blocks: list[Block] = []
+        self.hashes: list[pl.Series] = []  # per block: the ids' hashes, for duplicates
+        self.current: pl.Series | None = None  # the ids of the block being read
         self.rows_before = 0
 
     def _read(self, n: int) -> bytes:
@@ -143,7 +184,7 @@ class _BlockReader:
         self.done += len(data)
         return data
 
-    def read(self) -> pl.DataFrame:
+    def read(self) -> list[Block]:
         data = self._read(BLOCK_BYTES)
         if not data:
             raise Unsupported("empty file")
@@ -158,7 +199,6 @@ class _BlockReader:
         header = data[:end].removesuffix(b"\r")
         data = data[end + 1 :]
         self._read_header(header)
-        frames = []
         while True:
             more = self._read(BLOCK_BYTES)
             if more:
@@ -170,16 +210,17 @@ class _BlockReader:
             else:
                 block, data = data, b""
             if block:
-                frames.append(self._block(block))
+                frame = self._block(block)
+                where = None if self.spill is None else self.spill / f"{hashlib.sha256(self.path.encode()).hexdigest()[:12]}-{len(self.blocks)}.arrow"
+                self.blocks.append(Block(frame, where))
+                self.current = None
             if self.progress is not None:
                 self.progress(self.done, self.size)
             if not more and not data:
                 break
         self.sha256 = self.hasher.hexdigest()
         self._check_duplicates(None)
-        if not frames:
-            return pl.DataFrame(schema=TXN_SCHEMA)
-        return pl.concat(frames, rechunk=False)
+        return self.blocks
 
     def _read_header(self, header: bytes) -> None:
         if b"\x00" in header:
@@ -313,8 +354,8 @@ class _BlockReader:
         out = frame.drop("fast")
         if slow.len():
             out = self._read_slow_rows(cells, out, slow.to_list(), first_line)
-        self.ids.append(out["txn_id"])
-        self.hashes.append(out["txn_id"].hash(seed=0))
+        self.current = out["txn_id"]
+        self.hashes.append(self.current.hash(seed=0))
         return out
 
     def _read_slow_rows(self, cells: pl.DataFrame, out: pl.DataFrame, rows: list[int], first_line: int) -> pl.DataFrame:
@@ -324,8 +365,8 @@ class _BlockReader:
             try:
                 read.append(_build_transaction(values, self.names, self.fmt, self.path, first_line + index))
             except LedgerError as error:
-                self.ids.append(out["txn_id"][: index + 1])
-                self.hashes.append(self.ids[-1].hash(seed=0))
+                self.current = out["txn_id"][: index + 1]
+                self.hashes.append(self.current.hash(seed=0))
                 self._check_duplicates(first_line + index)  # an earlier duplicate id wins
                 raise error from None
         fixed = transactions_frame(read).with_columns(row=pl.Series(rows, dtype=pl.UInt32))
@@ -343,7 +384,7 @@ class _BlockReader:
         repeats = pl.concat(self.hashes, rechunk=True).is_first_distinct().not_().arg_true()
         if repeats.len() == 0:
             return
-        ids = pl.concat(self.ids, rechunk=True)
+        ids = pl.concat([b.load(["txn_id"])["txn_id"] for b in self.blocks] + ([self.current] if self.current is not None else []))
         for row in repeats.to_list():  # a repeated hash is a repeated id unless the hash collided
             line = row + 2
             if before_line is not None and line >= before_line:

@@ -14,16 +14,21 @@ from __future__ import annotations
 
 import csv
 import io
+import shutil
+import tempfile
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
-from typing import NamedTuple
+from typing import IO, NamedTuple
 
 from .ingest import format_amount, format_amount_display
 from .message import compose, hash_token, message_id_for, new_token, render, reply_address_for, safe_filename, sanitize_text
 
-__all__ = ["RequestItem", "ApproverCopy", "build_request_copies", "item_view", "flagged_items_csv", "attachment_name", "attachment"]
+__all__ = [
+    "RequestItem", "ApproverCopy", "build_request_copies", "item_view", "write_items_csv", "flagged_items_csv", "attachment_name",
+    "attachment", "items_attachment", "csv_attachment", "CSV_FIELDS",
+]
 
 CSV_FIELDS = ("no", "id", "date", "vendor", "amount", "currency", "memo", "reasons", "note")
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # spreadsheets run cells that start like this
@@ -70,11 +75,10 @@ def item_view(item: RequestItem) -> dict[str, object]:
     }
 
 
-def request_subject(items: Sequence[RequestItem], run_id: int) -> str:
-    if not items:
+def request_subject(total: int, run_id: int) -> str:
+    if not total:
         return f"Ledger audit run {run_id}: nothing flagged, sign-off requested"
-    n = len(items)
-    return f"Ledger audit run {run_id}: {n:,} transaction{'s' if n != 1 else ''} need{'s' if n == 1 else ''} your approval"
+    return f"Ledger audit run {run_id}: {total:,} transaction{'s' if total != 1 else ''} need{'s' if total == 1 else ''} your approval"
 
 
 def _cell(text: str) -> str:
@@ -83,9 +87,10 @@ def _cell(text: str) -> str:
     return "'" + flat if flat.startswith(FORMULA_START) else flat
 
 
-def flagged_items_csv(items: Sequence[RequestItem]) -> str:
-    """Every item, numbered as in replies, with exact amounts; a BOM first, so spreadsheets read UTF-8."""
-    out = io.StringIO()
+def write_items_csv(out: IO[str], items: Iterable[RequestItem]) -> None:
+    """Every item, numbered as in replies, with exact amounts; a BOM first, so spreadsheets
+    read UTF-8. `items` may be a generator: nothing is held but the distinct texts."""
+    out.write("\ufeff")
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_FIELDS)
     cells: dict[str, str] = {}  # vendors, reasons and notes repeat: clean each text once
@@ -93,6 +98,8 @@ def flagged_items_csv(items: Sequence[RequestItem]) -> str:
     def cell(text: str) -> str:
         value = cells.get(text)
         if value is None:
+            if len(cells) > 200_000:
+                cells.clear()
             value = cells[text] = _cell(text)
         return value
 
@@ -101,7 +108,12 @@ def flagged_items_csv(items: Sequence[RequestItem]) -> str:
          cell(item.memo), cell("; ".join(item.reasons)), cell(item.note))
         for item in items
     )
-    return "\ufeff" + out.getvalue()
+
+
+def flagged_items_csv(items: Iterable[RequestItem]) -> str:
+    out = io.StringIO()
+    write_items_csv(out, items)
+    return out.getvalue()
 
 
 def attachment_name(ledger_names: Sequence[str], run_id: int) -> str:
@@ -123,11 +135,40 @@ def attachment(name: str, text: str) -> tuple[str, str | bytes]:
     return name + ".zip", out.getvalue()
 
 
+def items_attachment(name: str, items: Iterable[RequestItem]) -> tuple[str, str | bytes]:
+    """`attachment` for items written as they come (a spooled file, not a string, when large)."""
+
+    def write(spool: IO[bytes]) -> None:
+        text = io.TextIOWrapper(spool, encoding="utf-8", newline="")
+        write_items_csv(text, items)
+        text.flush()
+        text.detach()
+
+    return csv_attachment(name, write)
+
+
+def csv_attachment(name: str, write: Callable[[IO[bytes]], None]) -> tuple[str, str | bytes]:
+    """`attachment` for a CSV that `write` writes (UTF-8 bytes), spooled to disk when large."""
+    with tempfile.SpooledTemporaryFile(max_size=ZIP_ABOVE_BYTES, mode="w+b") as spool:
+        write(spool)
+        size = spool.tell()
+        spool.seek(0)
+        if size <= ZIP_ABOVE_BYTES:
+            return name, spool.read().decode("utf-8")
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+            with archive.open(name, "w", force_zip64=True) as member:
+                shutil.copyfileobj(spool, member, 1 << 20)
+        return name + ".zip", out.getvalue()
+
+
 def build_request_copies(
     *,
     request_id: str,
     run_id: int,
-    items: Sequence[RequestItem],
+    listed: Sequence[RequestItem],
+    total: int,
+    attachment: tuple[str, str | bytes] | None,
     approvers: Sequence[str],
     auto_approved: int,
     ledger_names: Sequence[str],
@@ -135,20 +176,20 @@ def build_request_copies(
     summary: str,
     from_address: str,
     reply_address: str,
-    max_listed: int = 50,
     notice: str = "",
     subject: str | None = None,
     thread: Callable[[str], Sequence[str]] | None = None,
 ) -> list[ApproverCopy]:
-    """One message per approver, each with a fresh token; items beyond `max_listed` are in a CSV.
+    """One message per approver, each with a fresh token, listing `listed` (the first items)
+    of `total`, with `attachment` (from `items_attachment`) when there are more.
 
     `notice` heads a reminder or escalation; `thread(approver)` names the Message-IDs the
     copy follows up, so mail clients keep it in the approver's original thread.
     """
-    subject = sanitize_text(subject, 200) if subject else request_subject(items, run_id)
-    views = [item_view(i) for i in items[:max_listed]]
-    more = len(items) - len(views)
-    attachments = [attachment(attachment_name(ledger_names, run_id), flagged_items_csv(items))] if more > 0 else []
+    subject = sanitize_text(subject, 200) if subject else request_subject(total, run_id)
+    views = [item_view(i) for i in listed]
+    more = total - len(views)
+    attachments = [attachment] if attachment is not None and more > 0 else []
     domain = from_address.rpartition("@")[2]
     names = ", ".join(sanitize_text(n, 120) for n in ledger_names) or "no new ledger"
     copies = []
@@ -161,7 +202,7 @@ def build_request_copies(
             run_id=run_id,
             request_id=request_id,
             items=views,
-            total=len(items),
+            total=total,
             more=more,
             attachment=attachments[0][0] if attachments else "",
             auto_approved=auto_approved,

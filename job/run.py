@@ -16,14 +16,15 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import itertools
 import json
 import os
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .auditlog import append_event, canonical
+from .auditlog import append_event
 from .config import Config, Policy
 from .faults import crash_point
 from .db import now_utc, transaction
@@ -31,7 +32,7 @@ from .errors import ConfigError
 from .history import history_needs, recent_payments, vendor_hash, write_digests
 from .ingest import Ledger, LedgerFormat, Transaction, format_amount, read_ledger
 from .outbox import FlushResult, flush_outbox, queue_message
-from .request import RequestItem, build_request_copies
+from .request import RequestItem, attachment_name, build_request_copies, items_attachment
 from .screen import Flag, PastPayment, Screening, normalize_vendor, screen_transactions, structuring_band
 
 __all__ = ["RunResult", "LedgerOutcome", "read_ledgers", "run_audit", "load_known_vendors", "ledger_format", "find_history", "prepare_rules"]
@@ -153,8 +154,8 @@ class ListBatch:
             parts.append((ledger, fresh))
         return cls(parts), outcomes, changed
 
-    def screen(self, conn, policy: Policy, known: set[str], rules: Sequence = ()) -> list[Screening]:
-        """The flagged transactions, in order, as `Screening`s."""
+    def screen(self, conn, policy: Policy, known: set[str], rules: Sequence = ()) -> "FlaggedList":
+        """The flagged transactions, most important first."""
         screenings = screen_transactions(
             self.fresh,
             amount_threshold=policy.amount_threshold,
@@ -166,11 +167,12 @@ class ListBatch:
             history=find_history(conn, policy, self.fresh),
             user_flags=_user_flags(rules, self.fresh),
         )
-        return [s for s in screenings if s.flagged]
+        return FlaggedList([s for s in screenings if s.flagged])
 
     def write(self, conn, *, run_id: int, source: str, file_ids: Sequence[int], next_pk: int,
-              flagged: Mapping[str, tuple], progress=None) -> None:
+              flagged: "FlaggedList", status: str, request_id: str | None, progress=None) -> None:
         """Insert every new row in order, then the new vendors and the run's payment digests."""
+        flagged_rows = flagged.row_map(status, request_id)
         digest_rows: list[tuple[str, str, int, int, int]] = []
         hashes: dict[str, int] = {}
         first_names: dict[str, str] = {}
@@ -184,7 +186,7 @@ class ListBatch:
                     first_names[key] = tx.vendor
                 digest_rows.append((tx.date, tx.currency, hashes[key], tx.amount_minor, pk))
                 rows.append((pk, source, tx.txn_id, tx.date, tx.amount_minor, tx.currency, tx.vendor, key, tx.memo, tx.account,
-                             file_id, tx.line, run_id) + flagged.get(tx.txn_id, CLEAN))
+                             file_id, tx.line, run_id) + flagged_rows.get(tx.txn_id, CLEAN))
                 pk += 1
             conn.executemany(INSERT_TRANSACTION, rows)
         conn.executemany(
@@ -192,6 +194,64 @@ class ListBatch:
             [(key, name, run_id) for key, name in first_names.items()],
         )
         write_digests(conn, run_id, digest_rows)
+
+
+class FlaggedList:
+    """The flagged transactions of a small run, most important first (most rule findings,
+    then largest amount, then file order), with the review's notes once given.
+
+    `bulk.FlaggedFrame` is the same for a large run, held as a frame.
+    """
+
+    def __init__(self, screenings: list[Screening]) -> None:
+        self.screenings = sorted(screenings, key=_rank)
+        self.count = len(self.screenings)
+        self.notes: dict[str, str] = {}
+        self.concerns: dict[str, str] = {}
+
+    def review_items(self) -> list:
+        return [_review_item(s) for s in self.screenings]
+
+    def review_groups(self) -> list:
+        """(first item, how many) per group of items with the same findings, in order."""
+        groups: dict[tuple[str, ...], list[Screening]] = {}
+        for s in self.screenings:
+            groups.setdefault(tuple(f.code for f in s.flags), []).append(s)
+        self._groups = groups
+        return [(_review_item(members[0]), len(members)) for members in groups.values()]
+
+    def set_group_notes(self, notes_by_first: dict[str, str]) -> None:
+        for members in self._groups.values():
+            note = notes_by_first.get(members[0].transaction.txn_id)
+            if note is not None:
+                for s in members:
+                    self.notes[s.transaction.txn_id] = note
+
+    def flags(self, s: Screening) -> tuple[Flag, ...]:
+        txn_id = s.transaction.txn_id
+        return s.flags + ((Flag("agent_concern", self.concerns[txn_id], by="agent"),) if txn_id in self.concerns else ())
+
+    def request_items(self) -> Iterator[RequestItem]:
+        for n, s in enumerate(self.screenings, 1):
+            tx = s.transaction
+            yield RequestItem(n, tx.txn_id, tx.date, tx.vendor, tx.amount_minor, tx.currency, tx.memo,
+                              tuple(f.reason for f in self.flags(s)), self.notes.get(tx.txn_id, ""))
+
+    def attachment(self, name: str) -> tuple[str, str | bytes]:
+        """The request's CSV of every flagged item (`request.items_attachment`)."""
+        return items_attachment(name, self.request_items())
+
+    def pairs(self) -> Iterator[tuple[int, str]]:
+        for n, s in enumerate(self.screenings, 1):
+            yield n, s.transaction.txn_id
+
+    def row_map(self, status: str, request_id: str | None) -> dict[str, tuple]:
+        """(flags JSON, note, status, request id, item number) by transaction id."""
+        return {
+            s.transaction.txn_id: (json.dumps([f.as_dict() for f in self.flags(s)]), self.notes.get(s.transaction.txn_id, ""),
+                                   status, request_id, n if request_id else None)
+            for n, s in enumerate(self.screenings, 1)
+        }
 
 
 CLEAN = ("[]", "", "auto_approved", None, None)  # flags, note, status, request, item number of a clean row
@@ -238,12 +298,14 @@ def _rank(screening: Screening) -> tuple[int, int]:
     return (-len(screening.flags), -abs(screening.transaction.amount_minor))
 
 
-def read_ledgers(config: Config, ledger_paths: Sequence[str | Path], *, stream=None) -> list:
+def read_ledgers(config: Config, ledger_paths: Sequence[str | Path], *, stream=None, spill: Path | None = None) -> list:
     """Read every ledger completely; any bad row rejects the run before anything is written.
 
     When any file is at least `[ledger] large_file_bytes`, every file of the run is read
-    into a frame (`ingest_fast`), otherwise into `Transaction`s (`ingest`). A progress line
-    goes to `stream` (stderr) while a large file is read, if it is a terminal.
+    column-wise in blocks (`ingest_fast`), otherwise into `Transaction`s (`ingest`). From
+    `SPILL_BYTES` of ledgers on, the blocks are kept on disk (`spill`, or a folder beside the
+    database) and read back one at a time. A progress line goes to `stream` (stderr) while a
+    large file is read, if it is a terminal.
     """
     fmt = ledger_format(config)
     sizes = []
@@ -257,17 +319,42 @@ def read_ledgers(config: Config, ledger_paths: Sequence[str | Path], *, stream=N
     from .ingest_fast import FrameLedger, Unsupported, read_ledger_fast, transactions_frame
     from .progress import Progress
 
+    if spill is None and sum(sizes) >= SPILL_BYTES:
+        spill = _spill_folder(config)
     ledgers = []
     for p in ledger_paths:
         progress = Progress(f"reading {os.path.basename(p)}", stream=stream)
         try:
-            ledgers.append(read_ledger_fast(p, fmt, progress=progress.update))
+            ledgers.append(read_ledger_fast(p, fmt, progress=progress.update, spill=spill))
         except Unsupported:  # a shape only the row-by-row reader reads exactly
             ledger = read_ledger(p, fmt)
-            ledgers.append(FrameLedger(ledger.path, ledger.name, ledger.sha256, transactions_frame(ledger.transactions)))
+            ledgers.append(FrameLedger.of(ledger.path, ledger.name, ledger.sha256, transactions_frame(ledger.transactions)))
         finally:
             progress.finish()
     return ledgers
+
+
+SPILL_BYTES = 200_000_000  # from this much ledger data on, blocks wait on disk, not in memory
+
+
+def _spill_folder(config: Config) -> Path:
+    """A private folder beside the audit database for a large run's blocks, removed at exit.
+
+    Beside the database, not in /tmp: /tmp is often memory itself, and the database's disk
+    has room for what the run is about to record anyway.
+    """
+    import atexit
+    import shutil
+    import tempfile
+
+    folder = Path(config.db).resolve().parent
+    folder.mkdir(parents=True, exist_ok=True)
+    prefix = f".{Path(config.db).name}.blocks-"
+    for stale in folder.glob(prefix + "*"):  # left by a run that was killed; runs hold the run lock
+        shutil.rmtree(stale, ignore_errors=True)
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=folder))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 def prepare_rules(config: Config) -> list:
@@ -310,31 +397,30 @@ async def run_audit(db, config: Config, ledgers: Sequence, *, reviewer: str, rul
     result.changed_in_later_export = changed
     chosen = [(ledger, new) for ledger, new, skipped in outcomes if not skipped]
     known |= _existing(db.conn, "SELECT vendor_key FROM vendors WHERE vendor_key IN ({marks})", sorted(batch.vendor_keys()))
-    flagged = sorted(batch.screen(db.conn, policy, known, rules), key=_rank)
+    flagged = batch.screen(db.conn, policy, known, rules)
     fresh_count = batch.count
     mode = policy.approval_mode
-    wants_request = (mode == "flagged" and bool(flagged)) or (mode == "always" and bool(chosen))
+    wants_request = (mode == "flagged" and bool(flagged.count)) or (mode == "always" and bool(chosen))
 
-    notes: dict[str, str] = {}
-    concerns: dict[str, str] = {}
     review_summary = ""
     usage = (0, 0, 0)
     outcome = None
     crash_point("run:read")
-    if flagged and mode != "never":
-        from .agent import review_flagged
+    if flagged.count and mode != "never":
+        from .agent import review_flagged, review_offline
 
-        outcome = await review_flagged([_review_item(s) for s in flagged], config.llm, db)
-        notes, concerns, review_summary = outcome.notes, outcome.concerns, outcome.summary
+        if config.llm.offline:
+            outcome = await review_offline(flagged.review_groups(), config.llm, db)
+            flagged.set_group_notes(outcome.notes)
+        else:
+            outcome = await review_flagged(flagged.review_items(), config.llm, db)
+            flagged.notes = outcome.notes
+        flagged.concerns = outcome.concerns
+        review_summary = outcome.summary
         result.refused = outcome.refused
         usage = (outcome.calls, outcome.prompt_tokens, outcome.completion_tokens)
         if not config.llm.offline:
             result.model_calls, result.prompt_tokens, result.completion_tokens = usage
-
-    flags_by_id: dict[str, tuple[Flag, ...]] = {}
-    for s in flagged:
-        extra = (Flag("agent_concern", concerns[s.transaction.txn_id], by="agent"),) if s.transaction.txn_id in concerns else ()
-        flags_by_id[s.transaction.txn_id] = s.flags + extra
 
     crash_point("run:reviewed")
     with transaction(db) as conn:
@@ -346,18 +432,17 @@ async def run_audit(db, config: Config, ledgers: Sequence, *, reviewer: str, rul
             " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 now_utc(), mode, reviewer, len(ledgers), sum(_rows(l) for l in ledgers), fresh_count,
-                len(flagged), fresh_count - len(flagged), len(flagged) if mode == "never" else 0,
+                flagged.count, fresh_count - flagged.count, flagged.count if mode == "never" else 0,
                 review_summary, *usage,
             ),
         ).lastrowid
         result.run_id = run_id
         request_id = uuid.uuid4().hex if wants_request else None
-        item_no = {s.transaction.txn_id: n for n, s in enumerate(flagged, 1)} if request_id else {}
         if request_id:
             conn.execute(
                 "INSERT INTO requests (id, run_id, created_at, status, subject, items, question, conversation_id)"
                 " VALUES (?,?,?,?,?,?,?,?)",
-                (request_id, run_id, now_utc(), "open", "", len(flagged), "", str(uuid.uuid4())),
+                (request_id, run_id, now_utc(), "open", "", flagged.count, "", str(uuid.uuid4())),
             )
         file_ids = [
             conn.execute(
@@ -366,40 +451,36 @@ async def run_audit(db, config: Config, ledgers: Sequence, *, reviewer: str, rul
             ).lastrowid
             for ledger, new in chosen
         ]
-        status = "held" if mode == "never" else "pending"
-        flagged_rows = {
-            txn_id: (json.dumps([f.as_dict() for f in flags]), notes.get(txn_id, ""), status,
-                     request_id if txn_id in item_no else None, item_no.get(txn_id))
-            for txn_id, flags in flags_by_id.items()
-        }
         next_pk = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM transactions").fetchone()[0]
         progress = _write_progress(batch.count, stream)
         # The status CHECK is an IN list, which SQLite evaluates by building a small table for
         # every row inserted: 1.8 s per million rows, more than the insert itself. The statuses
-        # written here are the constants above, so it is skipped for these inserts only.
+        # written here are constants ("auto_approved", and "held" or "pending" below), so it is
+        # skipped for these inserts only.
         conn.execute("PRAGMA ignore_check_constraints = ON")
         try:
-            batch.write(conn, run_id=run_id, source=source, file_ids=file_ids, next_pk=next_pk, flagged=flagged_rows,
+            batch.write(conn, run_id=run_id, source=source, file_ids=file_ids, next_pk=next_pk, flagged=flagged,
+                        status="held" if mode == "never" else "pending", request_id=request_id,
                         progress=progress.update if progress else None)
         finally:
             conn.execute("PRAGMA ignore_check_constraints = OFF")
             if progress:
                 progress.finish()
         result.new_transactions = fresh_count
-        result.flagged = len(flagged)
-        result.auto_approved = fresh_count - len(flagged)
-        result.held = len(flagged) if mode == "never" else 0
+        result.flagged = flagged.count
+        result.auto_approved = fresh_count - flagged.count
+        result.held = flagged.count if mode == "never" else 0
         conn.execute("UPDATE runs SET request_id = ?, finished_at = ? WHERE id = ?", (request_id, now_utc(), run_id))
         append_event(conn, "run", request_id=request_id or "", actor=reviewer, detail={
             "run_id": run_id, "mode": mode,
             "ledgers": [{"name": l.name, "sha256": l.sha256, "rows": _rows(l), "new": n} for l, n in chosen],
             "skipped": [o.name for o in result.ledgers if o.already_imported],
-            "new_transactions": fresh_count, "flagged": len(flagged), "auto_approved": fresh_count - len(flagged),
+            "new_transactions": fresh_count, "flagged": flagged.count, "auto_approved": fresh_count - flagged.count,
             "held": result.held, "request_id": request_id,
             "model_calls": usage[0], "prompt_tokens": usage[1], "completion_tokens": usage[2],
         })
         if request_id:
-            await _record_request(conn, db, config, request_id, run_id, flagged, flags_by_id, notes, review_summary, result, chosen)
+            await _record_request(conn, db, config, request_id, run_id, flagged, review_summary, result, chosen)
         crash_point("run:before-commit")
     crash_point("run:committed")
     result.request_id = request_id
@@ -422,14 +503,18 @@ def _write_progress(rows: int, stream):
 EVENT_ITEMS_LIMIT = 1000
 
 
-def request_items_detail(items: Sequence[RequestItem]) -> dict:
+def request_items_detail(count: int, pairs: Iterable[tuple[int, str]]) -> dict:
     """Which items a request holds, for its audit event: the list itself when it is short,
-    else how many and the SHA-256 of the canonical list, which anyone can recompute from
-    `transactions` (request_id, item_no, txn_id) to check it."""
-    pairs = [[i.no, i.txn_id] for i in items]
-    if len(pairs) <= EVENT_ITEMS_LIMIT:
-        return {"items": pairs}
-    return {"item_count": len(pairs), "items_sha256": hashlib.sha256(canonical(pairs).encode("utf-8")).hexdigest()}
+    else how many and the SHA-256 of the canonical list (`auditlog.canonical` of
+    [[no, id], ...]), which anyone can recompute from `transactions` (request_id, item_no,
+    txn_id) to check it. The digest is computed as the list is read, never held whole."""
+    if count <= EVENT_ITEMS_LIMIT:
+        return {"items": [[no, txn_id] for no, txn_id in pairs]}
+    digest = hashlib.sha256(b"[")
+    for n, (no, txn_id) in enumerate(pairs):
+        digest.update(f"{',' if n else ''}[{int(no)},{json.dumps(txn_id, ensure_ascii=False)}]".encode("utf-8"))
+    digest.update(b"]")
+    return {"item_count": count, "items_sha256": digest.hexdigest()}
 
 
 def _review_item(s: Screening):
@@ -442,22 +527,16 @@ def _review_item(s: Screening):
     )
 
 
-async def _record_request(conn, db, config: Config, request_id, run_id, flagged, flags_by_id, notes, review_summary, result, chosen) -> None:
+async def _record_request(conn, db, config: Config, request_id, run_id, flagged, review_summary, result, chosen) -> None:
     """Compose the request, queue one copy per approver, and suspend the agent's conversation."""
-    items = [
-        RequestItem(
-            no=n, txn_id=s.transaction.txn_id, date=s.transaction.date, vendor=s.transaction.vendor,
-            amount_minor=s.transaction.amount_minor, currency=s.transaction.currency, memo=s.transaction.memo,
-            reasons=tuple(f.reason for f in flags_by_id[s.transaction.txn_id]), note=notes.get(s.transaction.txn_id, ""),
-        )
-        for n, s in enumerate(flagged, 1)
-    ]
+    listed = list(itertools.islice(flagged.request_items(), config.request.max_listed))
+    names = [l.name for l, _ in chosen]
+    attachment = flagged.attachment(attachment_name(names, run_id)) if flagged.count > len(listed) else None
     copies = build_request_copies(
-        request_id=request_id, run_id=run_id, items=items, approvers=config.approvers,
-        auto_approved=result.new_transactions - len(flagged), ledger_names=[l.name for l, _ in chosen],
+        request_id=request_id, run_id=run_id, listed=listed, total=flagged.count, attachment=attachment,
+        approvers=config.approvers, auto_approved=result.new_transactions - flagged.count, ledger_names=names,
         reviewer=result.reviewer, summary=review_summary,
         from_address=config.mail.from_address, reply_address=config.mail.reply_address,
-        max_listed=config.request.max_listed,
     )
     for copy in copies:
         conn.execute("INSERT INTO request_tokens (token_hash, request_id, approver) VALUES (?,?,?)", (copy.token_hash, request_id, copy.approver.lower()))
@@ -466,7 +545,7 @@ async def _record_request(conn, db, config: Config, request_id, run_id, flagged,
             recipients=[copy.approver], subject=copy.subject, raw=copy.raw, text=copy.plain,
         )
     append_event(conn, "request", request_id=request_id, detail={
-        "run_id": run_id, **request_items_detail(items), "approvers": [c.approver for c in copies],
+        "run_id": run_id, **request_items_detail(flagged.count, flagged.pairs()), "approvers": [c.approver for c in copies],
         "message_ids": [c.message_id for c in copies],
     })
     question = copies[0].plain
@@ -474,8 +553,8 @@ async def _record_request(conn, db, config: Config, request_id, run_id, flagged,
     result.recipients = tuple(c.approver for c in copies)
     conversation_id = conn.execute("SELECT conversation_id FROM requests WHERE id = ?", (request_id,)).fetchone()[0]
     briefing = (
-        f"Run {run_id}: {result.new_transactions} new transactions; {len(flagged)} flagged for a human decision, "
-        f"{result.new_transactions - len(flagged)} auto-approved. Review summary: {review_summary or '(none)'}\n"
+        f"Run {run_id}: {result.new_transactions} new transactions; {flagged.count} flagged for a human decision, "
+        f"{result.new_transactions - flagged.count} auto-approved. Review summary: {review_summary or '(none)'}\n"
         "Ask the approver to decide every flagged item."
     )
     from .agent import ask_approver_and_suspend

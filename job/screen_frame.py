@@ -1,36 +1,40 @@
-"""The screening rules of `screen`, as polars expressions over a large ledger's frame.
+"""The screening rules of `screen`, as polars expressions over a large run's rows.
 
 Same rules, same reasons, same order of flags; a property test checks that this and
 `screen.screen_transactions` flag exactly the same transactions with the same reasons.
-Most rows are clean, so everything is computed as columns and only the flagged rows come
-back to Python, as `Screening`s. Where a rule needs Python's exact semantics (the vague-memo
-regex, vendor-name folding, date parsing) it runs once per distinct value, not per row.
-Structuring runs `screen.find_structuring` on the few payments in the band; duplicates
-sort by (vendor, currency, amount, day, position) and compare neighbours, and look up
-earlier runs through `history` for the candidates only.
+
+The rules that look at one row's text (vague memos, the policy file's own rules) run block
+by block as the rows are read back (`row_hits`); the others run on `Compact`, a few numbers
+per row for the whole run (position, vendor and currency as small codes, amount, day), so
+a run of ten million rows needs about 200 MB for them. Every hit is a row of a long table
+(position, rule order, code, reason), so even hundreds of thousands of flagged rows never
+become Python objects here. Where a rule needs Python's exact semantics (the vague-memo
+regex, vendor-name folding, amounts shown with separators) it runs once per distinct value
+or per hit. Structuring runs `screen.find_structuring` on the few payments in the band;
+duplicates sort by (vendor, currency, amount, day, position) and compare neighbours, and
+compare earlier runs' candidates with `screen.match_earlier_payments`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 import polars as pl
 
 from .config import Policy
-from .ingest import Transaction
 from .screen import (
     DUPLICATE_PAYMENT,
     LARGE_AMOUNT,
     ROUND_AMOUNT,
+    RULE_ORDER,
     STRUCTURING,
     UNFAMILIAR_REASON,
     UNFAMILIAR_VENDOR,
     VAGUE_MEMO,
     Flag,
     PastPayment,
-    Screening,
     compile_memo_terms,
     day_number,
     duplicate_reason,
@@ -46,22 +50,136 @@ from .screen import (
     vague_memo_reason,
 )
 
-__all__ = ["FrameScreening", "screen_frame", "vendor_keys"]
+__all__ = ["Compact", "FrameScreening", "HITS_SCHEMA", "row_hits", "rule_hits", "screen_frame", "vendor_keys"]
 
 _EPOCH_ORDINAL = 719163  # date(1970, 1, 1).toordinal(): polars days count from 1970-01-01
-
-
-@dataclass(slots=True)
-class FrameScreening:
-    """The flagged rows of a frame, by position, and the vendor key of every row's vendor."""
-
-    flagged: dict[int, list[Flag]]
-    vendor_key_of: dict[str, str]
+HITS_SCHEMA = {"pos": pl.UInt32, "order": pl.UInt16, "code": pl.String, "reason": pl.String}
+ORDER = {code: n for n, code in enumerate(RULE_ORDER)}  # user rules follow, in config order
 
 
 def vendor_keys(vendors: pl.Series) -> dict[str, str]:
     """`screen.normalize_vendor` of each distinct vendor name."""
     return {name: normalize_vendor(name) for name in vendors.unique().to_list()}
+
+
+@dataclass(slots=True)
+class Compact:
+    """The numbers the run-wide rules need, for every row of a run, built block by block."""
+
+    parts: list[pl.DataFrame] = field(default_factory=list)
+    vendor_code: dict[str, int] = field(default_factory=dict)  # vendor name -> code of its key
+    key_code: dict[str, int] = field(default_factory=dict)  # vendor key -> code
+    key_list: list[str] = field(default_factory=list)  # code -> vendor key
+    currency_code: dict[str, int] = field(default_factory=dict)
+    currencies: list[str] = field(default_factory=list)
+    frame: pl.DataFrame | None = None
+
+    def add(self, block: pl.DataFrame, offset: int) -> None:
+        for name in block["vendor"].unique().to_list():
+            if name not in self.vendor_code:
+                key = normalize_vendor(name)
+                if key not in self.key_code:
+                    self.key_code[key] = len(self.key_list)
+                    self.key_list.append(key)
+                self.vendor_code[name] = self.key_code[key]
+        for currency in block["currency"].unique().to_list():
+            if currency not in self.currency_code:
+                self.currency_code[currency] = len(self.currencies)
+                self.currencies.append(currency)
+        self.parts.append(block.select(
+            row=pl.int_range(offset, offset + pl.len(), dtype=pl.UInt32),
+            vkey=pl.col("vendor").replace_strict(self.vendor_code, return_dtype=pl.UInt32),
+            cur=pl.col("currency").replace_strict(self.currency_code, return_dtype=pl.UInt16),
+            amount=pl.col("amount_minor"),
+            day=pl.col("date").cast(pl.Int32),
+        ))
+
+    def finish(self) -> pl.DataFrame:
+        self.frame = pl.concat(self.parts, rechunk=True) if self.parts else pl.DataFrame(
+            schema={"row": pl.UInt32, "vkey": pl.UInt32, "cur": pl.UInt16, "amount": pl.Int64, "day": pl.Int32})
+        self.parts = []
+        return self.frame
+
+
+def _hits(pos, code: str, order: int, reason) -> pl.DataFrame:
+    positions = pos if isinstance(pos, pl.Series) else pl.Series(pos, dtype=pl.UInt32)
+    reasons = reason if isinstance(reason, pl.Series) else pl.Series([reason] * len(positions) if isinstance(reason, str) else reason, dtype=pl.String)
+    return pl.DataFrame({"pos": positions.cast(pl.UInt32), "order": pl.Series([order] * len(positions), dtype=pl.UInt16),
+                         "code": pl.Series([code] * len(positions), dtype=pl.String), "reason": reasons})
+
+
+def row_hits(block: pl.DataFrame, offset: int, policy: Policy, rules: Sequence = ()) -> list[pl.DataFrame]:
+    """Hits of the rules that read a row's text (vague memos, the policy's own rules)."""
+    found = []
+    vague = _vague_memos(block["memo"], policy.vague_memo_terms)
+    if vague:
+        found.append(_hits([offset + row for row, _ in vague], VAGUE_MEMO, ORDER[VAGUE_MEMO], [vague_memo_reason(t) for _, t in vague]))
+    if rules and block.height:
+        from .rules import amount_expression
+
+        frame = block.select(
+            id=pl.col("txn_id"), date=pl.col("date"), amount=amount_expression(block["currency"].unique().to_list()),
+            currency=pl.col("currency"), vendor=pl.col("vendor"), memo=pl.col("memo"), account=pl.col("account"),
+        )
+        masks = frame.select([rule.expression.fill_null(False).alias(f"r{n}") for n, rule in enumerate(rules)])
+        for n, rule in enumerate(rules):
+            rows = masks[f"r{n}"].arg_true()
+            if rows.len():
+                found.append(_hits(rows + offset, rule.name, len(RULE_ORDER) + n, rule.reason))
+    return found
+
+
+def rule_hits(
+    compact: Compact,
+    policy: Policy,
+    *,
+    known_vendor_keys: set[str] | frozenset[str],
+    history: Sequence[PastPayment] = (),
+    lookup: Callable[[list[int]], list[tuple[str, str]]],
+) -> list[pl.DataFrame]:
+    """Hits of the run-wide rules. `lookup(positions)` gives (id, ISO date) of those rows."""
+    base = compact.frame
+    currencies, key_list = compact.currencies, compact.key_list
+    limits = {n: threshold_minor(policy.amount_threshold, c) for n, c in enumerate(currencies)}
+    found = []
+    large = base.filter(pl.col("amount").abs() > pl.col("cur").replace_strict(limits, return_dtype=pl.Int64)).select("row", "cur", "amount")
+    if large.height:
+        reasons = [large_amount_reason(a, currencies[c], limits[c]) for c, a in zip(large["cur"].to_list(), large["amount"].to_list())]
+        found.append(_hits(large["row"], LARGE_AMOUNT, ORDER[LARGE_AMOUNT], reasons))
+    unknown = [n for n, key in enumerate(key_list) if key not in known_vendor_keys]
+    unfamiliar = base.filter(pl.col("vkey").is_in(unknown))["row"]
+    if unfamiliar.len():
+        found.append(_hits(unfamiliar, UNFAMILIAR_VENDOR, ORDER[UNFAMILIAR_VENDOR], UNFAMILIAR_REASON))
+    if policy.structuring.enabled:
+        hits = _structuring(base, key_list, currencies, policy, history)
+        if hits:
+            found.append(_hits(list(hits), STRUCTURING, ORDER[STRUCTURING], list(hits.values())))
+    if policy.duplicates.enabled:
+        dup = _duplicates(base, key_list, currencies, policy.duplicates.window_days, history, lookup)
+        if dup is not None:
+            found.append(dup)
+    if policy.round_amounts.enabled:
+        rounds = _round_amounts(base, currencies, policy.round_amounts.multiple)
+        if rounds:
+            found.append(_hits(list(rounds), ROUND_AMOUNT, ORDER[ROUND_AMOUNT], list(rounds.values())))
+    return found
+
+
+def combine(hits: Sequence[pl.DataFrame]) -> pl.DataFrame:
+    """One row per flagged position, in position order: its codes and reasons, in rule order."""
+    if not hits:
+        return pl.DataFrame(schema={"pos": pl.UInt32, "codes": pl.List(pl.String), "reasons": pl.List(pl.String)})
+    return (
+        pl.concat(list(hits)).sort("pos", "order", maintain_order=True)
+        .group_by("pos", maintain_order=True).agg(codes=pl.col("code"), reasons=pl.col("reason"))
+    )
+
+
+@dataclass(slots=True)
+class FrameScreening:
+    """The flagged rows of a frame, by position (for small frames and tests)."""
+
+    flagged: dict[int, list[Flag]]
 
 
 def screen_frame(
@@ -78,59 +196,20 @@ def screen_frame(
     `screen_transactions` (duplicates: earlier position wins on the same day).
     """
     if frame.height == 0:
-        return FrameScreening({}, {})
-    keys = vendor_keys(frame["vendor"])
-    key_list = sorted(set(keys.values()))
-    key_code = {key: n for n, key in enumerate(key_list)}
-    vendor_code = {name: key_code[key] for name, key in keys.items()}
-    currencies = sorted(frame["currency"].unique().to_list())
-    currency_code = {c: n for n, c in enumerate(currencies)}
-    limits = {currency_code[c]: threshold_minor(policy.amount_threshold, c) for c in currencies}
-
-    # compact columns for the rules: position, vendor key and currency as small codes, amount, day
-    base = frame.select(
-        row=pl.int_range(0, pl.len(), dtype=pl.UInt32),
-        vkey=pl.col("vendor").replace_strict(vendor_code, return_dtype=pl.UInt32),
-        cur=pl.col("currency").replace_strict(currency_code, return_dtype=pl.UInt16),
-        amount=pl.col("amount_minor"),
-        day=pl.col("date").cast(pl.Int32),
-    )
-    large = base.select(pl.col("amount").abs() > pl.col("cur").replace_strict(limits, return_dtype=pl.Int64)).to_series()
-    unknown = [key_code[k] for k in key_list if k not in known_vendor_keys]
-
-    flags: dict[int, list[Flag]] = {}
-    large_rows = large.arg_true().to_list()
-    vague = _vague_memos(frame["memo"], policy.vague_memo_terms)
-    unfamiliar_rows = base["vkey"].is_in(unknown).arg_true().to_list()
-    per_row = _values(frame, sorted(set(large_rows)))
-    for row in large_rows:
-        amount, currency = per_row[row]
-        flags.setdefault(row, []).append(Flag(LARGE_AMOUNT, large_amount_reason(amount, currency, limits[currency_code[currency]])))
-    for row, term in vague:
-        flags.setdefault(row, []).append(Flag(VAGUE_MEMO, vague_memo_reason(term)))
-    unfamiliar = Flag(UNFAMILIAR_VENDOR, UNFAMILIAR_REASON)
-    for row in unfamiliar_rows:
-        flags.setdefault(row, []).append(unfamiliar)
-
-    if policy.structuring.enabled:
-        for row, reason in _structuring(base, key_list, currencies, policy, history).items():
-            flags.setdefault(row, []).append(Flag(STRUCTURING, reason))
-    if policy.duplicates.enabled:
-        for row, reason in _duplicates(frame, base, key_list, currencies, policy.duplicates.window_days, history).items():
-            flags.setdefault(row, []).append(Flag(DUPLICATE_PAYMENT, reason))
-    if policy.round_amounts.enabled:
-        for row, reason in _round_amounts(frame, base, currencies, policy.round_amounts.multiple).items():
-            flags.setdefault(row, []).append(Flag(ROUND_AMOUNT, reason))
-    for row, extra in (user_flags or {}).items():
-        flags.setdefault(row, []).extend(extra)
-    return FrameScreening(flags, keys)
-
-
-def _values(frame: pl.DataFrame, rows: list[int]) -> dict[int, tuple[int, str]]:
-    if not rows:
-        return {}
-    picked = frame.select("amount_minor", "currency")[rows]
-    return {row: (amount, currency) for row, (amount, currency) in zip(rows, picked.iter_rows())}
+        return FrameScreening({})
+    compact = Compact()
+    compact.add(frame, 0)
+    compact.finish()
+    hits = row_hits(frame, 0, policy)
+    hits += rule_hits(compact, policy, known_vendor_keys=known_vendor_keys, history=history,
+                      lookup=lambda rows: [(t, d.isoformat()) for t, d in frame.select("txn_id", "date")[rows].iter_rows()])
+    for n, (pos, extra) in enumerate(sorted((user_flags or {}).items())):
+        hits.append(_hits([pos] * len(extra), "", 0, [f.reason for f in extra]).with_columns(
+            order=pl.lit(len(RULE_ORDER), dtype=pl.UInt16), code=pl.Series([f.code for f in extra], dtype=pl.String)))
+    flagged = {}
+    for pos, codes, reasons in combine(hits).iter_rows():
+        flagged[pos] = [Flag(code, reason) for code, reason in zip(codes, reasons)]
+    return FrameScreening(flagged)
 
 
 def _vague_memos(memos: pl.Series, terms: Sequence[str]) -> list[tuple[int, str | None]]:
@@ -190,8 +269,8 @@ def _structuring(base, key_list, currencies, policy: Policy, history) -> dict[in
     }
 
 
-def _duplicates(frame, base, key_list, currencies, window_days: int, history) -> dict[int, str]:
-    hits: dict[int, str] = {}
+def _duplicates(base, key_list, currencies, window_days: int, history, lookup) -> pl.DataFrame | None:
+    earlier_run: dict[int, str] = {}
     if history:
         vendor_code = {key: n for n, key in enumerate(key_list)}
         currency_code = {c: n for n, c in enumerate(currencies)}
@@ -204,30 +283,32 @@ def _duplicates(frame, base, key_list, currencies, window_days: int, history) ->
             ((row, key_list[vkey], currencies[cur], amount, day + _EPOCH_ORDINAL) for row, vkey, cur, amount, day in rows),
             history, window_days=window_days,
         )
-        hits = {row: duplicate_reason(p.txn_id, p.date, earlier_run=True) for row, p in earlier.items()}
-    ordered = base.sort("vkey", "cur", "amount", "day", "row").with_columns(
+        earlier_run = {row: duplicate_reason(p.txn_id, p.date, earlier_run=True) for row, p in earlier.items()}
+    repeats = base.sort("vkey", "cur", "amount", "day", "row").select(
+        "row",
         before=pl.col("row").shift(1),
         same=(pl.col("vkey") == pl.col("vkey").shift(1)) & (pl.col("cur") == pl.col("cur").shift(1))
         & (pl.col("amount") == pl.col("amount").shift(1)) & (pl.col("day") - pl.col("day").shift(1) <= window_days),
-    )
-    repeats = ordered.filter(pl.col("same")).select("row", "before")
-    del ordered
+    ).filter(pl.col("same")).select("row", "before")
+    if earlier_run:
+        repeats = repeats.filter(~pl.col("row").is_in(list(earlier_run)))
+    frames = []
     if repeats.height:
-        earlier_rows = repeats["before"].to_list()
-        named = frame.select("txn_id", "date")[earlier_rows]
-        for row, (txn_id, day) in zip(repeats["row"].to_list(), named.iter_rows()):
-            if row not in hits:
-                hits[row] = duplicate_reason(txn_id, day.isoformat(), earlier_run=False)
-    return hits
+        named = lookup(repeats["before"].to_list())
+        reasons = pl.Series([duplicate_reason(txn_id, day, earlier_run=False) for txn_id, day in named], dtype=pl.String)
+        frames.append(_hits(repeats["row"], DUPLICATE_PAYMENT, ORDER[DUPLICATE_PAYMENT], reasons))
+    if earlier_run:
+        frames.append(_hits(list(earlier_run), DUPLICATE_PAYMENT, ORDER[DUPLICATE_PAYMENT], list(earlier_run.values())))
+    return pl.concat(frames) if frames else None
 
 
-def _round_amounts(frame, base, currencies, multiple: Decimal) -> dict[int, str]:
+def _round_amounts(base, currencies, multiple: Decimal) -> dict[int, str]:
     hit = pl.lit(False)
     size = pl.col("amount").abs()
     for n, currency in enumerate(currencies):
         m = round_multiple(multiple, currency)
         scaled = size * m.denominator
         hit = hit | ((pl.col("cur") == n) & (size != 0) & (scaled >= m.numerator) & (scaled % m.numerator == 0))
-    rows = base.select(hit.alias("hit"))["hit"].arg_true().to_list()
-    values = _values(frame, rows)
-    return {row: round_amount_reason(values[row][0], values[row][1], multiple) for row in rows}
+    found = base.filter(hit).select("row", "cur", "amount")
+    return {row: round_amount_reason(amount, currencies[cur], multiple)
+            for row, cur, amount in zip(found["row"].to_list(), found["cur"].to_list(), found["amount"].to_list())}

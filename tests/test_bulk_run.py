@@ -180,3 +180,52 @@ def test_small_runs_do_not_import_polars(tmp_path: Path, large: bool) -> None:
 
     result = subprocess.run([sys.executable, str(probe), str(EXAMPLE_LEDGER)], cwd=folder, capture_output=True, text=True, timeout=120)
     assert ("POLARS" if large else "NO POLARS") in result.stderr.splitlines()[-1]
+
+
+def test_a_run_with_its_blocks_on_disk_records_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from job import ingest_fast
+    from job.config import load_config
+    from job.db import open_db
+    from job.run import prepare_rules, read_ledgers, run_audit
+
+    ledger = generated(tmp_path / "big.csv", 3000, seed=11)
+    rows_site = site(tmp_path / "rows", large=False)
+    assert audit("run", "--ledger", str(ledger), cwd=rows_site).returncode == 0
+    folder = site(tmp_path / "columns", large=True)
+    config = load_config(folder / "audit.toml")
+    monkeypatch.setattr(ingest_fast, "BLOCK_BYTES", 16_384)  # many small blocks
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    ledgers = read_ledgers(config, [ledger], spill=spill)
+    assert len(list(spill.glob("*.arrow"))) == len(ledgers[0].blocks) > 5
+    db = open_db(config.db)
+    asyncio.run(run_audit(db, config, ledgers, reviewer=config.llm.describe(), rules=prepare_rules(config)))
+    db.conn.close()
+    assert recorded(rows_site) == recorded(folder)
+
+
+def test_a_large_file_only_the_row_reader_can_read_records_the_same(tmp_path: Path) -> None:
+    ledger = generated(tmp_path / "big.csv", 1500, seed=13)
+    lines = ledger.read_text(encoding="utf-8").splitlines()
+    lines[700] = lines[700].replace(",Toner,", ',"Toner,\nsecond line",', 1) if ",Toner," in lines[700] else lines[700] + ""
+    lines.insert(900, "")  # a blank line: declined by the column-wise reader, skipped by the row reader
+    ledger.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    rows, columns, _ = run_both(tmp_path, [ledger])
+    assert rows == columns and len(rows["transactions"]) == 1500
+
+
+def test_blocks_left_by_a_killed_run_are_removed_by_the_next_large_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from job import run
+    from job.config import load_config
+
+    folder = site(tmp_path / "site", large=True)
+    stale = folder / ".audit.db.blocks-dead"
+    stale.mkdir()
+    (stale / "0.arrow").write_bytes(b"x")
+    monkeypatch.setattr(run, "SPILL_BYTES", 0)
+    ledgers = run.read_ledgers(load_config(folder / "audit.toml"), [generated(tmp_path / "big.csv", 300, seed=2)])
+    assert not stale.exists()
+    spilled = {b.path.parent for b in ledgers[0].blocks}
+    assert len(spilled) == 1 and next(iter(spilled)).name.startswith(".audit.db.blocks-")

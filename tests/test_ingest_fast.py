@@ -176,3 +176,7 @@ def test_progress_is_reported_per_block(tmp_path: Path, monkeypatch: pytest.Monk
     read_ledger_fast(str(path), progress=lambda done, total: seen.append((done, total)))
     size = path.stat().st_size
     assert len(seen) > 3 and seen[-1] == (size, size) and seen == sorted(seen)
+
+
+def test_the_whitespace_stripped_is_what_python_strips() -> None:
+    assert ingest_fast.PY_WHITESPACE == "".join(chr(c) for c in range(0x110000) if chr(c).isspace())

@@ -43,8 +43,8 @@ def good_model(request: dict) -> Reply:
     return json_reply({"summary": "Model summary: " + ("replies seen" if tool else "no tool result")})
 
 
-@pytest.fixture
-def site(tmp_path: Path):
+@pytest.fixture(params=[1_000_000, 0], ids=["read-row-by-row", "read-column-wise"])
+def site(tmp_path: Path, request):
     (tmp_path / "vendors.csv").write_text((EXAMPLES / "vendors.csv").read_text())
     with FakeOpenAI(good_model) as fake:
         write_config(
@@ -53,6 +53,7 @@ def site(tmp_path: Path):
             policy={"known_vendors_file": "vendors.csv"},
             llm={"model": "gpt-test", "base_url": fake.base_url, "api_key_env": "TEST_MODEL_KEY", "batch_size": 3,
                  "max_retries": 0, "timeout": 10},
+            ledger={"large_file_bytes": request.param},
         )
         yield tmp_path, fake
 

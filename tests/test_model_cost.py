@@ -46,20 +46,22 @@ def answer(request: dict) -> Reply:
                       prompt_tokens=50, completion_tokens=7)
 
 
-def configure(folder: Path, fake: FakeOpenAI, **llm) -> None:
+def configure(folder: Path, fake: FakeOpenAI, *, large: bool = False, **llm) -> None:
     write_config(folder / "audit.toml", {"db": "audit.db"}, policy={"known_vendors": ["Acme Office Supply"]},
                  llm={"model": "gpt-test", "base_url": fake.base_url, "api_key_env": "TEST_MODEL_KEY", "batch_size": BATCH,
-                      "timeout": 10, **llm})
+                      "timeout": 10, **llm},
+                 ledger={"large_file_bytes": 0 if large else 1_000_000})
 
 
 def usage(folder: Path) -> tuple[int, int, int]:
     return sqlite3.connect(folder / "audit.db").execute("SELECT model_calls, prompt_tokens, completion_tokens FROM runs").fetchone()
 
 
+@pytest.mark.parametrize("large", [False, True], ids=["read-row-by-row", "read-column-wise"])
 @pytest.mark.parametrize("clean", [5, 3000])
-def test_calls_are_ceil_flagged_over_batch_whatever_the_clean_rows(tmp_path: Path, clean: int) -> None:
+def test_calls_are_ceil_flagged_over_batch_whatever_the_clean_rows(tmp_path: Path, clean: int, large: bool) -> None:
     with FakeOpenAI(answer) as fake:
-        configure(tmp_path, fake, max_retries=0)
+        configure(tmp_path, fake, large=large, max_retries=0)
         result = audit("run", "--ledger", str(ledger(tmp_path / "ledger.csv", clean)), cwd=tmp_path, env=ENV)
     assert result.returncode == 0, result.stderr
     calls = math.ceil(FLAGGED / BATCH)
@@ -69,6 +71,8 @@ def test_calls_are_ceil_flagged_over_batch_whatever_the_clean_rows(tmp_path: Pat
     assert not any("C-" in json.dumps(r) for r in fake.requests)
     assert usage(tmp_path) == (calls, 50 * calls, 7 * calls)
     assert f"model usage: {calls} call(s), {57 * calls} tokens ({50 * calls} prompt, {7 * calls} completion)" in result.stdout
+    notes = sqlite3.connect(tmp_path / "audit.db").execute("SELECT agent_note, COUNT(*) FROM transactions GROUP BY 1").fetchall()
+    assert sorted(notes) == [("", clean), ("checked", FLAGGED)]
 
 
 @pytest.mark.parametrize("status", [429, 500, 503])
