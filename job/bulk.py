@@ -24,13 +24,15 @@ review, the request and the database read in chunks.
 from __future__ import annotations
 
 import gc
+import itertools
 import json
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import polars as pl
 
 from .config import Policy
+from .faults import crash_point
 from .history import (
     PART_SIZE,
     HistoryNeeds,
@@ -156,19 +158,26 @@ class FrameBatch:
 
     # --- looking back and screening ---------------------------------------------------
 
-    def screen(self, conn, policy: Policy, known: set[str], rules: Sequence = ()) -> "FlaggedFrame":
-        """Every rule over every row; the flagged rows, most important first."""
+    def look_back(self, conn, policy: Policy) -> None:
+        """Read what the rules need from the database (earlier runs' payments), so that
+        `screen` needs nothing from it and can run while this run's rows are inserted."""
         compact = Compact()
-        hits: list[pl.DataFrame] = []
         for offset, block in self.blocks():
-            frame = block.load()
-            compact.add(frame, offset)
-            hits += row_hits(frame, offset, policy, rules)
-            del frame
+            compact.add(block.load(["vendor", "currency", "amount_minor", "date"]), offset)
         compact.finish()
         self.compact = compact
+        self._past = self._history(conn, policy) if compact.frame.height else []
+
+    def screen(self, policy: Policy, known: set[str], rules: Sequence = ()) -> "FlaggedFrame":
+        """Every rule over every row (after `look_back`); the flagged rows, most important first."""
+        compact = self.compact
+        hits: list[pl.DataFrame] = []
+        for offset, block in self.blocks():
+            frame = block.load(["memo"] if not rules else None)
+            hits += row_hits(frame, offset, policy, rules)
+            del frame
         if compact.frame.height:
-            hits += rule_hits(compact, policy, known_vendor_keys=known, history=self._history(conn, policy), lookup=self._lookup)
+            hits += rule_hits(compact, policy, known_vendor_keys=known, history=self._past, lookup=self._lookup)
         flagged = combine(hits)  # in position order
         del hits
         details = self.gather(flagged["pos"], _DETAILS, ascending=True).with_columns(
@@ -226,42 +235,69 @@ class FrameBatch:
 
     # --- recording ----------------------------------------------------------------------
 
-    def write(self, conn, *, run_id: int, source: str, file_ids: Sequence[int], next_pk: int, flagged: "FlaggedFrame",
-              status: str, request_id: str | None, progress: Callable[[int, int], None] | None = None) -> None:
-        """Insert every new row in order, as a clean row, then give the flagged ones their flags,
-        note, status and request number. Ids are `next_pk` plus the row's position."""
+    @staticmethod
+    def flagged_rows(flagged: "FlaggedFrame", status: str, request_id: str | None, next_pk: int) -> tuple[pl.Series, Iterator[tuple]]:
+        """What `insert_rows` writes for the flagged rows beyond their ledger columns: their
+        ids, and (flags JSON, note, status, request id, item number, id) per row in id order,
+        made as they are consumed (a large run may flag hundreds of thousands)."""
+        return (flagged.items["pos"].cast(pl.Int64) + next_pk), flagged.row_values(status, request_id, next_pk)
+
+    def insert_rows(self, conn, *, run_id: int, source: str, file_ids: Sequence[int], next_pk: int,
+                    flagged_rows: tuple[pl.Series, Iterator[tuple]], progress: Callable[[int, int], None] | None = None) -> None:
+        """Insert every new row with id `next_pk` plus its position: per block, its clean rows,
+        then its flagged rows with their `flagged_rows` values."""
         compact = self.compact
         key_of = {name: compact.key_list[code] for name, code in compact.vendor_code.items()}
-        self._write_digests(conn, run_id, next_pk)
-        compact.frame = None  # not needed any more: give its memory to the inserts
+        flagged_ids, marks = flagged_rows
         done = 0
         enabled = gc.isenabled()
         gc.disable()
+        # The status CHECK is an IN list, which SQLite evaluates by building a small table for
+        # every row inserted: 1.8 s per million rows, more than the insert itself. The statuses
+        # written here are constants ('auto_approved', 'pending' or 'held'), so the check is
+        # skipped for these rows.
+        conn.execute("PRAGMA ignore_check_constraints = ON")
         try:
             for (ledger, blocks), file_id in zip(self.parts, file_ids):
                 for block in blocks:
                     frame = block.load()
-                    sql, names = _insert_statement(frame, source=source, file_id=file_id, run_id=run_id, first_id=next_pk + done)
+                    first_id = next_pk + done
+                    sql, names = _insert_statement(frame, source=source, file_id=file_id, run_id=run_id, first_id=first_id)
+                    frame = frame.with_columns(id=pl.int_range(first_id, first_id + pl.len(), dtype=pl.Int64))
+                    mine = flagged_ids.filter(flagged_ids.is_between(first_id, first_id + frame.height - 1))
                     for start in range(0, frame.height, WRITE_BATCH):
                         piece = frame.slice(start, WRITE_BATCH)
-                        first = next_pk + done
-                        read = [n for n in names if n != "vendor_key"]
-                        columns = piece.select(pl.col("date").dt.to_string("%Y-%m-%d") if n == "date" else pl.col(n) for n in read)
-                        values = {name: column.to_list() for name, column in zip(read, columns.get_columns())}
-                        values["vendor_key"] = [key_of[v] for v in values["vendor"]]
-                        values["id"] = range(first, first + piece.height)
-                        conn.executemany(sql, zip(*(values[name] for name in ("id", *names))))
-                        done += piece.height
+                        if mine.len():
+                            piece = piece.filter(~pl.col("id").is_in(mine.implode()))
+                        conn.executemany(sql, _rows(piece, ("id", *names), key_of))
+                        crash_point("run:inserting")
                         if progress is not None:
-                            progress(done, self.count)
+                            progress(done + min(start + WRITE_BATCH, frame.height), self.count)
+                    if mine.len():
+                        values = itertools.islice(marks, mine.len())
+                        flagged_part = frame.filter(pl.col("id").is_in(mine.implode()))
+                        columns = ("source", "txn_id", "date", "amount_minor", "currency", "vendor", "vendor_key", "memo", "account", "line")
+                        details = _rows(flagged_part.with_columns(source=pl.lit(source)), columns, key_of)
+                        conn.executemany(
+                            "INSERT INTO transactions (source, txn_id, date, amount_minor, currency, vendor, vendor_key, memo, account,"
+                            " line, flags, agent_note, status, request_id, item_no, id, ledger_file_id, run_id)"
+                            f" VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,{int(file_id)},{int(run_id)})",
+                            ((*d, *v) for d, v in zip(details, values)),
+                        )
+                    done += frame.height
                     del frame
-            conn.executemany(
-                "UPDATE transactions SET flags = ?, agent_note = ?, status = ?, request_id = ?, item_no = ? WHERE id = ?",
-                flagged.row_values(status, request_id, next_pk),
-            )
         finally:
+            conn.execute("PRAGMA ignore_check_constraints = OFF")
             if enabled:
                 gc.enable()
+
+    def write_extras(self, conn, *, run_id: int, next_pk: int) -> None:
+        """The run's payment digests and its new vendors (after `screen`, which uses the
+        compact rows these are made from; they are freed here)."""
+        compact = self.compact
+        self._write_digests(conn, run_id, next_pk)
+        compact.frame = None
+        key_of = {name: compact.key_list[code] for name, code in compact.vendor_code.items()}
         names: dict[str, str] = {}
         for name in self._vendor_names():
             names.setdefault(key_of[name], name)
@@ -453,6 +489,16 @@ def _insert_statement(part: pl.DataFrame, *, source: str, file_id: int, run_id: 
         f" ledger_file_id, line, run_id, flags, agent_note, status, request_id, item_no) VALUES ({values})"
     )
     return sql, names
+
+
+def _rows(frame: pl.DataFrame, names: Sequence[str], key_of: dict[str, str]) -> Iterator[tuple]:
+    """`frame`'s values for `names` as tuples (dates as ISO text; `vendor_key` from `key_of`)."""
+    read = [n for n in names if n != "vendor_key"]
+    columns = frame.select(pl.col("date").dt.to_string("%Y-%m-%d") if n == "date" else pl.col(n) for n in read)
+    values = {name: column.to_list() for name, column in zip(read, columns.get_columns())}
+    if "vendor_key" in names:
+        values["vendor_key"] = [key_of[v] for v in values["vendor"]]
+    return zip(*(values[name] for name in names))
 
 
 def _literal(text: str) -> str:

@@ -27,7 +27,7 @@ from pathlib import Path
 from .auditlog import append_event
 from .config import Config, Policy
 from .faults import crash_point
-from .db import now_utc, transaction
+from .db import Writer, now_utc, transaction
 from .errors import ConfigError
 from .history import history_needs, recent_payments, vendor_hash, write_digests
 from .ingest import Ledger, LedgerFormat, Transaction, format_amount, read_ledger
@@ -154,8 +154,12 @@ class ListBatch:
             parts.append((ledger, fresh))
         return cls(parts), outcomes, changed
 
-    def screen(self, conn, policy: Policy, known: set[str], rules: Sequence = ()) -> "FlaggedList":
-        """The flagged transactions, most important first."""
+    def look_back(self, conn, policy: Policy) -> None:
+        """Read the earlier runs' payments the rules need, so `screen` needs no database."""
+        self._past = find_history(conn, policy, self.fresh)
+
+    def screen(self, policy: Policy, known: set[str], rules: Sequence = ()) -> "FlaggedList":
+        """The flagged transactions (after `look_back`), most important first."""
         screenings = screen_transactions(
             self.fresh,
             amount_threshold=policy.amount_threshold,
@@ -164,31 +168,41 @@ class ListBatch:
             structuring=policy.structuring,
             duplicates=policy.duplicates,
             round_amounts=policy.round_amounts,
-            history=find_history(conn, policy, self.fresh),
+            history=self._past,
             user_flags=_user_flags(rules, self.fresh),
         )
         return FlaggedList([s for s in screenings if s.flagged])
 
-    def write(self, conn, *, run_id: int, source: str, file_ids: Sequence[int], next_pk: int,
-              flagged: "FlaggedList", status: str, request_id: str | None, progress=None) -> None:
-        """Insert every new row in order, then the new vendors and the run's payment digests."""
-        flagged_rows = flagged.row_map(status, request_id)
-        digest_rows: list[tuple[str, str, int, int, int]] = []
-        hashes: dict[str, int] = {}
-        first_names: dict[str, str] = {}
+    def flagged_rows(self, flagged: "FlaggedList", status: str, request_id: str | None, next_pk: int) -> list[tuple]:
+        """What `insert_rows` writes for each flagged row beyond its ledger columns:
+        (flags JSON, note, status, request id, item number, id)."""
+        return flagged.row_values(status, request_id, next_pk, {tx.txn_id: n for n, tx in enumerate(self.fresh)})
+
+    def insert_rows(self, conn, *, run_id: int, source: str, file_ids: Sequence[int], next_pk: int,
+                    flagged_rows: Sequence[tuple], progress=None) -> None:
+        """Insert every new row in order, ids from `next_pk`, the flagged ones with their `flagged_rows` values."""
+        marks = {row[-1]: row[:-1] for row in flagged_rows}
         pk = next_pk
         for (ledger, txs), file_id in zip(self.parts, file_ids):
             rows = []
             for tx in txs:
-                key = normalize_vendor(tx.vendor)
-                if key not in hashes:
-                    hashes[key] = vendor_hash(key)
-                    first_names[key] = tx.vendor
-                digest_rows.append((tx.date, tx.currency, hashes[key], tx.amount_minor, pk))
-                rows.append((pk, source, tx.txn_id, tx.date, tx.amount_minor, tx.currency, tx.vendor, key, tx.memo, tx.account,
-                             file_id, tx.line, run_id) + flagged_rows.get(tx.txn_id, CLEAN))
+                rows.append((pk, source, tx.txn_id, tx.date, tx.amount_minor, tx.currency, tx.vendor, normalize_vendor(tx.vendor),
+                             tx.memo, tx.account, file_id, tx.line, run_id) + marks.get(pk, CLEAN))
                 pk += 1
             conn.executemany(INSERT_TRANSACTION, rows)
+            crash_point("run:inserting")
+
+    def write_extras(self, conn, *, run_id: int, next_pk: int) -> None:
+        """The new vendors and the run's payment digests."""
+        hashes: dict[str, int] = {}
+        first_names: dict[str, str] = {}
+        digest_rows: list[tuple[str, str, int, int, int]] = []
+        for pk, tx in enumerate(self.fresh, next_pk):
+            key = normalize_vendor(tx.vendor)
+            if key not in hashes:
+                hashes[key] = vendor_hash(key)
+                first_names[key] = tx.vendor
+            digest_rows.append((tx.date, tx.currency, hashes[key], tx.amount_minor, pk))
         conn.executemany(
             "INSERT OR IGNORE INTO vendors (vendor_key, name, first_run_id) VALUES (?,?,?)",
             [(key, name, run_id) for key, name in first_names.items()],
@@ -245,13 +259,14 @@ class FlaggedList:
         for n, s in enumerate(self.screenings, 1):
             yield n, s.transaction.txn_id
 
-    def row_map(self, status: str, request_id: str | None) -> dict[str, tuple]:
-        """(flags JSON, note, status, request id, item number) by transaction id."""
-        return {
-            s.transaction.txn_id: (json.dumps([f.as_dict() for f in self.flags(s)]), self.notes.get(s.transaction.txn_id, ""),
-                                   status, request_id, n if request_id else None)
+    def row_values(self, status: str, request_id: str | None, next_pk: int, positions: dict[str, int]) -> list[tuple]:
+        """(flags JSON, note, status, request id, item number, id) per flagged row, for the UPDATE;
+        `positions` gives each transaction's place in the run (its id is `next_pk` plus that)."""
+        return [
+            (json.dumps([f.as_dict() for f in self.flags(s)]), self.notes.get(s.transaction.txn_id, ""),
+             status, request_id, n if request_id else None, next_pk + positions[s.transaction.txn_id])
             for n, s in enumerate(self.screenings, 1)
-        }
+        ]
 
 
 CLEAN = ("[]", "", "auto_approved", None, None)  # flags, note, status, request, item number of a clean row
@@ -319,6 +334,9 @@ def read_ledgers(config: Config, ledger_paths: Sequence[str | Path], *, stream=N
     from .ingest_fast import FrameLedger, Unsupported, read_ledger_fast, transactions_frame
     from .progress import Progress
 
+    if config.policy.approval_mode != "never":
+        _start_prefetch(__package__ + ".agent")  # a large ledger will have flagged items to review
+
     if spill is None and sum(sizes) >= SPILL_BYTES:
         spill = _spill_folder(config)
     ledgers = []
@@ -332,6 +350,31 @@ def read_ledgers(config: Config, ledger_paths: Sequence[str | Path], *, stream=N
         finally:
             progress.finish()
     return ledgers
+
+
+_PREFETCH: list = []
+
+
+def _start_prefetch(module: str) -> None:
+    """Import `module` on a thread while polars reads the ledger.
+
+    The agent's imports (AG2, pydantic, the OpenAI client) cost most of a second of Python
+    work, which a large run would otherwise spend after reading; polars reads without
+    holding the interpreter, so the two overlap. An import on the main thread meanwhile
+    simply waits for this one (Python locks each module while it is imported).
+    """
+    import importlib
+    import threading
+
+    thread = threading.Thread(target=importlib.import_module, args=(module,), name="audit-prefetch", daemon=True)
+    thread.start()
+    _PREFETCH.append(thread)
+
+
+def _finish_prefetch() -> None:
+    """Wait for any prefetching import, so none is cut short when the process exits."""
+    while _PREFETCH:
+        _PREFETCH.pop().join()
 
 
 SPILL_BYTES = 200_000_000  # from this much ledger data on, blocks wait on disk, not in memory
@@ -377,17 +420,39 @@ def _user_flags(rules: Sequence, fresh: Sequence[Transaction]) -> dict[int, list
     return evaluate_rules(rules, rules_frame(fresh))
 
 
+@dataclass(slots=True)
+class Review:
+    """What screening and the review found: the flagged items with their notes."""
+
+    flagged: object  # FlaggedList or bulk.FlaggedFrame
+    outcome: object = None  # agent.ReviewOutcome, when the agent reviewed anything
+    summary: str = ""
+    usage: tuple[int, int, int] = (0, 0, 0)
+
+
 async def run_audit(db, config: Config, ledgers: Sequence, *, reviewer: str, rules: Sequence = (), stream=None) -> RunResult:
     """The whole nightly run over ledgers already read by `read_ledgers`.
 
-    `rules` are the policy's own rules from `prepare_rules`.
+    `rules` are the policy's own rules from `prepare_rules`. Screening and the review come
+    first (a model may take minutes; the write lock is not held meanwhile); then one
+    transaction records everything, the new rows going in (by a `db.Writer`, on its own
+    thread for a large run) while the request is composed.
     """
+    try:
+        return await _run_audit(db, config, ledgers, reviewer=reviewer, rules=rules, stream=stream)
+    finally:
+        _finish_prefetch()
+
+
+async def _run_audit(db, config: Config, ledgers: Sequence, *, reviewer: str, rules: Sequence, stream) -> RunResult:
     known = load_known_vendors(config)
     source = config.ledger.source
     result = RunResult(reviewer=reviewer)
     policy = config.policy
+    mode = policy.approval_mode
 
-    if ledgers and not isinstance(ledgers[0], Ledger):
+    large = bool(ledgers) and not isinstance(ledgers[0], Ledger)
+    if large:
         from .bulk import FrameBatch as batch_kind
     else:
         batch_kind = ListBatch
@@ -397,15 +462,12 @@ async def run_audit(db, config: Config, ledgers: Sequence, *, reviewer: str, rul
     result.changed_in_later_export = changed
     chosen = [(ledger, new) for ledger, new, skipped in outcomes if not skipped]
     known |= _existing(db.conn, "SELECT vendor_key FROM vendors WHERE vendor_key IN ({marks})", sorted(batch.vendor_keys()))
-    flagged = batch.screen(db.conn, policy, known, rules)
+    batch.look_back(db.conn, policy)
     fresh_count = batch.count
-    mode = policy.approval_mode
-    wants_request = (mode == "flagged" and bool(flagged.count)) or (mode == "always" and bool(chosen))
 
-    review_summary = ""
-    usage = (0, 0, 0)
-    outcome = None
     crash_point("run:read")
+    review = Review(batch.screen(policy, known, rules))
+    flagged = review.flagged
     if flagged.count and mode != "never":
         from .agent import review_flagged, review_offline
 
@@ -416,34 +478,20 @@ async def run_audit(db, config: Config, ledgers: Sequence, *, reviewer: str, rul
             outcome = await review_flagged(flagged.review_items(), config.llm, db)
             flagged.notes = outcome.notes
         flagged.concerns = outcome.concerns
-        review_summary = outcome.summary
+        review.outcome, review.summary = outcome, outcome.summary
+        review.usage = (outcome.calls, outcome.prompt_tokens, outcome.completion_tokens)
         result.refused = outcome.refused
-        usage = (outcome.calls, outcome.prompt_tokens, outcome.completion_tokens)
         if not config.llm.offline:
-            result.model_calls, result.prompt_tokens, result.completion_tokens = usage
-
+            result.model_calls, result.prompt_tokens, result.completion_tokens = review.usage
     crash_point("run:reviewed")
+
+    request_id = uuid.uuid4().hex if (mode == "flagged" and flagged.count) or (mode == "always" and chosen) else None
     with transaction(db) as conn:
-        if outcome is not None and outcome.storage is not None:
-            outcome.storage.flush(conn)
         run_id = conn.execute(
-            "INSERT INTO runs (started_at, mode, reviewer, ledgers, transactions, new_transactions, flagged,"
-            " auto_approved, held, review_summary, model_calls, prompt_tokens, completion_tokens)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                now_utc(), mode, reviewer, len(ledgers), sum(_rows(l) for l in ledgers), fresh_count,
-                flagged.count, fresh_count - flagged.count, flagged.count if mode == "never" else 0,
-                review_summary, *usage,
-            ),
+            "INSERT INTO runs (started_at, mode, reviewer, ledgers, transactions, new_transactions) VALUES (?,?,?,?,?,?)",
+            (now_utc(), mode, reviewer, len(ledgers), sum(_rows(l) for l in ledgers), fresh_count),
         ).lastrowid
         result.run_id = run_id
-        request_id = uuid.uuid4().hex if wants_request else None
-        if request_id:
-            conn.execute(
-                "INSERT INTO requests (id, run_id, created_at, status, subject, items, question, conversation_id)"
-                " VALUES (?,?,?,?,?,?,?,?)",
-                (request_id, run_id, now_utc(), "open", "", flagged.count, "", str(uuid.uuid4())),
-            )
         file_ids = [
             conn.execute(
                 "INSERT INTO ledger_files (source, name, path, sha256, rows, new_rows, imported_at, run_id) VALUES (?,?,?,?,?,?,?,?)",
@@ -451,41 +499,60 @@ async def run_audit(db, config: Config, ledgers: Sequence, *, reviewer: str, rul
             ).lastrowid
             for ledger, new in chosen
         ]
+        if request_id:
+            _insert_request(conn, request_id, run_id, flagged.count)
         next_pk = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM transactions").fetchone()[0]
+        marks = batch.flagged_rows(flagged, "held" if mode == "never" else "pending", request_id, next_pk)
         progress = _write_progress(batch.count, stream)
-        # The status CHECK is an IN list, which SQLite evaluates by building a small table for
-        # every row inserted: 1.8 s per million rows, more than the insert itself. The statuses
-        # written here are constants ("auto_approved", and "held" or "pending" below), so it is
-        # skipped for these inserts only.
-        conn.execute("PRAGMA ignore_check_constraints = ON")
+        writer = Writer(conn, background=large)
+        draft = None
         try:
-            batch.write(conn, run_id=run_id, source=source, file_ids=file_ids, next_pk=next_pk, flagged=flagged,
-                        status="held" if mode == "never" else "pending", request_id=request_id,
-                        progress=progress.update if progress else None)
+            writer.submit(batch.insert_rows, run_id=run_id, source=source, file_ids=file_ids, next_pk=next_pk,
+                          flagged_rows=marks, progress=progress.update if progress else None)
+            writer.submit(batch.write_extras, run_id=run_id, next_pk=next_pk)
+            if request_id:  # composed while the rows go in
+                draft = _draft_request(config, request_id, run_id, flagged, review.summary, result.reviewer,
+                                       fresh_count - flagged.count, [l.name for l, _ in chosen])
+        except BaseException:
+            writer.close(cancel=True)
+            raise
         finally:
-            conn.execute("PRAGMA ignore_check_constraints = OFF")
             if progress:
                 progress.finish()
+        writer.close()
+        if review.outcome is not None and review.outcome.storage is not None:
+            review.outcome.storage.flush(conn)
         result.new_transactions = fresh_count
         result.flagged = flagged.count
         result.auto_approved = fresh_count - flagged.count
         result.held = flagged.count if mode == "never" else 0
-        conn.execute("UPDATE runs SET request_id = ?, finished_at = ? WHERE id = ?", (request_id, now_utc(), run_id))
+        conn.execute(
+            "UPDATE runs SET flagged = ?, auto_approved = ?, held = ?, review_summary = ?, model_calls = ?, prompt_tokens = ?,"
+            " completion_tokens = ?, request_id = ?, finished_at = ? WHERE id = ?",
+            (flagged.count, result.auto_approved, result.held, review.summary, *review.usage, request_id, now_utc(), run_id),
+        )
         append_event(conn, "run", request_id=request_id or "", actor=reviewer, detail={
             "run_id": run_id, "mode": mode,
             "ledgers": [{"name": l.name, "sha256": l.sha256, "rows": _rows(l), "new": n} for l, n in chosen],
             "skipped": [o.name for o in result.ledgers if o.already_imported],
             "new_transactions": fresh_count, "flagged": flagged.count, "auto_approved": fresh_count - flagged.count,
             "held": result.held, "request_id": request_id,
-            "model_calls": usage[0], "prompt_tokens": usage[1], "completion_tokens": usage[2],
+            "model_calls": review.usage[0], "prompt_tokens": review.usage[1], "completion_tokens": review.usage[2],
         })
-        if request_id:
-            await _record_request(conn, db, config, request_id, run_id, flagged, review_summary, result, chosen)
+        if draft is not None:
+            await _record_request(conn, db, config, request_id, draft, run_id, flagged, review.summary, result)
         crash_point("run:before-commit")
     crash_point("run:committed")
     result.request_id = request_id
     result.sent = await flush_outbox(db, config.mail)
     return result
+
+
+def _insert_request(conn, request_id: str, run_id: int, items: int) -> None:
+    conn.execute(
+        "INSERT INTO requests (id, run_id, created_at, status, subject, items, question, conversation_id) VALUES (?,?,?,?,?,?,?,?)",
+        (request_id, run_id, now_utc(), "open", "", items, "", str(uuid.uuid4())),
+    )
 
 
 def _rows(ledger) -> int:
@@ -527,17 +594,21 @@ def _review_item(s: Screening):
     )
 
 
-async def _record_request(conn, db, config: Config, request_id, run_id, flagged, review_summary, result, chosen) -> None:
-    """Compose the request, queue one copy per approver, and suspend the agent's conversation."""
+def _draft_request(config: Config, request_id: str, run_id: int, flagged, review_summary: str, reviewer: str,
+                   auto_approved: int, names: list[str]) -> list:
+    """The request's copies, one per approver (composed without the database)."""
     listed = list(itertools.islice(flagged.request_items(), config.request.max_listed))
-    names = [l.name for l, _ in chosen]
     attachment = flagged.attachment(attachment_name(names, run_id)) if flagged.count > len(listed) else None
-    copies = build_request_copies(
+    return build_request_copies(
         request_id=request_id, run_id=run_id, listed=listed, total=flagged.count, attachment=attachment,
-        approvers=config.approvers, auto_approved=result.new_transactions - flagged.count, ledger_names=names,
-        reviewer=result.reviewer, summary=review_summary,
+        approvers=config.approvers, auto_approved=auto_approved, ledger_names=names,
+        reviewer=reviewer, summary=review_summary,
         from_address=config.mail.from_address, reply_address=config.mail.reply_address,
     )
+
+
+async def _record_request(conn, db, config: Config, request_id: str, copies: list, run_id, flagged, review_summary, result) -> None:
+    """Queue the request's copies (`_draft_request`), record its event, and suspend the agent's conversation."""
     for copy in copies:
         conn.execute("INSERT INTO request_tokens (token_hash, request_id, approver) VALUES (?,?,?)", (copy.token_hash, request_id, copy.approver.lower()))
         queue_message(

@@ -41,7 +41,7 @@ CRASH = "AUDIT_TEST_CRASH_AT"
 FAIL = "AUDIT_TEST_FAIL_MESSAGE"
 KILLED = -9  # subprocess reports a process killed by SIGKILL this way
 
-RUN_STEPS = ["run:read", "run:reviewed", "run:before-commit", "run:committed", "outbox:sent-before-recorded"]
+RUN_STEPS = ["run:read", "run:reviewed", "run:inserting", "run:before-commit", "run:committed", "outbox:sent-before-recorded"]
 POLL_STEPS = ["poll:before-commit", "poll:committed-before-marked", "poll:before-summaries", "outbox:sent-before-recorded"]
 
 CONTROLLER = "controller@example.com"
@@ -64,7 +64,9 @@ def overlap_ledger(folder: Path) -> Path:
     return path
 
 
-def maildir_site(path: Path, **mail) -> Path:
+def maildir_site(path: Path, *, large: bool = False, **mail) -> Path:
+    """A site with the maildir transport; `large` reads every ledger column-wise, as a big
+    one is (its rows then go in on a background thread)."""
     path.mkdir(parents=True, exist_ok=True)
     shutil.copy(EXAMPLES / "vendors.csv", path / "vendors.csv")
     write_config(
@@ -73,6 +75,7 @@ def maildir_site(path: Path, **mail) -> Path:
         policy={"known_vendors_file": "vendors.csv"},
         approvers={"addresses": [CONTROLLER, CFO]},
         mail=mail,
+        **({"ledger": {"large_file_bytes": 0}} if large else {}),
     )
     return path
 
@@ -209,9 +212,10 @@ def run_baseline(tmp_path_factory) -> dict:
     return snapshot(site)
 
 
+@pytest.mark.parametrize("large", [False, True], ids=["rows", "columns"])
 @pytest.mark.parametrize("step", RUN_STEPS)
-def test_run_killed_at_each_step_then_rerun_equals_an_uninterrupted_run(step: str, tmp_path: Path, run_baseline: dict) -> None:
-    site = maildir_site(tmp_path / "site")
+def test_run_killed_at_each_step_then_rerun_equals_an_uninterrupted_run(step: str, large: bool, tmp_path: Path, run_baseline: dict) -> None:
+    site = maildir_site(tmp_path / "site", large=large)
     args = ledgers_args(EXAMPLE_LEDGER, overlap_ledger(tmp_path))
     killed = audit("run", *args, cwd=site, env={CRASH: step})
     assert killed.returncode == KILLED, f"not killed at {step}: {killed.returncode} {killed.stderr}"
