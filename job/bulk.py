@@ -235,6 +235,20 @@ class FrameBatch:
 
     # --- recording ----------------------------------------------------------------------
 
+    def zones(self, next_pk: int) -> list[tuple]:
+        """Per chosen ledger: (first id, last id, first date, last date) of its new rows, or Nones."""
+        found, pk = [], next_pk
+        for _, blocks in self.parts:
+            rows = sum(b.rows for b in blocks)
+            if not rows:
+                found.append((None, None, None, None))
+                continue
+            days = pl.concat([b.load(["date"]).select(
+                low=pl.col("date").min(), high=pl.col("date").max()) for b in blocks if b.rows])
+            found.append((pk, pk + rows - 1, days["low"].min().isoformat(), days["high"].max().isoformat()))
+            pk += rows
+        return found
+
     @staticmethod
     def flagged_rows(flagged: "FlaggedFrame", status: str, request_id: str | None, next_pk: int) -> tuple[pl.Series, Iterator[tuple]]:
         """What `insert_rows` writes for the flagged rows beyond their ledger columns: their

@@ -158,6 +158,14 @@ def load_past_payments(conn, transaction_ids: Iterable[int]) -> list[PastPayment
     return [PastPayment(txn_id, day, vendor_key, currency, amount) for _, txn_id, day, vendor_key, currency, amount in rows]
 
 
+# through the ledger files' id and date ranges, as `report.report_query` (db migration 6)
+LEGACY_QUERY = (
+    "SELECT t.txn_id, t.date, t.vendor_key, t.currency, t.amount_minor FROM ledger_files f CROSS JOIN transactions t"
+    " WHERE t.id BETWEEN f.first_transaction_id AND f.last_transaction_id AND +t.ledger_file_id = f.id"
+    " AND f.last_date >= ?1 AND f.first_date <= ?2 AND t.date BETWEEN ?1 AND ?2 AND t.id <= ?3 ORDER BY t.id"
+)
+
+
 def legacy_payments(conn, needs: HistoryNeeds, vendor_keys: Mapping[int, str]) -> list[PastPayment]:
     """Payments recorded before this database had digests, for the days tonight needs."""
     row = conn.execute("SELECT legacy_max_transaction_id FROM digest_state").fetchone()
@@ -169,7 +177,7 @@ def legacy_payments(conn, needs: HistoryNeeds, vendor_keys: Mapping[int, str]) -
     wanted_keys = set(vendor_keys.values())
     found = []
     for txn_id, day, vendor_key, currency, amount in conn.execute(
-        "SELECT txn_id, date, vendor_key, currency, amount_minor FROM transactions WHERE date BETWEEN ? AND ? AND id <= ? ORDER BY id",
+        LEGACY_QUERY,
         (first, last, legacy_max),
     ):
         if vendor_key in wanted_keys:

@@ -22,7 +22,7 @@ from .errors import InputError
 from .ingest import format_amount
 from .outbox import unsent_messages
 
-__all__ = ["REPORT_FIELDS", "iter_report_rows", "write_report", "write_report_file", "collect_status", "parse_day"]
+__all__ = ["REPORT_FIELDS", "report_query", "iter_report_rows", "write_report", "write_report_file", "collect_status", "parse_day"]
 
 REPORT_FIELDS = (
     "transaction_id", "date", "vendor", "amount", "currency", "memo", "flags",
@@ -39,23 +39,40 @@ def parse_day(text: str | None, option: str) -> str | None:
         raise InputError(f"{option}: not a date in YYYY-MM-DD form: {text!r}") from None
 
 
-def iter_report_rows(db, *, since: str | None = None, until: str | None = None) -> Iterator[dict]:
-    """One dict per transaction, oldest first; `since`/`until` bound the transaction date."""
+def report_query(*, since: str | None = None, until: str | None = None) -> tuple[str, dict]:
+    """The report's SQL and parameters; `since`/`until` bound the transaction date.
+
+    A date range is found through the ledger files whose rows may fall in it (each file's
+    id and date ranges, db migration 6), then each one's id range: SQLite is held to that
+    order (CROSS JOIN), and `+` keeps it from building an index over the whole table for
+    the file check. Without a range, the whole table.
+    """
     clauses, params = [], {}
     if since:
-        clauses.append("t.date >= :since")
+        clauses += ["f.last_date >= :since", "t.date >= :since"]
         params["since"] = since
     if until:
-        clauses.append("t.date <= :until")
+        clauses += ["f.first_date <= :until", "t.date <= :until"]
         params["until"] = until
+    if clauses:
+        rows = "ledger_files f CROSS JOIN transactions t"
+        clauses[:0] = ["t.id BETWEEN f.first_transaction_id AND f.last_transaction_id", "+t.ledger_file_id = f.id"]
+    else:
+        rows = "transactions t"
     where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
     sql = (
         "SELECT t.txn_id AS transaction_id, t.date, t.vendor, t.amount_minor, t.currency, t.memo, t.flags, t.status,"
         " COALESCE(d.approver, '') AS decided_by, COALESCE(d.decided_at, '') AS decided_at, COALESCE(d.reason, '') AS reason,"
         " COALESCE(t.request_id, '') AS request_id"
-        " FROM transactions t LEFT JOIN decisions d ON d.transaction_id = t.id AND d.request_id = t.request_id"
+        f" FROM {rows} LEFT JOIN decisions d ON d.transaction_id = t.id AND d.request_id = t.request_id"
         f" {where} ORDER BY t.date, t.id"
     )
+    return sql, params
+
+
+def iter_report_rows(db, *, since: str | None = None, until: str | None = None) -> Iterator[dict]:
+    """One dict per transaction, oldest first; `since`/`until` bound the transaction date."""
+    sql, params = report_query(since=since, until=until)
     for row in db.query(sql, params):  # sqlite-utils: rows as dicts, streamed
         amount_minor = row.pop("amount_minor")
         row["amount"] = format_amount(amount_minor, row["currency"])

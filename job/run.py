@@ -173,6 +173,15 @@ class ListBatch:
         )
         return FlaggedList([s for s in screenings if s.flagged])
 
+    def zones(self, next_pk: int) -> list[tuple]:
+        """Per chosen ledger: (first id, last id, first date, last date) of its new rows, or Nones."""
+        found, pk = [], next_pk
+        for _, txs in self.parts:
+            dates = [tx.date for tx in txs]
+            found.append((pk, pk + len(txs) - 1, min(dates), max(dates)) if txs else (None, None, None, None))
+            pk += len(txs)
+        return found
+
     def flagged_rows(self, flagged: "FlaggedList", status: str, request_id: str | None, next_pk: int) -> list[tuple]:
         """What `insert_rows` writes for each flagged row beyond its ledger columns:
         (flags JSON, note, status, request id, item number, id)."""
@@ -492,16 +501,17 @@ async def _run_audit(db, config: Config, ledgers: Sequence, *, reviewer: str, ru
             (now_utc(), mode, reviewer, len(ledgers), sum(_rows(l) for l in ledgers), fresh_count),
         ).lastrowid
         result.run_id = run_id
+        next_pk = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM transactions").fetchone()[0]
         file_ids = [
             conn.execute(
-                "INSERT INTO ledger_files (source, name, path, sha256, rows, new_rows, imported_at, run_id) VALUES (?,?,?,?,?,?,?,?)",
-                (source, ledger.name, str(Path(ledger.path).resolve()), ledger.sha256, _rows(ledger), new, now_utc(), run_id),
+                "INSERT INTO ledger_files (source, name, path, sha256, rows, new_rows, imported_at, run_id,"
+                " first_transaction_id, last_transaction_id, first_date, last_date) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (source, ledger.name, str(Path(ledger.path).resolve()), ledger.sha256, _rows(ledger), new, now_utc(), run_id, *zone),
             ).lastrowid
-            for ledger, new in chosen
+            for (ledger, new), zone in zip(chosen, batch.zones(next_pk))
         ]
         if request_id:
             _insert_request(conn, request_id, run_id, flagged.count)
-        next_pk = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM transactions").fetchone()[0]
         marks = batch.flagged_rows(flagged, "held" if mode == "never" else "pending", request_id, next_pk)
         progress = _write_progress(batch.count, stream)
         writer = Writer(conn, background=large)

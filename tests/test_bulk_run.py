@@ -7,6 +7,7 @@ both paths and the two audit databases are compared.
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import sqlite3
@@ -229,3 +230,46 @@ def test_blocks_left_by_a_killed_run_are_removed_by_the_next_large_run(tmp_path:
     assert not stale.exists()
     spilled = {b.path.parent for b in ledgers[0].blocks}
     assert len(spilled) == 1 and next(iter(spilled)).name.startswith(".audit.db.blocks-")
+
+
+@pytest.mark.parametrize("large", [False, True], ids=["rows", "columns"])
+def test_a_report_for_a_date_range_holds_exactly_the_transactions_dated_in_it(tmp_path: Path, large: bool) -> None:
+    """Reports find a date range through each ledger file's id and date ranges (its zone map),
+    not a per-row index: three nights whose files span overlapping days, every kind of range."""
+    folder = site(tmp_path / "site", large=large)
+    for night, first_day in enumerate((1, 6, 11)):
+        path = generated(tmp_path / f"n{night}.csv", 120, seed=night, first_day=first_day, prefix=f"N{night}")
+        assert audit("run", "--ledger", str(path), cwd=folder).returncode == 0
+    everything = json.loads(audit("report", "--format", "json", cwd=folder).stdout)
+    assert len(everything) == 360
+    for since, until in [("2026-11-05", "2026-11-12"), ("2026-11-10", None), (None, "2026-11-06"), ("2026-11-07", "2026-11-07"),
+                         ("2026-11-21", None), (None, "2026-10-31"), ("2026-11-01", "2026-11-20")]:
+        args = [*(["--since", since] if since else []), *(["--until", until] if until else [])]
+        shown = json.loads(audit("report", "--format", "json", *args, cwd=folder).stdout)
+        expected = [r for r in everything if (since is None or r["date"] >= since) and (until is None or r["date"] <= until)]
+        assert shown == expected, args
+    assert [r["date"] for r in everything] == sorted(r["date"] for r in everything)
+
+
+def test_an_upgraded_database_reports_its_older_rows_by_date(tmp_path: Path) -> None:
+    old = tmp_path / "audit.db"
+    old.write_bytes((Path(__file__).parent / "fixtures" / "audit-v2.db").read_bytes())
+    before = sqlite3.connect(old).execute("SELECT txn_id, date FROM transactions ORDER BY date, id").fetchall()
+    (tmp_path / "audit.toml").write_text('db = "audit.db"\n', encoding="utf-8")
+    first = before[0][1]
+    shown = json.loads(audit("report", "--format", "json", "--since", first, "--until", first, cwd=tmp_path).stdout)
+    assert [(r["transaction_id"], r["date"]) for r in shown] == [(t, d) for t, d in before if d == first] != []
+
+
+def test_date_ranges_read_only_the_id_ranges_of_the_files_that_may_hold_them(tmp_path: Path) -> None:
+    from job.db import open_db
+    from job.history import LEGACY_QUERY
+    from job.report import report_query
+
+    db = open_db(tmp_path / "audit.db")
+    plans = [report_query(since="2026-11-01", until="2026-11-30"), report_query(since="2026-11-01"), report_query(until="2026-11-30"),
+             (LEGACY_QUERY, ("2026-11-01", "2026-11-30", 10))]
+    for sql, params in plans:
+        steps = [row[-1] for row in db.conn.execute("EXPLAIN QUERY PLAN " + sql, params)]
+        assert any(s.startswith("SEARCH t USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)") for s in steps), steps
+        assert not any(s.startswith("SCAN t") or "AUTOMATIC" in s for s in steps), steps
