@@ -307,7 +307,8 @@ class FrameBatch:
 
     def write_extras(self, conn, *, run_id: int, next_pk: int) -> None:
         """The run's payment digests and its new vendors (after `screen`, which uses the
-        compact rows these are made from; they are freed here)."""
+        compact rows these are made from; they are freed here, and `insert_rows` keeps only
+        the vendor keys)."""
         compact = self.compact
         self._write_digests(conn, run_id, next_pk)
         compact.frame = None
@@ -468,9 +469,14 @@ def _plain_amount(currencies: Sequence[str]) -> pl.Expr:
 
 
 def _ints(series: pl.Series):
+    """The integers as an `array('q')`, made a slice at a time: a million Python ints at
+    once would cost more memory than the digest itself."""
     from array import array
 
-    return array("q", series.to_list())
+    out = array("q")
+    for start in range(0, series.len(), CHUNK):
+        out.extend(series.slice(start, CHUNK).to_list())
+    return out
 
 
 def _schema():

@@ -517,9 +517,10 @@ async def _run_audit(db, config: Config, ledgers: Sequence, *, reviewer: str, ru
         writer = Writer(conn, background=large)
         draft = None
         try:
+            # the digests first: they free the compact rows the rules used before the long insert
+            writer.submit(batch.write_extras, run_id=run_id, next_pk=next_pk)
             writer.submit(batch.insert_rows, run_id=run_id, source=source, file_ids=file_ids, next_pk=next_pk,
                           flagged_rows=marks, progress=progress.update if progress else None)
-            writer.submit(batch.write_extras, run_id=run_id, next_pk=next_pk)
             if request_id:  # composed while the rows go in
                 draft = _draft_request(config, request_id, run_id, flagged, review.summary, result.reviewer,
                                        fresh_count - flagged.count, [l.name for l, _ in chosen])
