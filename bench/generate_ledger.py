@@ -51,7 +51,6 @@ import os
 import random
 import sys
 import time
-from bisect import bisect_right
 from pathlib import Path
 
 HEADER = "id,date,amount,currency,vendor,memo,account"

@@ -13,7 +13,7 @@ from .auditlog import head_hash
 from .config import Config
 from .db import now_utc
 from .ingest import format_amount_display
-from .message import Inbound, compose, hash_token, message_id_for, new_token, render, reply_address_for, sanitize_text
+from .message import Inbound, compose, message_id_for, new_token, render, reply_address_for, sanitize_text
 from .outbox import queue_message
 from .request import RequestItem, attachment_name, build_request_copies, items_attachment
 

@@ -41,6 +41,33 @@ def write_config(path: Path, top: dict | None = None, **sections: dict) -> Path:
     return path
 
 
+MAIL_PASSWORDS = {"AUDIT_SMTP_PASSWORD": "auditpw", "AUDIT_IMAP_PASSWORD": "auditpw"}  # the test mail stack's
+
+
+def write_site(folder: Path, approvers: Iterable[str], **sections: dict) -> Path:
+    """A site: the example's known-vendors file and an audit.toml (`sections` as `write_config`'s)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vendors.csv").write_text((EXAMPLES / "vendors.csv").read_text())
+    write_config(folder / "audit.toml", {"db": "audit.db"}, policy={"known_vendors_file": "vendors.csv"},
+                 approvers={"addresses": list(approvers)}, **sections)
+    return folder
+
+
+def loopback_mail(mailstack, address: str, *, smtp_port: int | None = None, imap_port: int | None = None,
+                  imap_tls: str = "tls", smtp_timeout: float = 10, imap_timeout: float = 10, **mail) -> dict:
+    """Config sections for SMTP and IMAP through the test mail stack as `address` (its
+    passwords in `MAIL_PASSWORDS`); `mail` adds settings to [mail]."""
+    return {
+        "mail": {"transport": "smtp", "from_address": address, "reply_address": address, **mail},
+        "mail__smtp": {"host": "127.0.0.1", "port": smtp_port or mailstack.smtp_port, "username": address,
+                       "password_env": "AUDIT_SMTP_PASSWORD", "tls": "starttls", "cafile": mailstack.cert_path,
+                       "timeout": smtp_timeout},
+        "mail__imap": {"host": "127.0.0.1", "port": imap_port or (mailstack.imaps_port if imap_tls == "tls" else mailstack.imap_port),
+                       "username": address, "password_env": "AUDIT_IMAP_PASSWORD", "tls": imap_tls,
+                       "cafile": mailstack.cert_path, "timeout": imap_timeout},
+    }
+
+
 def audit(*args: str, cwd: Path, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run the real command line as a user would (a separate process)."""
     full_env = {k: v for k, v in os.environ.items() if k not in ("AUDIT_CONFIG", "AUDIT_DEBUG", "OPENAI_API_KEY")}

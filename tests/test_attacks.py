@@ -41,7 +41,20 @@ from pathlib import Path
 import pytest
 
 from fake_openai import FakeOpenAI, Reply, json_reply
-from helpers import EXAMPLES, EXAMPLE_LEDGER, audit, drop_reply, html_body, maildir_messages, parse, plain_body, report_json, write_config
+from helpers import (
+    EXAMPLES,
+    EXAMPLE_LEDGER,
+    audit,
+    drop_reply,
+    html_body,
+    loopback_mail,
+    maildir_messages,
+    parse,
+    plain_body,
+    report_json,
+    write_config,
+    write_site,
+)
 
 AUDIT = "audit@example.test"
 CONTROLLER = "controller@example.test"
@@ -71,24 +84,8 @@ ANSWER_HEADERS = {"from", "to", "subject", "date", "message-id", "reply-to", "in
 
 
 def write_smtp_config(path: Path, mailstack, *, sender_auth: bool = True) -> Path:
-    (path / "vendors.csv").write_text((EXAMPLES / "vendors.csv").read_text())
     extra = {"sender_auth": {"authserv_ids": [AUTHSERV]}} if sender_auth else {}
-    return write_config(
-        path / "audit.toml",
-        {"db": "audit.db"},
-        policy={"known_vendors_file": "vendors.csv"},
-        approvers={"addresses": [CONTROLLER, CFO]},
-        mail={"transport": "smtp", "from_address": AUDIT, "reply_address": AUDIT},
-        mail__smtp={
-            "host": "127.0.0.1", "port": mailstack.smtp_port, "username": AUDIT, "password_env": "AUDIT_SMTP_PASSWORD",
-            "tls": "starttls", "cafile": mailstack.cert_path, "timeout": 10,
-        },
-        mail__imap={
-            "host": "127.0.0.1", "port": mailstack.imaps_port, "username": AUDIT, "password_env": "AUDIT_IMAP_PASSWORD",
-            "tls": "tls", "cafile": mailstack.cert_path, "timeout": 10,
-        },
-        **extra,
-    )
+    return write_site(path, [CONTROLLER, CFO], **loopback_mail(mailstack, AUDIT), **extra) / "audit.toml"
 
 
 @dataclass

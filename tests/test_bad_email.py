@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from job.message import content_id
-from helpers import EXAMPLE_LEDGER, EXAMPLES, audit, drop_reply, maildir_messages, parse, plain_body, write_config
+from helpers import EXAMPLE_LEDGER, audit, drop_reply, loopback_mail, maildir_messages, parse, plain_body, write_site
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "email"
 CONTROLLER = "controller@example.com"
@@ -103,16 +103,7 @@ def test_every_fixture_has_an_expectation() -> None:
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory) -> Path:
-    site = tmp_path_factory.mktemp("bad-email") / "site"
-    site.mkdir()
-    shutil.copy(EXAMPLES / "vendors.csv", site / "vendors.csv")
-    write_config(
-        site / "audit.toml",
-        {"db": "audit.db"},
-        policy={"known_vendors_file": "vendors.csv"},
-        approvers={"addresses": [CONTROLLER, CFO]},
-        mail={"max_attempts": 2},
-    )
+    site = write_site(tmp_path_factory.mktemp("bad-email") / "site", [CONTROLLER, CFO], mail={"max_attempts": 2})
     result = audit("run", "--ledger", str(EXAMPLE_LEDGER), cwd=site)
     assert result.returncode == 0, result.stderr
     return site
@@ -260,18 +251,7 @@ OVER_IMAP = ["html_only.eml", "base64_body.eml", "quoted_printable.eml", "unknow
 
 def test_bad_messages_over_real_imap(tmp_path: Path, mailstack) -> None:
     mailstack.reset()
-    shutil.copy(EXAMPLES / "vendors.csv", tmp_path / "vendors.csv")
-    write_config(
-        tmp_path / "audit.toml",
-        {"db": "audit.db"},
-        policy={"known_vendors_file": "vendors.csv"},
-        approvers={"addresses": [CONTROLLER_T, CFO_T]},
-        mail={"transport": "smtp", "from_address": AUDIT_T, "reply_address": AUDIT_T},
-        mail__smtp={"host": "127.0.0.1", "port": mailstack.smtp_port, "username": AUDIT_T, "password_env": "AUDIT_SMTP_PASSWORD",
-                    "tls": "starttls", "cafile": mailstack.cert_path, "timeout": 30},
-        mail__imap={"host": "127.0.0.1", "port": mailstack.imaps_port, "username": AUDIT_T, "password_env": "AUDIT_IMAP_PASSWORD",
-                    "tls": "tls", "cafile": mailstack.cert_path, "timeout": 30},
-    )
+    write_site(tmp_path, [CONTROLLER_T, CFO_T], **loopback_mail(mailstack, AUDIT_T, smtp_timeout=30, imap_timeout=30))
     assert audit("run", "--ledger", str(EXAMPLE_LEDGER), cwd=tmp_path, env=ENV).returncode == 0
     request = parse(mailstack.messages(CONTROLLER_T)[0])
     for name in OVER_IMAP:

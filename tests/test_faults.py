@@ -26,15 +26,15 @@ import pytest
 
 from helpers import (
     EXAMPLE_LEDGER,
-    EXAMPLES,
     audit,
     build_reply,
     drop_reply,
     errors_of,
+    loopback_mail,
     maildir_messages,
     parse,
     report_json,
-    write_config,
+    write_site,
 )
 
 CRASH = "AUDIT_TEST_CRASH_AT"
@@ -67,42 +67,14 @@ def overlap_ledger(folder: Path) -> Path:
 def maildir_site(path: Path, *, large: bool = False, **mail) -> Path:
     """A site with the maildir transport; `large` reads every ledger column-wise, as a big
     one is (its rows then go in on a background thread)."""
-    path.mkdir(parents=True, exist_ok=True)
-    shutil.copy(EXAMPLES / "vendors.csv", path / "vendors.csv")
-    write_config(
-        path / "audit.toml",
-        {"db": "audit.db"},
-        policy={"known_vendors_file": "vendors.csv"},
-        approvers={"addresses": [CONTROLLER, CFO]},
-        mail=mail,
-        **({"ledger": {"large_file_bytes": 0}} if large else {}),
-    )
-    return path
+    return write_site(path, [CONTROLLER, CFO], mail=mail, **({"ledger": {"large_file_bytes": 0}} if large else {}))
 
 
 def smtp_site(tmp_path: Path, mailstack, *, imap_port: int | None = None, imap_tls: str = "tls", imap_timeout: float = 10,
               smtp_port: int | None = None, smtp_timeout: float = 10, mail: dict | None = None) -> Path:
-    site = tmp_path / "site"
-    site.mkdir(parents=True, exist_ok=True)
-    shutil.copy(EXAMPLES / "vendors.csv", site / "vendors.csv")
-    write_config(
-        site / "audit.toml",
-        {"db": "audit.db"},
-        policy={"known_vendors_file": "vendors.csv"},
-        approvers={"addresses": [CONTROLLER_T, CFO_T]},
-        mail={"transport": "smtp", "from_address": AUDIT_T, "reply_address": AUDIT_T, **(mail or {})},
-        mail__smtp={
-            "host": "127.0.0.1", "port": smtp_port or mailstack.smtp_port, "username": AUDIT_T,
-            "password_env": "AUDIT_SMTP_PASSWORD", "tls": "starttls", "cafile": mailstack.cert_path, "timeout": smtp_timeout,
-        },
-        mail__imap={
-            "host": "127.0.0.1",
-            "port": imap_port or (mailstack.imaps_port if imap_tls == "tls" else mailstack.imap_port),
-            "username": AUDIT_T, "password_env": "AUDIT_IMAP_PASSWORD", "tls": imap_tls, "cafile": mailstack.cert_path,
-            "timeout": imap_timeout,
-        },
-    )
-    return site
+    return write_site(tmp_path / "site", [CONTROLLER_T, CFO_T], **loopback_mail(
+        mailstack, AUDIT_T, smtp_port=smtp_port, imap_port=imap_port, imap_tls=imap_tls, smtp_timeout=smtp_timeout,
+        imap_timeout=imap_timeout, **(mail or {})))
 
 
 def set_imap_port(site: Path, port: int) -> None:

@@ -12,7 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from helpers import errors_of, EXAMPLES, EXAMPLE_LEDGER, audit, build_reply, parse, plain_body, report_json, write_config
+from helpers import (
+    EXAMPLE_LEDGER,
+    audit,
+    build_reply,
+    errors_of,
+    loopback_mail,
+    parse,
+    plain_body,
+    report_json,
+    write_site,
+)
 
 AUDIT = "audit@example.test"
 CONTROLLER = "controller@example.test"
@@ -22,23 +32,7 @@ CFO = "cfo@example.test"
 @pytest.fixture
 def site(tmp_path: Path, mailstack) -> Path:
     mailstack.reset()
-    (tmp_path / "vendors.csv").write_text((EXAMPLES / "vendors.csv").read_text())
-    write_config(
-        tmp_path / "audit.toml",
-        {"db": "audit.db"},
-        policy={"known_vendors_file": "vendors.csv"},
-        approvers={"addresses": [CONTROLLER, CFO]},
-        mail={"transport": "smtp", "from_address": AUDIT, "reply_address": AUDIT},
-        mail__smtp={
-            "host": "127.0.0.1", "port": mailstack.smtp_port, "username": AUDIT, "password_env": "AUDIT_SMTP_PASSWORD",
-            "tls": "starttls", "cafile": mailstack.cert_path, "timeout": 10,
-        },
-        mail__imap={
-            "host": "127.0.0.1", "port": mailstack.imaps_port, "username": AUDIT, "password_env": "AUDIT_IMAP_PASSWORD",
-            "tls": "tls", "cafile": mailstack.cert_path, "timeout": 10,
-        },
-    )
-    return tmp_path
+    return write_site(tmp_path, [CONTROLLER, CFO], **loopback_mail(mailstack, AUDIT))
 
 
 ENV = {"AUDIT_SMTP_PASSWORD": "auditpw", "AUDIT_IMAP_PASSWORD": "auditpw"}

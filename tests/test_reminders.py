@@ -8,14 +8,22 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 
-from helpers import EXAMPLE_LEDGER, EXAMPLES, audit, build_reply, drop_reply, maildir_messages, plain_body, report_json, write_config
+from helpers import (
+    EXAMPLE_LEDGER,
+    audit,
+    build_reply,
+    drop_reply,
+    maildir_messages,
+    plain_body,
+    report_json,
+    write_site,
+)
 
 CONTROLLER = "controller@example.com"
 AP = "ap@example.com"
@@ -24,17 +32,8 @@ CFO = "cfo@example.com"  # the escalation address: not an approver until a reque
 
 @pytest.fixture
 def site(tmp_path: Path) -> Path:
-    site = tmp_path / "site"
-    site.mkdir()
-    shutil.copy(EXAMPLES / "vendors.csv", site / "vendors.csv")
-    write_config(
-        site / "audit.toml",
-        {"db": "audit.db"},
-        policy={"known_vendors_file": "vendors.csv"},
-        approvers={"addresses": [CONTROLLER, AP]},
-        reminders={"remind_after": "1h", "escalate_after": "2h", "escalation_addresses": [CFO], "expire_after": "3h"},
-    )
-    return site
+    return write_site(tmp_path / "site", [CONTROLLER, AP],
+                      reminders={"remind_after": "1h", "escalate_after": "2h", "escalation_addresses": [CFO], "expire_after": "3h"})
 
 
 def run(site: Path, ledger: Path = EXAMPLE_LEDGER) -> str:
