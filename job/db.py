@@ -471,11 +471,18 @@ class Writer:
     def close(self, *, cancel: bool = False) -> None:
         """Wait for every write submitted; raise the first one's error, if any."""
         if self._thread is not None:
-            if cancel:
+            try:
+                if cancel:
+                    self._cancelled = True
+                    self.conn.interrupt()
+                self._queue.put(None)
+                self._thread.join()
+            except BaseException:  # e.g. Ctrl-C while waiting: stop the write before the caller rolls back
                 self._cancelled = True
                 self.conn.interrupt()
-            self._queue.put(None)
-            self._thread.join()
-            self._thread = None
+                self._thread.join()
+                raise
+            finally:
+                self._thread = None
         if self._error is not None and not cancel:
             raise self._error

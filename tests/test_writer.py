@@ -83,3 +83,26 @@ def test_the_caller_failing_meanwhile_interrupts_the_write_and_nothing_is_record
     with transaction(db) as conn:  # the connection is usable again
         conn.execute("INSERT INTO t (x) VALUES (7)")
     assert rows(db) == [7]
+
+
+def test_an_interrupt_while_waiting_stops_the_write_before_the_rollback(db, monkeypatch) -> None:
+    with pytest.raises(KeyboardInterrupt):
+        with transaction(db) as conn:
+            writer = Writer(conn, background=True)
+            writer.submit(lambda c: c.execute("INSERT INTO t (x) VALUES (1)"))
+            writer.submit(lambda c: c.execute(LONG_INSERT))
+            time.sleep(0.3)
+            thread = writer._thread
+            real_join = thread.join
+            calls = []
+
+            def join(timeout=None):  # the first wait is cut short, as Ctrl-C would
+                calls.append(timeout)
+                if len(calls) == 1:
+                    raise KeyboardInterrupt
+                return real_join(timeout)
+
+            monkeypatch.setattr(thread, "join", join)
+            writer.close()
+    assert len(calls) == 2 and not thread.is_alive()
+    assert rows(db) == [] and not db.conn.in_transaction
