@@ -7,6 +7,7 @@ import asyncio
 import functools
 import json
 import os
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Optional
 
 import typer
 
-from .errors import EXIT_CODES_HELP, EXIT_INTERNAL, EXIT_TAMPERED, EXIT_UNSENT, AuditError, ConfigError, MailError, ModelError
+from .errors import EXIT_BUSY, EXIT_CODES_HELP, EXIT_DATABASE, EXIT_INTERNAL, EXIT_TAMPERED, EXIT_UNSENT, AuditError, ConfigError, MailError, ModelError
 
 app = typer.Typer(
     name="audit",
@@ -47,6 +48,12 @@ def guarded(func):
             _fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
             _fail("interrupted", 130)
+        except sqlite3.DatabaseError as exc:  # e.g. a full disk: the write under way is rolled back
+            busy = isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+            _fail(f"audit database: {exc}", EXIT_BUSY if busy else EXIT_DATABASE)
+        except OSError as exc:  # the machine's, not ours: a full disk, a file we may not write
+            where = f"{exc.filename}: " if exc.filename else ""
+            _fail(f"system error: {where}{exc.strerror or exc}", EXIT_INTERNAL)
         except Exception as exc:  # a bug: say what it was in one line
             if os.environ.get("AUDIT_DEBUG"):
                 raise

@@ -30,19 +30,19 @@ __all__ = [
 ]
 
 EXIT_OK = 0
-EXIT_INTERNAL = 1  # a bug: an exception we did not expect
+EXIT_INTERNAL = 1  # a bug (an exception we did not expect), or the system's error (e.g. no space left)
 EXIT_USAGE = 2  # bad command-line options (typer/click's own code)
 EXIT_CONFIG = 3
 EXIT_INPUT = 4  # a ledger or other input file that cannot be read
 EXIT_MAIL = 5  # SMTP/IMAP/maildir failure
 EXIT_MODEL = 6  # the model endpoint failed or answered nonsense
-EXIT_DATABASE = 7  # the audit database is unreadable or from a newer version
+EXIT_DATABASE = 7  # the audit database is unreadable, from a newer version, or failed a write (rolled back)
 EXIT_BUSY = 8  # another run or poll holds the lock
 EXIT_UNSENT = 9  # the work was recorded but some mail is still unsent
 EXIT_TAMPERED = 10  # audit verify found a row that does not match the hash chain
 
 EXIT_CODES_HELP = (
-    "Exit codes: 0 ok; 1 internal error; 2 usage; 3 config; 4 bad input file; "
+    "Exit codes: 0 ok; 1 internal error (or the system's, e.g. a full disk); 2 usage; 3 config; 4 bad input file; "
     "5 mail transport; 6 model endpoint; 7 database; 8 another run is busy; "
     "9 recorded, but mail left unsent (retried next run); 10 audit log does not verify."
 )

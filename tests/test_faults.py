@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -66,8 +68,8 @@ def overlap_ledger(folder: Path) -> Path:
 
 def maildir_site(path: Path, *, large: bool = False, **mail) -> Path:
     """A site with the maildir transport; `large` reads every ledger column-wise, as a big
-    one is (its rows then go in on a background thread)."""
-    return write_site(path, [CONTROLLER, CFO], mail=mail, **({"ledger": {"large_file_bytes": 0}} if large else {}))
+    one is (its rows then go in on a background thread), else every ledger row by row."""
+    return write_site(path, [CONTROLLER, CFO], mail=mail, ledger={"large_file_bytes": 0 if large else 10**12})
 
 
 def smtp_site(tmp_path: Path, mailstack, *, imap_port: int | None = None, imap_tls: str = "tls", imap_timeout: float = 10,
@@ -204,6 +206,43 @@ def test_run_killed_at_each_step_then_rerun_equals_an_uninterrupted_run(step: st
         assert set(copies.values()) <= {1, 2}  # sent at most twice, with the same Message-ID
     else:
         assert set(copies.values()) == {1}
+    assert_verifies(site)
+
+
+def full_disk_run(site: Path, ledger: Path, limit: int) -> subprocess.CompletedProcess:
+    """`audit run` with no file allowed to grow past `limit` bytes: writes beyond it fail as
+    they do on a full disk (the signal the kernel would send is ignored)."""
+
+    def limit_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    env = {k: v for k, v in os.environ.items() if k not in ("AUDIT_CONFIG", "AUDIT_DEBUG")}
+    return subprocess.run([sys.executable, "-m", "job", "run", "--ledger", str(ledger)], cwd=site, env=env,
+                          capture_output=True, text=True, timeout=120, preexec_fn=limit_files)
+
+
+@pytest.mark.parametrize("large", [False, True], ids=["rows", "columns"])
+def test_a_full_disk_during_the_run_is_one_line_exit_7_and_records_nothing(large: bool, tmp_path: Path) -> None:
+    site = maildir_site(tmp_path / "site", large=large)
+    lines = EXAMPLE_LEDGER.read_text().splitlines()
+    ledger = tmp_path / "ledger.csv"
+    ledger.write_text("\n".join(lines + [f"F-{n:05d},2026-11-24,{100 + n // 100}.{n % 100:02d},USD,Acme Office Supply,Toner,6100"
+                                         for n in range(30_000)]) + "\n")
+    from job.db import open_db
+
+    open_db(site / "audit.db").conn.close()  # the database exists, empty: the run must add to it
+    full = full_disk_run(site, ledger, 1_000_000)
+    assert full.returncode == 7, full.stderr
+    # a file size limit reads as an I/O error to SQLite, a full disk as "database or disk is full"
+    assert errors_of(full) in ("audit: error: audit database: disk I/O error\n", "audit: error: audit database: database or disk is full\n")
+    assert len(errors_of(full).splitlines()) == 1 and "Traceback" not in full.stderr
+    assert db_rows(site, "SELECT COUNT(*) FROM transactions") == [(0,)]
+    assert db_rows(site, "SELECT COUNT(*) FROM runs") == [(0,)]
+    assert outbox_raw(site) == []
+    again = audit("run", "--ledger", str(ledger), cwd=site)  # room again: the run goes through
+    assert again.returncode == 0, again.stderr
+    assert db_rows(site, "SELECT COUNT(*) FROM transactions") == [(30_010,)]  # the example's 10 and ours
     assert_verifies(site)
 
 
