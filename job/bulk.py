@@ -432,16 +432,55 @@ class FlaggedFrame:
             for n, (t,) in enumerate(rows, start + 1):
                 yield n, t
 
+    def canonical_items(self) -> Iterator[str]:
+        """The canonical list of (item number, id) that `run.request_items_detail` digests,
+        as text, a chunk at a time: by polars when no id needs escaping in JSON, else by
+        `json.dumps` as the digest defines it."""
+        for start in range(0, self.count, CHUNK):
+            ids = self.items["txn_id"].gather(self.order.slice(start, CHUNK))
+            if ids.str.contains(_PLAIN_JSON_TEXT).all():
+                numbered = pl.DataFrame({"no": pl.int_range(start + 1, start + 1 + ids.len(), eager=True), "id": ids})
+                text = numbered.select(pl.format('[{},"{}"]', "no", "id").str.join(","))[0, 0]
+            else:
+                text = ",".join(f"[{no},{json.dumps(t, ensure_ascii=False)}]" for no, t in enumerate(ids.to_list(), start + 1))
+            yield ("," if start else "") + text
+
     def row_values(self, status: str, request_id: str | None, next_pk: int) -> Iterator[tuple]:
-        """(flags JSON, note, status, request id, item number, id) per flagged row, for the UPDATE,
-        in the order of the ids: updating rows in the order they are stored reads each page of
-        a big table once, instead of once per row in it."""
+        """(flags JSON, note, status, request id, item number, id) per flagged row, in the
+        order of the ids, made a chunk at a time.
+
+        The flags JSON is what `json.dumps` makes of `_flags` (as the row path writes it),
+        built by polars when every text in it is plain ASCII that JSON keeps as it is, and
+        by `json.dumps` otherwise (text with quotes, backslashes or other characters, and
+        rows with an agent concern).
+        """
         rank = self.order.arg_sort() + 1  # the item number of each row
+        keys = pl.col("codes").list.join("\x1f")
+        group_notes = {"\x1f".join(codes): note for codes, note in self.group_notes.items()}
+        note = keys.replace_strict(group_notes, default="", return_dtype=pl.String) if group_notes else pl.lit("")
+        if self.notes:
+            note = pl.col("txn_id").replace_strict(self.notes, default=None, return_dtype=pl.String).fill_null(note)
+        plain = (pl.col("codes").list.eval(pl.element().str.contains(_PLAIN_JSON).all()).list.first()
+                 & pl.col("reasons").list.eval(pl.element().str.contains(_PLAIN_JSON).all()).list.first())
+        if self.concerns:
+            plain = plain & ~pl.col("txn_id").is_in(list(self.concerns))
         narrow = self.items.select("pos", "txn_id", "codes", "reasons").with_columns(rank=rank)
         for start in range(0, self.count, CHUNK):
-            for pos, t, codes, reasons, rank in narrow.slice(start, CHUNK).rows():
-                yield (json.dumps(self._flags(t, codes, reasons)), self._note(t, codes), status,
+            chunk = narrow.slice(start, CHUNK).with_columns(plain=plain, note=note)
+            entries = chunk.select("pos", "codes", "reasons").explode(["codes", "reasons"]).select(
+                "pos", entry=pl.lit('{"code": "') + pl.col("codes") + pl.lit('", "reason": "') + pl.col("reasons") + pl.lit('", "by": "rules"}'))
+            flags = entries.group_by("pos", maintain_order=True).agg(json=pl.lit("[") + pl.col("entry").str.join(", ") + pl.lit("]"))
+            chunk = chunk.join(flags, on="pos", how="left", maintain_order="left")
+            for pos, t, codes, reasons, rank, is_plain, text, made in chunk.select(
+                    "pos", "txn_id", "codes", "reasons", "rank", "plain", "note", "json").iter_rows():
+                yield (made if is_plain else json.dumps(self._flags(t, codes, reasons)), text, status,
                        request_id, rank if request_id else None, next_pk + pos)
+
+
+# what json.dumps writes unchanged between quotes: printable ASCII but the quote and the
+# backslash; with ensure_ascii=False, anything but those and the control characters
+_PLAIN_JSON = r'^[ !#-\[\]-~]*$'
+_PLAIN_JSON_TEXT = r'^[^"\\\x00-\x1f]*$'
 
 
 _CELL_CONTROLS = r"[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Co}]"  # what message.sanitize_text turns into spaces

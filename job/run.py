@@ -20,7 +20,7 @@ import itertools
 import json
 import os
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -581,18 +581,22 @@ def _write_progress(rows: int, stream):
 EVENT_ITEMS_LIMIT = 1000
 
 
-def request_items_detail(count: int, pairs: Iterable[tuple[int, str]]) -> dict:
+def request_items_detail(flagged) -> dict:
     """Which items a request holds, for its audit event: the list itself when it is short,
     else how many and the SHA-256 of the canonical list (`auditlog.canonical` of
     [[no, id], ...]), which anyone can recompute from `transactions` (request_id, item_no,
     txn_id) to check it. The digest is computed as the list is read, never held whole."""
-    if count <= EVENT_ITEMS_LIMIT:
-        return {"items": [[no, txn_id] for no, txn_id in pairs]}
+    if flagged.count <= EVENT_ITEMS_LIMIT:
+        return {"items": [[no, txn_id] for no, txn_id in flagged.pairs()]}
     digest = hashlib.sha256(b"[")
-    for n, (no, txn_id) in enumerate(pairs):
-        digest.update(f"{',' if n else ''}[{int(no)},{json.dumps(txn_id, ensure_ascii=False)}]".encode("utf-8"))
+    if hasattr(flagged, "canonical_items"):  # a large run's frame makes the text itself
+        for text in flagged.canonical_items():
+            digest.update(text.encode("utf-8"))
+    else:
+        for n, (no, txn_id) in enumerate(flagged.pairs()):
+            digest.update(f"{',' if n else ''}[{int(no)},{json.dumps(txn_id, ensure_ascii=False)}]".encode("utf-8"))
     digest.update(b"]")
-    return {"item_count": count, "items_sha256": digest.hexdigest()}
+    return {"item_count": flagged.count, "items_sha256": digest.hexdigest()}
 
 
 def _review_item(s: Screening):
@@ -627,7 +631,7 @@ async def _record_request(conn, db, config: Config, request_id: str, copies: lis
             recipients=[copy.approver], subject=copy.subject, raw=copy.raw, text=copy.plain,
         )
     append_event(conn, "request", request_id=request_id, detail={
-        "run_id": run_id, **request_items_detail(flagged.count, flagged.pairs()), "approvers": [c.approver for c in copies],
+        "run_id": run_id, **request_items_detail(flagged), "approvers": [c.approver for c in copies],
         "message_ids": [c.message_id for c in copies],
     })
     question = copies[0].plain

@@ -7,6 +7,7 @@ both paths and the two audit databases are compared.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import re
@@ -19,7 +20,17 @@ from helpers import EXAMPLE_LEDGER, EXAMPLES, audit, maildir_messages, plain_bod
 
 VENDORS = ["Acme Office Supply", "Joe's Diner, Inc.", 'The "Best" Co', "Café Zentral", "Globex Travel", "NewCo Consulting",
            "  Initech  Software ", "INITECH software"]
-RULES = '\n[[policy.rules]]\nname = "consulting_large"\nwhen = "amount > 5000 AND vendor ILIKE \'%consult%\'"\nreason = "large consulting payment"\n'
+RULES = """
+[[policy.rules]]
+name = "consulting_large"
+when = "amount > 5000 AND vendor ILIKE '%consult%'"
+reason = "large consulting payment"
+
+[[policy.rules]]
+name = "cafe"
+when = "vendor ILIKE 'café%'"
+reason = 'Café "Zentral" \\ check — by hand'
+"""
 
 
 def generated(path: Path, rows: int, seed: int, *, first_day: int = 1, prefix: str = "G") -> Path:
@@ -273,3 +284,30 @@ def test_date_ranges_read_only_the_id_ranges_of_the_files_that_may_hold_them(tmp
         steps = [row[-1] for row in db.conn.execute("EXPLAIN QUERY PLAN " + sql, params)]
         assert any(s.startswith("SEARCH t USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)") for s in steps), steps
         assert not any(s.startswith("SCAN t") or "AUTOMATIC" in s for s in steps), steps
+
+
+@pytest.mark.parametrize("odd_ids", [False, True], ids=["plain-ids", "ids-needing-escapes"])
+def test_a_long_request_event_digests_the_same_list_on_both_paths(tmp_path: Path, odd_ids: bool) -> None:
+    """Over 1,000 items the request event holds a SHA-256 of the canonical [[no, id], ...]
+    list; a large run makes that text with polars, and it must be the digest anyone can
+    recompute from the transactions (ids with quotes, backslashes or accents included)."""
+    from job.auditlog import canonical
+
+    lines = ["id,date,amount,currency,vendor,memo,account"]
+    for n in range(1, 1301):
+        txn_id = f'Z-{n:04d}' if not odd_ids or n % 97 else f'"Zé\\{n}"""'
+        lines.append(f"{txn_id},2026-11-24,{n}.{n % 100:02d},USD,Acme Office Supply,Misc,6100")  # vague memo: flagged
+    digests = []
+    for large in (False, True):
+        folder = site(tmp_path / ("columns" if large else "rows"), large=large)
+        ledger = folder / "ledger.csv"
+        ledger.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        assert audit("run", "--ledger", str(ledger), cwd=folder).returncode == 0
+        db = sqlite3.connect(folder / "audit.db")
+        detail = json.loads(db.execute("SELECT detail FROM events WHERE kind = 'request'").fetchone()[0])
+        pairs = [list(r) for r in db.execute("SELECT item_no, txn_id FROM transactions WHERE item_no IS NOT NULL ORDER BY item_no")]
+        assert detail["item_count"] == len(pairs) > 1000
+        assert detail["items_sha256"] == hashlib.sha256(canonical(pairs).encode("utf-8")).hexdigest()
+        assert any('"' in t for _, t in pairs) == odd_ids
+        digests.append(detail["items_sha256"])
+    assert digests[0] == digests[1]
