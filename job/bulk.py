@@ -11,14 +11,18 @@ review, the request and the database read in chunks.
 - `FrameBatch.select`: the rows not recorded yet. Ids are probed in SQLite only when they
   fall between the smallest and largest id already recorded for the source (two index
   lookups), so a night of new sequential ids costs nothing and a repeated export is found.
-- `FrameBatch.screen`: the text rules block by block, `history` candidates by a join
-  against the window's digests, the run-wide rules on the compact columns.
-- `FrameBatch.write`: every row in file order inside the caller's transaction, with ids
-  assigned up front, as one `executemany` per block of tuples zipped from column lists (the
-  values every row shares are literals in the statement); then one UPDATE by id per flagged
-  row for its flags, note, status and request number. The cyclic garbage collector is
-  paused meanwhile: a million short-lived tuples would otherwise trigger it thousands of
-  times. Then the vendors and the digests.
+- `FrameBatch.look_back`: the compact columns of every row, and the earlier runs' payments
+  the history rules need (candidates by a join against the window's digests), read before
+  the run's transaction.
+- `FrameBatch.screen`: the text rules block by block, the run-wide rules on the compact
+  columns with those payments; no database.
+- `FrameBatch.write_extras`, then `insert_rows`, on the run's `db.Writer` thread inside its
+  transaction: the digests and vendors (freeing the compact columns), then every row once,
+  with ids assigned up front: per block, the clean rows as one `executemany` of tuples
+  zipped from column lists (the values every row shares are literals in the statement),
+  then the block's flagged rows with their flags, note, status and item number. The cyclic
+  garbage collector is paused meanwhile: a million short-lived tuples would otherwise
+  trigger it thousands of times.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """`audit run`: ingest → screen → review → record → request → send, for one night's ledgers.
 
-Everything is read and screened before anything is written; then one transaction records
-the run, its ledgers, every new transaction with its screening, the request, its queued
-emails and the suspended agent conversation. Sending happens after the commit, from the
+Everything is read, screened and reviewed before anything is written; then one
+transaction records the run, its ledgers, every new transaction with its screening, the
+request, its queued emails and the suspended agent conversation (a large run's rows go in
+on a `db.Writer` thread while the request is composed). Sending happens after the commit, from the
 outbox. Re-running on the same files records nothing new and sends nothing.
 
 Ledgers below `[ledger] large_file_bytes` are read row by row (`ingest`) and screened in
@@ -269,8 +270,8 @@ class FlaggedList:
             yield n, s.transaction.txn_id
 
     def row_values(self, status: str, request_id: str | None, next_pk: int, positions: dict[str, int]) -> list[tuple]:
-        """(flags JSON, note, status, request id, item number, id) per flagged row, for the UPDATE;
-        `positions` gives each transaction's place in the run (its id is `next_pk` plus that)."""
+        """(flags JSON, note, status, request id, item number, id) per flagged row, for
+        `ListBatch.insert_rows`; `positions` gives each transaction's place in the run (its id is `next_pk` plus that)."""
         return [
             (json.dumps([f.as_dict() for f in self.flags(s)]), self.notes.get(s.transaction.txn_id, ""),
              status, request_id, n if request_id else None, next_pk + positions[s.transaction.txn_id])
