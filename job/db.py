@@ -244,9 +244,10 @@ MIGRATIONS: list[str] = [
     CREATE INDEX decisions_transaction ON decisions(transaction_id);
     """,
     # 5: each run's payments per day as compact digests for the history rules (job/history.py),
-    # and the request index only over the rows that belong to a request
+    # and the request index only over the rows that belong to a request. Early large-ledger
+    # databases have this as their version 3 (see `migrate`), hence IF NOT EXISTS.
     """
-    CREATE TABLE payment_digests (
+    CREATE TABLE IF NOT EXISTS payment_digests (
         run_id INTEGER NOT NULL REFERENCES runs(id),
         date TEXT NOT NULL,
         currency TEXT NOT NULL,
@@ -257,13 +258,14 @@ MIGRATIONS: list[str] = [
         transaction_ids BLOB NOT NULL,
         PRIMARY KEY (date, currency, run_id, part)
     );
-    CREATE TABLE digest_state (
+    CREATE TABLE IF NOT EXISTS digest_state (
         legacy_max_transaction_id INTEGER NOT NULL
     );
-    INSERT INTO digest_state (legacy_max_transaction_id) SELECT COALESCE(MAX(id), 0) FROM transactions;
-    CREATE TRIGGER payment_digests_no_update BEFORE UPDATE ON payment_digests
+    INSERT INTO digest_state (legacy_max_transaction_id)
+        SELECT last FROM (SELECT COALESCE(MAX(id), 0) AS last FROM transactions) WHERE NOT EXISTS (SELECT 1 FROM digest_state);
+    CREATE TRIGGER IF NOT EXISTS payment_digests_no_update BEFORE UPDATE ON payment_digests
         BEGIN SELECT RAISE(ABORT, 'payment digests are append-only'); END;
-    CREATE TRIGGER payment_digests_no_delete BEFORE DELETE ON payment_digests
+    CREATE TRIGGER IF NOT EXISTS payment_digests_no_delete BEFORE DELETE ON payment_digests
         BEGIN SELECT RAISE(ABORT, 'payment digests are append-only'); END;
     DROP INDEX transactions_request;
     CREATE INDEX transactions_request ON transactions(request_id, item_no) WHERE request_id IS NOT NULL;
@@ -355,12 +357,22 @@ def migrate(db: AuditDatabase, *, where: str = "database") -> int:
         raise DatabaseError(
             f"{where}: schema version {version} is newer than this program understands ({SCHEMA_VERSION}); upgrade the program"
         )
+    if version == 3 and _early_digests_layout(db.conn):
+        version = 2  # its 3 is today's 5, which finds what it made and keeps it
     for number in range(version, SCHEMA_VERSION):
         with transaction(db):
             for statement in split_sql(MIGRATIONS[number]):
                 db.conn.execute(statement)
             db.conn.execute(f"PRAGMA user_version = {number + 1}")
     return SCHEMA_VERSION
+
+
+def _early_digests_layout(conn: sqlite3.Connection) -> bool:
+    """A version-3 database from before reminders were numbered 3: it has the payment
+    digests (today's migration 5) and not the reminder columns (today's 3)."""
+    tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(requests)")}
+    return "payment_digests" in tables and "reminded_at" not in columns
 
 
 def split_sql(script: str) -> list[str]:

@@ -49,3 +49,34 @@ def test_an_older_database_upgrades_in_place_keeping_its_records(tmp_path: Path)
     from job.auditlog import verify_log
 
     assert verify_log(db.conn).ok
+
+
+def test_an_early_large_ledger_database_upgrades_in_place(tmp_path: Path) -> None:
+    """Databases made while the payment digests were migration 3 (before reminders took that
+    number) are at version 3 with the digests and without the reminder columns."""
+    from job.db import MIGRATIONS, split_sql
+
+    path = tmp_path / "early.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for script in (MIGRATIONS[0], MIGRATIONS[1], MIGRATIONS[4]):  # 1, 2, and the digests as they were numbered 3
+        for statement in split_sql(script):
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 3")
+    conn.execute("INSERT INTO runs (id, started_at, mode, reviewer) VALUES (1, 'then', 'flagged', 'r')")
+    conn.execute("INSERT INTO ledger_files VALUES (1, 'ledger', 'old.csv', '/old.csv', 'x', 1, 1, 'then', 1)")
+    conn.execute(
+        "INSERT INTO transactions (source, txn_id, date, amount_minor, currency, vendor, vendor_key, memo, account, ledger_file_id,"
+        " line, run_id, status) VALUES ('ledger', 'OLD-1', '2026-11-20', 12345, 'USD', 'Acme', 'acme', 'Toner', '', 1, 2, 1, 'auto_approved')"
+    )
+    conn.execute("INSERT INTO payment_digests VALUES (1, '2026-11-20', 'USD', 0, 1, x'00', x'00', x'00')")
+    legacy = conn.execute("SELECT legacy_max_transaction_id FROM digest_state").fetchall()
+    conn.close()
+
+    db = open_db(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert schema(db.conn) == schema(open_db(tmp_path / "fresh.db").conn)
+    assert db.execute("SELECT txn_id, first_transaction_id, first_date FROM transactions JOIN ledger_files"
+                      " ON ledger_files.id = transactions.ledger_file_id").fetchall() == [("OLD-1", 1, "2026-11-20")]
+    assert db.execute("SELECT COUNT(*) FROM payment_digests").fetchone()[0] == 1
+    assert db.execute("SELECT legacy_max_transaction_id FROM digest_state").fetchall() == legacy == [(0,)]
+    assert "reminded_at" in {row[1] for row in db.execute("PRAGMA table_info(requests)")}
