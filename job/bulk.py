@@ -51,6 +51,7 @@ from .ingest import currency_exponent, format_amount
 from .ingest_fast import PY_WHITESPACE, Block, FrameLedger
 from .request import CSV_FIELDS, RequestItem, csv_attachment
 from .screen import PastPayment, structuring_band
+from .run import unseen_ledgers
 from .screen_frame import Compact, combine, row_hits, rule_hits
 
 __all__ = ["FrameBatch", "FlaggedFrame", "WRITE_BATCH"]
@@ -108,15 +109,12 @@ class FrameBatch:
         parts: list[tuple[FrameLedger, list[Block]]] = []
         outcomes: list[tuple[FrameLedger, int, bool]] = []
         changed: list[str] = []
-        seen_hashes: set[str] = set()
         seen_ids: list[pl.Series] = []  # hashes of the ids chosen from earlier ledgers of this run
         low, high = conn.execute("SELECT MIN(txn_id), MAX(txn_id) FROM transactions WHERE source = ?", (source,)).fetchone()
-        for ledger in ledgers:
-            imported = conn.execute("SELECT 1 FROM ledger_files WHERE sha256 = ?", (ledger.sha256,)).fetchone()
-            if imported or ledger.sha256 in seen_hashes:
+        for ledger, skipped in unseen_ledgers(conn, ledgers):
+            if skipped:
                 outcomes.append((ledger, 0, True))
                 continue
-            seen_hashes.add(ledger.sha256)
             earlier = pl.concat(seen_ids) if seen_ids else None
             kept: list[Block] = []
             new = 0

@@ -113,6 +113,16 @@ def _existing(conn, sql: str, values: Sequence[str], *prefix: object) -> set[str
     return found
 
 
+def unseen_ledgers(conn, ledgers: Sequence) -> Iterator[tuple[object, bool]]:
+    """(ledger, skipped) per ledger: skipped when an earlier run imported the same bytes, or
+    an earlier file of this run has them."""
+    seen: set[str] = set()
+    for ledger in ledgers:
+        imported = conn.execute("SELECT 1 FROM ledger_files WHERE sha256 = ?", (ledger.sha256,)).fetchone()
+        yield ledger, bool(imported) or ledger.sha256 in seen
+        seen.add(ledger.sha256)
+
+
 class ListBatch:
     """The new rows of a run read by `ingest`: per chosen ledger, its list of transactions."""
 
@@ -134,13 +144,10 @@ class ListBatch:
         outcomes: list[tuple[Ledger, int, bool]] = []
         changed: list[str] = []
         seen_ids: set[str] = set()
-        seen_hashes: set[str] = set()
-        for ledger in ledgers:
-            imported = conn.execute("SELECT 1 FROM ledger_files WHERE sha256 = ?", (ledger.sha256,)).fetchone()
-            if imported or ledger.sha256 in seen_hashes:
+        for ledger, skipped in unseen_ledgers(conn, ledgers):
+            if skipped:
                 outcomes.append((ledger, 0, True))
                 continue
-            seen_hashes.add(ledger.sha256)
             ids = [t.txn_id for t in ledger.transactions]
             recorded = _existing(conn, "SELECT txn_id FROM transactions WHERE source = ? AND txn_id IN ({marks})", ids, source)
             fresh = []
