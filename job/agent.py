@@ -377,13 +377,12 @@ async def _review_batch(agent: Agent, batch: Sequence[ReviewItem], storage: Sqli
 
 
 async def review_flagged(items: Sequence[ReviewItem], settings: ModelSettings, db: Any) -> ReviewOutcome:
-    """Review flagged items in batches; one model call per batch (plus a re-ask on bad output),
-    at most `settings.concurrency` in flight at once. The offline reviewer is asked per group."""
+    """Review flagged items in batches with a model; one call per batch (plus a re-ask on bad
+    output), at most `settings.concurrency` in flight at once. (The offline reviewer is asked
+    per group of items instead: `review_offline`.)"""
     outcome = ReviewOutcome()
     if not items:
         return outcome
-    if settings.offline:
-        return await _review_offline_groups(items, settings, db)
     config = build_model_config(settings)
     storage = outcome.storage = BufferedStorage(db)
     agent = Agent(AGENT_NAME, SYSTEM_PROMPT, config=config, response_schema=BatchReview)
@@ -415,20 +414,6 @@ async def review_flagged(items: Sequence[ReviewItem], settings: ModelSettings, d
         if review.summary.strip():
             summaries.append(_clean(review.summary, NOTE_LIMIT))
     outcome.summary = " ".join(summaries)
-    return outcome
-
-
-async def _review_offline_groups(items: Sequence[ReviewItem], settings: ModelSettings, db: Any) -> ReviewOutcome:
-    """The offline review of `items`: one entry per group of items with the same findings."""
-    groups: dict[tuple[str, ...], list[ReviewItem]] = {}
-    for item in items:
-        groups.setdefault(tuple(code for code, _ in item.flags), []).append(item)
-    outcome = await review_offline([(members[0], len(members)) for members in groups.values()], settings, db)
-    for members in groups.values():
-        note = outcome.notes.pop(members[0].id, None)
-        if note is not None:
-            for item in members:
-                outcome.notes[item.id] = note
     return outcome
 
 

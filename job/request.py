@@ -26,8 +26,8 @@ from .ingest import format_amount, format_amount_display
 from .message import compose, hash_token, message_id_for, new_token, render, reply_address_for, safe_filename, sanitize_text
 
 __all__ = [
-    "RequestItem", "ApproverCopy", "build_request_copies", "item_view", "write_items_csv", "flagged_items_csv", "attachment_name",
-    "attachment", "items_attachment", "csv_attachment", "CSV_FIELDS",
+    "RequestItem", "ApproverCopy", "build_request_copies", "item_view", "write_items_csv", "attachment_name",
+    "items_attachment", "csv_attachment", "CSV_FIELDS",
 ]
 
 CSV_FIELDS = ("no", "id", "date", "vendor", "amount", "currency", "memo", "reasons", "note")
@@ -110,29 +110,11 @@ def write_items_csv(out: IO[str], items: Iterable[RequestItem]) -> None:
     )
 
 
-def flagged_items_csv(items: Iterable[RequestItem]) -> str:
-    out = io.StringIO()
-    write_items_csv(out, items)
-    return out.getvalue()
-
-
 def attachment_name(ledger_names: Sequence[str], run_id: int) -> str:
     """flagged-items-<ledger>.csv for one ledger, flagged-items-run-<id>.csv for several."""
     if len(ledger_names) == 1:
         return safe_filename(f"flagged-items-{PurePath(ledger_names[0]).stem}.csv")
     return f"flagged-items-run-{run_id}.csv"
-
-
-def attachment(name: str, text: str) -> tuple[str, str | bytes]:
-    """The CSV as it goes out: as is, or zipped when it would make the email too big for mail
-    servers (many refuse more than 10 to 25 MB); the CSV inside the zip keeps its name."""
-    data = text.encode("utf-8")
-    if len(data) <= ZIP_ABOVE_BYTES:
-        return name, text
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
-        archive.writestr(name, data)
-    return name + ".zip", out.getvalue()
 
 
 def items_attachment(name: str, items: Iterable[RequestItem]) -> tuple[str, str | bytes]:

@@ -50,16 +50,10 @@ from .screen import (
     vague_memo_reason,
 )
 
-__all__ = ["Compact", "FrameScreening", "HITS_SCHEMA", "row_hits", "rule_hits", "screen_frame", "vendor_keys"]
+__all__ = ["Compact", "FrameScreening", "row_hits", "rule_hits", "screen_frame"]
 
 _EPOCH_ORDINAL = 719163  # date(1970, 1, 1).toordinal(): polars days count from 1970-01-01
-HITS_SCHEMA = {"pos": pl.UInt32, "order": pl.UInt16, "code": pl.String, "reason": pl.String}
 ORDER = {code: n for n, code in enumerate(RULE_ORDER)}  # user rules follow, in config order
-
-
-def vendor_keys(vendors: pl.Series) -> dict[str, str]:
-    """`screen.normalize_vendor` of each distinct vendor name."""
-    return {name: normalize_vendor(name) for name in vendors.unique().to_list()}
 
 
 @dataclass(slots=True)

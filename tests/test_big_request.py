@@ -141,7 +141,10 @@ def test_attachment_names_are_safe(name: str, safe: str) -> None:
 def test_a_csv_too_big_for_mail_servers_is_attached_zipped() -> None:
     import zipfile
 
-    from job.request import ZIP_ABOVE_BYTES, attachment
+    from job.request import ZIP_ABOVE_BYTES, csv_attachment
+
+    def attachment(name: str, text: str):
+        return csv_attachment(name, lambda out: out.write(text.encode("utf-8")))
 
     small = "\ufeffno,id\r\n1,A\r\n"
     assert attachment("flagged-items-x.csv", small) == ("flagged-items-x.csv", small)
