@@ -51,7 +51,7 @@ from .ingest import currency_exponent, format_amount
 from .ingest_fast import PY_WHITESPACE, Block, FrameLedger
 from .request import CSV_FIELDS, RequestItem, csv_attachment
 from .screen import PastPayment, structuring_band
-from .run import unseen_ledgers
+from .run import _existing, unseen_ledgers
 from .screen_frame import Compact, combine, row_hits, rule_hits
 
 __all__ = ["FrameBatch", "FlaggedFrame", "WRITE_BATCH"]
@@ -122,7 +122,8 @@ class FrameBatch:
                 ids = block.load(["txn_id"])["txn_id"]
                 recorded: set[str] = set()
                 if low is not None:
-                    recorded = _existing(conn, source, ids.filter(ids.is_between(pl.lit(low), pl.lit(high))).to_list())
+                    recorded = _existing(conn, "SELECT txn_id FROM transactions WHERE source = ? AND txn_id IN ({marks})",
+                                         ids.filter(ids.is_between(pl.lit(low), pl.lit(high))).to_list(), source)
                 keep = ~ids.is_in(list(recorded)) if recorded else None
                 if earlier is not None:
                     again = ids.hash(seed=0).is_in(earlier)
@@ -575,15 +576,6 @@ def _earlier_ids(parts: list[tuple[FrameLedger, list[Block]]], candidates: list[
         for block in blocks:
             ids = block.load(["txn_id"])["txn_id"]
             found.update(ids.filter(ids.is_in(wanted)).to_list())
-    return found
-
-
-def _existing(conn, source: str, ids: list[str]) -> set[str]:
-    found: set[str] = set()
-    for i in range(0, len(ids), LOOKUP_CHUNK):
-        chunk = ids[i : i + LOOKUP_CHUNK]
-        found.update(r[0] for r in conn.execute(
-            f"SELECT txn_id FROM transactions WHERE source = ? AND txn_id IN ({','.join('?' * len(chunk))})", (source, *chunk)))
     return found
 
 

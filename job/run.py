@@ -276,6 +276,11 @@ class FlaggedList:
         for n, s in enumerate(self.screenings, 1):
             yield n, s.transaction.txn_id
 
+    def canonical_items(self) -> Iterator[str]:
+        """The canonical list of (item number, id) that `request_items_detail` digests, as text."""
+        for no, txn_id in self.pairs():
+            yield f"{',' if no > 1 else ''}[{no},{json.dumps(txn_id, ensure_ascii=False)}]"
+
     def row_values(self, status: str, request_id: str | None, next_pk: int, positions: dict[str, int]) -> list[tuple]:
         """(flags JSON, note, status, request id, item number, id) per flagged row, for
         `ListBatch.insert_rows`; `positions` gives each transaction's place in the run (its id is `next_pk` plus that)."""
@@ -597,12 +602,8 @@ def request_items_detail(flagged) -> dict:
     if flagged.count <= EVENT_ITEMS_LIMIT:
         return {"items": [[no, txn_id] for no, txn_id in flagged.pairs()]}
     digest = hashlib.sha256(b"[")
-    if hasattr(flagged, "canonical_items"):  # a large run's frame makes the text itself
-        for text in flagged.canonical_items():
-            digest.update(text.encode("utf-8"))
-    else:
-        for n, (no, txn_id) in enumerate(flagged.pairs()):
-            digest.update(f"{',' if n else ''}[{int(no)},{json.dumps(txn_id, ensure_ascii=False)}]".encode("utf-8"))
+    for text in flagged.canonical_items():
+        digest.update(text.encode("utf-8"))
     digest.update(b"]")
     return {"item_count": flagged.count, "items_sha256": digest.hexdigest()}
 
