@@ -84,8 +84,9 @@ class SentLines:
 
     def get(self, conn, request_id: str) -> set[str]:
         if request_id not in self.by_request:
-            texts = [t for (t,) in conn.execute(
-                "SELECT new_text FROM messages WHERE direction = 'out' AND request_id = ?", (request_id,))]
+            # new_text is empty on mail queued before it was recorded: read that from the raw message
+            texts = [text or (raw and read_inbound(raw).plain) or "" for text, raw in conn.execute(
+                "SELECT new_text, CASE WHEN new_text = '' THEN raw END FROM messages WHERE direction = 'out' AND request_id = ?", (request_id,))]
             self.by_request[request_id] = set(collect_sent_lines(texts))
         return self.by_request[request_id]
 
@@ -93,8 +94,6 @@ class SentLines:
         if request_id in self.by_request and text:
             self.by_request[request_id] |= collect_sent_lines([text])
 
-    def forget(self, request_id: str | None) -> None:  # after a rollback
-        self.by_request.pop(request_id, None)
 
 
 async def poll_replies(db, config: Config) -> PollResult:
@@ -248,7 +247,7 @@ def _judge(conn, config: Config, inbound: Inbound, sent_lines: SentLines) -> tup
     token, request_id, _ = own[0]
     status = conn.execute("SELECT status FROM requests WHERE id = ?", (request_id,)).fetchone()[0]
     items = sent_lines.get_items(conn, request_id)
-    new_text = extract_new_text(inbound.plain, inbound.html, (), sent_lines=frozenset(sent_lines.get(conn, request_id)))
+    new_text = extract_new_text(inbound.plain, inbound.html, (), sent_lines=sent_lines.get(conn, request_id))
     parsed = parse_commands(new_text, row_count=len(items), known_ids=[i.txn_id for i in items])
     new_text = new_text[:20000]
     if status != "open":

@@ -137,7 +137,7 @@ def extract_new_text(
     html: str | None,
     sent_texts: Sequence[str],
     *,
-    sent_lines: frozenset[str] | None = None,
+    sent_lines: Collection[str] | None = None,
 ) -> str:
     """Return the lines of a reply that the approver wrote, without anything quoted.
 
