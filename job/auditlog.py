@@ -119,7 +119,7 @@ def check_statuses(conn) -> str:
         why = f"the decision recorded is {decision}" if decision else "no decision or open request accounts for it"
         return f"transactions row {pk} ({txn_id}): status {status}, but {why}"
     row = conn.execute(
-        "SELECT id, txn_id FROM transactions WHERE status = 'auto_approved' AND EXISTS"
+        "SELECT id, txn_id FROM transactions WHERE status = 'auto_approved' AND flags != '[]' AND EXISTS"
         " (SELECT 1 FROM json_each(flags) WHERE json_extract(value, '$.by') = 'rules') ORDER BY id LIMIT 1"
     ).fetchone()
     if row:

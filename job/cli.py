@@ -3,7 +3,6 @@ and turns our errors into one line on stderr and a decided exit code."""
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import os
@@ -49,7 +48,7 @@ def guarded(func):
         except KeyboardInterrupt:
             _fail("interrupted", 130)
         except sqlite3.DatabaseError as exc:  # e.g. a full disk: the write under way is rolled back
-            busy = isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+            busy = getattr(exc, "sqlite_errorname", "").startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
             _fail(f"audit database: {exc}", EXIT_BUSY if busy else EXIT_DATABASE)
         except OSError as exc:  # the machine's, not ours: a full disk, a file we may not write
             where = f"{exc.filename}: " if exc.filename else ""
@@ -65,6 +64,8 @@ def guarded(func):
 def run_async(coro):
     """asyncio.run, with errors of background tasks a library left behind kept off stderr
     (the error that matters reaches us as an exception and is reported as one line)."""
+
+    import asyncio
 
     async def main():
         if not os.environ.get("AUDIT_DEBUG"):

@@ -202,7 +202,6 @@ def parse_duration(text: str) -> int | None:
     text = text.strip().lower()
     if text in ("", "off", "never"):
         return None
-    import re
 
     match = re.fullmatch(r"(\d+)\s*([smhdw])", text)
     if not match or int(match.group(1)) == 0:

@@ -462,8 +462,7 @@ class Writer:
     def submit(self, write: Any, *args: Any, **kwargs: Any) -> None:
         """Do `write(conn, *args, **kwargs)` after the writes submitted before it."""
         if self._queue is None:
-            if self._error is None:
-                write(self.conn, *args, **kwargs)
+            write(self.conn, *args, **kwargs)
             return
         self._queue.put((write, args, kwargs))
 
@@ -480,18 +479,21 @@ class Writer:
             except BaseException as exc:  # handed to the caller by close()
                 self._error = exc
 
+    def _cancel(self) -> None:
+        """Skip the writes not started and interrupt the one under way."""
+        self._cancelled = True
+        self.conn.interrupt()
+
     def close(self, *, cancel: bool = False) -> None:
         """Wait for every write submitted; raise the first one's error, if any."""
         if self._thread is not None:
             try:
                 if cancel:
-                    self._cancelled = True
-                    self.conn.interrupt()
+                    self._cancel()
                 self._queue.put(None)
                 self._thread.join()
             except BaseException:  # e.g. Ctrl-C while waiting: stop the write before the caller rolls back
-                self._cancelled = True
-                self.conn.interrupt()
+                self._cancel()
                 self._thread.join()
                 raise
             finally:
