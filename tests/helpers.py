@@ -7,6 +7,7 @@ import email.policy
 import email.utils
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -66,6 +67,15 @@ def loopback_mail(mailstack, address: str, *, smtp_port: int | None = None, imap
                        "username": address, "password_env": "AUDIT_IMAP_PASSWORD", "tls": imap_tls,
                        "cafile": mailstack.cert_path, "timeout": imap_timeout},
     }
+
+
+def db_rows(site: Path, sql: str, *args) -> list[tuple]:
+    """Rows of a query on a site's audit database (opened and closed for the query)."""
+    db = sqlite3.connect(site / "audit.db")
+    try:
+        return [tuple(r) for r in db.execute(sql, args)]
+    finally:
+        db.close()
 
 
 def audit(*args: str, cwd: Path, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -18,7 +18,6 @@ import base64
 import hashlib
 import os
 import shutil
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,17 @@ from pathlib import Path
 import pytest
 
 from job.message import content_id
-from helpers import EXAMPLE_LEDGER, audit, drop_reply, loopback_mail, maildir_messages, parse, plain_body, write_site
+from helpers import (
+    EXAMPLE_LEDGER,
+    audit,
+    db_rows,
+    drop_reply,
+    loopback_mail,
+    maildir_messages,
+    parse,
+    plain_body,
+    write_site,
+)
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "email"
 CONTROLLER = "controller@example.com"
@@ -118,19 +127,11 @@ def request_to(site: Path, approver: str):
 
 
 def inbound(site: Path) -> list[tuple]:
-    db = sqlite3.connect(site / "audit.db")
-    try:
-        return db.execute("SELECT message_id, sender, status, detail FROM messages WHERE direction = 'in' ORDER BY id").fetchall()
-    finally:
-        db.close()
+    return db_rows(site, "SELECT message_id, sender, status, detail FROM messages WHERE direction = 'in' ORDER BY id")
 
 
 def decisions(site: Path) -> list[tuple]:
-    db = sqlite3.connect(site / "audit.db")
-    try:
-        return db.execute("SELECT item_no, decision, approver FROM decisions ORDER BY item_no").fetchall()
-    finally:
-        db.close()
+    return db_rows(site, "SELECT item_no, decision, approver FROM decisions ORDER BY item_no")
 
 
 def answers(site: Path) -> list:

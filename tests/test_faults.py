@@ -30,6 +30,7 @@ from helpers import (
     EXAMPLE_LEDGER,
     audit,
     build_reply,
+    db_rows,
     drop_reply,
     errors_of,
     loopback_mail,
@@ -122,14 +123,6 @@ def copies_per_message_id(site: Path) -> Counter:
     for mid, copies in by_id.items():
         assert all(c == copies[0] for c in copies), f"{mid}: the copies sent differ"
     return Counter({mid: len(copies) for mid, copies in by_id.items()})
-
-
-def db_rows(site: Path, sql: str, *args) -> list[tuple]:
-    db = sqlite3.connect(site / "audit.db")
-    try:
-        return [tuple(r) for r in db.execute(sql, args)]
-    finally:
-        db.close()
 
 
 def snapshot(site: Path) -> dict:
@@ -435,8 +428,8 @@ def test_a_reply_that_keeps_failing_over_imap_is_moved_to_the_failed_folder(tmp_
 # ------------------------------------------------------------------- a broken IMAP server
 
 
-class ImapProxy:
-    """A TCP proxy on 127.0.0.1 in front of a server port.
+class TcpProxy:
+    """A TCP proxy on 127.0.0.1 in front of a server port (IMAP, or SMTP when silent).
 
     mode "pass" forwards everything; "cut" forwards `cut_after` bytes of the server's answer
     to the first FETCH, then closes both connections; "stall" stops forwarding the server's
@@ -457,7 +450,7 @@ class ImapProxy:
         self._sockets: list[socket.socket] = []
         threading.Thread(target=self._accept, daemon=True).start()
 
-    def __enter__(self) -> "ImapProxy":
+    def __enter__(self) -> "TcpProxy":
         return self
 
     def __exit__(self, *exc) -> None:
@@ -570,7 +563,7 @@ def test_imap_connection_lost_or_stalled_mid_fetch_records_nothing(mode: str, tm
     mailstack.reset()
     site = smtp_site(tmp_path, mailstack, imap_tls="none", imap_timeout=2)
     reply_ids = request_with_replies(site, mailstack)
-    with ImapProxy(mailstack.imap_port, mode=mode, cut_after=400) as proxy:
+    with TcpProxy(mailstack.imap_port, mode=mode, cut_after=400) as proxy:
         set_imap_port(site, proxy.port)
         started = time.monotonic()
         result = audit("poll", "--once", cwd=site, env=ENV, timeout=60)
@@ -599,7 +592,7 @@ def test_imap_connection_lost_mid_fetch_prints_only_one_line(mode: str, tmp_path
     site = smtp_site(tmp_path, mailstack, imap_tls="none", imap_timeout=1)
     body = "".join(f"line {n} of a reply long enough to be cut in the middle\r\n" for n in range(60))
     mailstack.save(AUDIT_T, f"From: {CONTROLLER_T}\r\nTo: {AUDIT_T}\r\nSubject: hello\r\nMessage-ID: <cut.1@client.test>\r\n\r\n{body}".encode())
-    with ImapProxy(mailstack.imap_port, mode=mode, cut_after=400) as proxy:
+    with TcpProxy(mailstack.imap_port, mode=mode, cut_after=400) as proxy:
         set_imap_port(site, proxy.port)
         result = audit("poll", "--once", cwd=site, env=ENV, timeout=60)
         assert proxy.fetch_seen.is_set()
@@ -609,7 +602,7 @@ def test_imap_connection_lost_mid_fetch_prints_only_one_line(mode: str, tmp_path
 
 
 def test_imap_server_that_never_greets_times_out_with_exit_5(tmp_path: Path, mailstack) -> None:
-    with ImapProxy(mailstack.imap_port, mode="silent") as proxy:
+    with TcpProxy(mailstack.imap_port, mode="silent") as proxy:
         site = smtp_site(tmp_path, mailstack, imap_port=proxy.port, imap_tls="none", imap_timeout=2)
         started = time.monotonic()
         result = audit("poll", "--once", cwd=site, env=ENV, timeout=60)
@@ -635,7 +628,7 @@ def test_two_polls_at_once_the_second_exits_8_and_nothing_is_corrupted(tmp_path:
     mailstack.reset()
     site = smtp_site(tmp_path, mailstack, imap_tls="none", imap_timeout=3)
     request_with_replies(site, mailstack)
-    with ImapProxy(mailstack.imap_port, mode="stall") as proxy:
+    with TcpProxy(mailstack.imap_port, mode="stall") as proxy:
         set_imap_port(site, proxy.port)
         first = start_audit("poll", "--once", cwd=site, env=ENV)
         try:
@@ -666,35 +659,8 @@ def test_two_polls_at_once_the_second_exits_8_and_nothing_is_corrupted(tmp_path:
     assert_verifies(site, ENV)
 
 
-class SilentServer:
-    """Accepts TCP connections and never answers (an SMTP server that hangs)."""
-
-    def __init__(self) -> None:
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(16)
-        self.port = self.listener.getsockname()[1]
-        self.connected = threading.Event()
-        self._sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            self._sockets.append(conn)
-            self.connected.set()
-
-    def close(self) -> None:
-        self.listener.close()
-        for s in self._sockets:
-            s.close()
-
-
 def test_two_runs_at_once_the_second_waits_then_exits_8(tmp_path: Path, mailstack) -> None:
-    hang = SilentServer()
+    hang = TcpProxy(mailstack.smtp_port, mode="silent")  # an SMTP server that accepts and never answers
     try:
         site = smtp_site(tmp_path, mailstack, smtp_port=hang.port, smtp_timeout=4)
         first = start_audit("run", "--ledger", str(EXAMPLE_LEDGER), cwd=site, env=ENV)
