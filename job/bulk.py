@@ -28,10 +28,10 @@ review, the request and the database read in chunks.
 from __future__ import annotations
 
 import gc
-import itertools
 import json
 import re
 from collections.abc import Callable, Iterator, Sequence
+from typing import NamedTuple
 
 import polars as pl
 
@@ -253,19 +253,24 @@ class FrameBatch:
         return found
 
     @staticmethod
-    def flagged_rows(flagged: "FlaggedFrame", status: str, request_id: str | None, next_pk: int) -> tuple[pl.Series, Iterator[tuple]]:
-        """What `insert_rows` writes for the flagged rows beyond their ledger columns: their
-        ids, and (flags JSON, note, status, request id, item number, id) per row in id order,
-        made as they are consumed (a large run may flag hundreds of thousands)."""
-        return (flagged.items["pos"].cast(pl.Int64) + next_pk), flagged.row_values(status, request_id, next_pk)
+    def flagged_rows(flagged: "FlaggedFrame", status: str, request_id: str | None, next_pk: int) -> "Outcomes":
+        """What `insert_rows` writes for the flagged rows beyond their ledger columns."""
+        return Outcomes(status, request_id, flagged.row_values(request_id, next_pk))
 
     def insert_rows(self, conn, *, run_id: int, source: str, file_ids: Sequence[int], next_pk: int,
-                    flagged_rows: tuple[pl.Series, Iterator[tuple]], progress: Callable[[int, int], None] | None = None) -> None:
-        """Insert every new row with id `next_pk` plus its position: per block, its clean rows,
-        then its flagged rows with their `flagged_rows` values."""
+                    flagged_rows: "Outcomes", progress: Callable[[int, int], None] | None = None) -> None:
+        """Insert every new row, in id order from `next_pk`: the flagged ones with their
+        `flagged_rows` outcome, the others clean and auto-approved.
+
+        Every row goes through one statement in id order, so SQLite only ever appends. (Rows
+        inserted into gaps left between rows already written split nearly every page: that
+        cost more than the flagged rows' values.) A row's outcome is one bound value: 0 for a
+        clean row, its packed outcome for a flagged one.
+        """
         compact = self.compact
         key_of = {name: compact.key_list[code] for name, code in compact.vendor_code.items()}
-        flagged_ids, marks = flagged_rows
+        pending = iter(flagged_rows.packed)
+        upcoming = next(pending, None)
         done = 0
         enabled = gc.isenabled()
         gc.disable()
@@ -279,28 +284,21 @@ class FrameBatch:
                 for block in blocks:
                     frame = block.load()
                     first_id = next_pk + done
-                    sql, names = _insert_statement(frame, source=source, file_id=file_id, run_id=run_id, first_id=first_id)
-                    frame = frame.with_columns(id=pl.int_range(first_id, first_id + pl.len(), dtype=pl.Int64))
-                    mine = flagged_ids.filter(flagged_ids.is_between(first_id, first_id + frame.height - 1))
+                    sql, names = _insert_statement(frame, source=source, file_id=file_id, run_id=run_id, first_id=first_id,
+                                                   outcomes=flagged_rows)
                     for start in range(0, frame.height, WRITE_BATCH):
                         piece = frame.slice(start, WRITE_BATCH)
-                        if mine.len():
-                            piece = piece.filter(~pl.col("id").is_in(mine.implode()))
-                        conn.executemany(sql, _rows(piece, ("id", *names), key_of))
+                        low = first_id + start
+                        high = low + piece.height
+                        outcome: list = [0] * piece.height
+                        while upcoming is not None and upcoming[0] < high:
+                            outcome[upcoming[0] - low] = upcoming[1]
+                            upcoming = next(pending, None)
+                        columns = _columns(piece, names, key_of)
+                        conn.executemany(sql, zip(range(low, high), *columns, outcome))
                         crash_point("run:inserting")
                         if progress is not None:
-                            progress(done + min(start + WRITE_BATCH, frame.height), self.count)
-                    if mine.len():
-                        values = itertools.islice(marks, mine.len())
-                        flagged_part = frame.filter(pl.col("id").is_in(mine.implode()))
-                        columns = ("source", "txn_id", "date", "amount_minor", "currency", "vendor", "vendor_key", "memo", "account", "line")
-                        details = _rows(flagged_part.with_columns(source=pl.lit(source)), columns, key_of)
-                        conn.executemany(
-                            "INSERT INTO transactions (source, txn_id, date, amount_minor, currency, vendor, vendor_key, memo, account,"
-                            " line, flags, agent_note, status, request_id, item_no, id, ledger_file_id, run_id)"
-                            f" VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,{int(file_id)},{int(run_id)})",
-                            ((*d, *v) for d, v in zip(details, values)),
-                        )
+                            progress(done + start + piece.height, self.count)
                     done += frame.height
                     del frame
         finally:
@@ -448,9 +446,10 @@ class FlaggedFrame:
                 text = ",".join(f"[{no},{json.dumps(t, ensure_ascii=False)}]" for no, t in enumerate(ids.to_list(), start + 1))
             yield ("," if start else "") + text
 
-    def row_values(self, status: str, request_id: str | None, next_pk: int) -> Iterator[tuple]:
-        """(flags JSON, note, status, request id, item number, id) per flagged row, in the
-        order of the ids, made a chunk at a time.
+    def row_values(self, request_id: str | None, next_pk: int) -> Iterator[tuple[int, str]]:
+        """(id, packed outcome) per flagged row, in the order of the ids, made a chunk at a
+        time: the outcome is a JSON object of the row's flags JSON ("f"), note ("n") and item
+        number ("i", null without a request), which `insert_rows` unpacks in SQL.
 
         The flags JSON is what `json.dumps` makes of `_flags` (as the row path writes it),
         built by polars when every text in it is plain ASCII that JSON keeps as it is, and
@@ -467,17 +466,29 @@ class FlaggedFrame:
                  & pl.col("reasons").list.eval(pl.element().str.contains(_PLAIN_JSON).all()).list.first())
         if self.concerns:
             plain = plain & ~pl.col("txn_id").is_in(list(self.concerns))
+        item = pl.col("rank") if request_id else pl.lit(None, pl.UInt32)
         narrow = self.items.select("pos", "txn_id", "codes", "reasons").with_columns(rank=rank)
         for start in range(0, self.count, CHUNK):
             chunk = narrow.slice(start, CHUNK).with_columns(plain=plain, note=note)
             entries = chunk.select("pos", "codes", "reasons").explode(["codes", "reasons"]).select(
                 "pos", entry=pl.lit('{"code": "') + pl.col("codes") + pl.lit('", "reason": "') + pl.col("reasons") + pl.lit('", "by": "rules"}'))
             flags = entries.group_by("pos", maintain_order=True).agg(json=pl.lit("[") + pl.col("entry").str.join(", ") + pl.lit("]"))
-            chunk = chunk.join(flags, on="pos", how="left", maintain_order="left")
-            for pos, t, codes, reasons, rank, is_plain, text, made in chunk.select(
-                    "pos", "txn_id", "codes", "reasons", "rank", "plain", "note", "json").iter_rows():
-                yield (made if is_plain else json.dumps(self._flags(t, codes, reasons)), text, status,
-                       request_id, rank if request_id else None, next_pk + pos)
+            chunk = chunk.join(flags, on="pos", how="left", maintain_order="left").with_columns(
+                packed=pl.when("plain").then(pl.struct(f="json", n="note", i=item).struct.json_encode()))
+            for pos, t, codes, reasons, rank, text, packed in chunk.select(
+                    "pos", "txn_id", "codes", "reasons", "rank", "note", "packed").iter_rows():
+                if packed is None:
+                    packed = json.dumps({"f": json.dumps(self._flags(t, codes, reasons)), "n": text, "i": rank if request_id else None})
+                yield next_pk + pos, packed
+
+
+class Outcomes(NamedTuple):
+    """The flagged rows' outcome for `FrameBatch.insert_rows`: their status and request (the
+    same for all), and (id, packed outcome) per row in id order (`FlaggedFrame.row_values`)."""
+
+    status: str
+    request_id: str | None
+    packed: Iterator[tuple[int, str]]
 
 
 # what json.dumps writes unchanged between quotes: printable ASCII but the quote and the
@@ -527,12 +538,14 @@ def _schema():
     return TXN_SCHEMA
 
 
-def _insert_statement(part: pl.DataFrame, *, source: str, file_id: int, run_id: int, first_id: int) -> tuple[str, list[str]]:
-    """The INSERT for one block's rows, and the columns it binds after the id.
+def _insert_statement(part: pl.DataFrame, *, source: str, file_id: int, run_id: int, first_id: int,
+                      outcomes: Outcomes) -> tuple[str, list[str]]:
+    """The INSERT for one block's rows, and the columns it binds between the id (?1) and the
+    outcome (the last: 0 for a clean row, else the packed outcome of `FlaggedFrame.row_values`).
 
     Binding a value costs more than SQLite spends storing it, so what every row of the
-    block shares is a literal: the source, file, run and the clean row's flags and status
-    always; the date and currency when the block has only one; and the line, as an
+    block shares is a literal: the source, file, run and the flagged rows' status and
+    request always; the date and currency when the block has only one; and the line, as an
     expression of the id, when the lines follow the rows one to one.
     """
     literal: dict[str, str] = {"source": _literal(source), "ledger_file_id": str(int(file_id)), "run_id": str(int(run_id))}
@@ -545,7 +558,16 @@ def _insert_statement(part: pl.DataFrame, *, source: str, file_id: int, run_id: 
     order = ("source", "txn_id", "date", "amount_minor", "currency", "vendor", "vendor_key", "memo", "account", "ledger_file_id", "line", "run_id")
     names = [n for n in order if n not in literal]
     slots = {name: f"?{n}" for n, name in enumerate(names, 2)}
-    values = ", ".join(["?1", *(literal.get(n) or slots[n] for n in order), "'[]'", "''", "'auto_approved'", "NULL", "NULL"])
+    packed = f"?{len(names) + 2}"
+
+    def outcome(clean: str, flagged: str) -> str:
+        return f"CASE WHEN {packed} = 0 THEN {clean} ELSE {flagged} END"
+
+    request = _literal(outcomes.request_id) if outcomes.request_id else "NULL"
+    values = ", ".join(["?1", *(literal.get(n) or slots[n] for n in order),
+                        outcome("'[]'", f"json_extract({packed}, '$.f')"), outcome("''", f"json_extract({packed}, '$.n')"),
+                        outcome("'auto_approved'", _literal(outcomes.status)), outcome("NULL", request),
+                        outcome("NULL", f"json_extract({packed}, '$.i')")])
     sql = (
         "INSERT INTO transactions (id, source, txn_id, date, amount_minor, currency, vendor, vendor_key, memo, account,"
         f" ledger_file_id, line, run_id, flags, agent_note, status, request_id, item_no) VALUES ({values})"
@@ -553,14 +575,14 @@ def _insert_statement(part: pl.DataFrame, *, source: str, file_id: int, run_id: 
     return sql, names
 
 
-def _rows(frame: pl.DataFrame, names: Sequence[str], key_of: dict[str, str]) -> Iterator[tuple]:
-    """`frame`'s values for `names` as tuples (dates as ISO text; `vendor_key` from `key_of`)."""
+def _columns(frame: pl.DataFrame, names: Sequence[str], key_of: dict[str, str]) -> list[list]:
+    """`frame`'s values for `names` as lists (dates as ISO text; `vendor_key` from `key_of`)."""
     read = [n for n in names if n != "vendor_key"]
     columns = frame.select(pl.col("date").dt.to_string("%Y-%m-%d") if n == "date" else pl.col(n) for n in read)
     values = {name: column.to_list() for name, column in zip(read, columns.get_columns())}
     if "vendor_key" in names:
         values["vendor_key"] = [key_of[v] for v in values["vendor"]]
-    return zip(*(values[name] for name in names))
+    return [values[name] for name in names]
 
 
 def _literal(text: str) -> str:
