@@ -56,8 +56,13 @@ def queue_answer(conn, config: Config, inbound: Inbound | None, to: str, request
         pending = pending_views(conn, request_id, limit)
         pending_total = conn.execute(
             "SELECT COUNT(*) FROM transactions WHERE request_id = ? AND status = 'pending'", (request_id,)).fetchone()[0]
+    if recorded_counts is None:
+        recorded_counts = {}
+        for d in recorded:
+            recorded_counts[d["decision"]] = recorded_counts.get(d["decision"], 0) + 1
     recorded_total = len(recorded) if recorded_total is None else recorded_total
-    totals = ", ".join(f"{n:,} {word.replace('_', ' ')}" for word, n in sorted((recorded_counts or {}).items()))
+    recorded = recorded[:limit]
+    totals = ", ".join(f"{n:,} {word.replace('_', ' ')}" for word, n in sorted(recorded_counts.items()))
     if heading_prefix is None:
         heading_prefix = "Recorded: " if recorded else "Could not understand your reply: " if show_grammar else "Not recorded: "
     heading = heading_prefix + subject

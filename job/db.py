@@ -287,6 +287,13 @@ MIGRATIONS: list[str] = [
     DROP INDEX transactions_date;
     CREATE INDEX ledger_files_dates ON ledger_files(last_date, first_date);
     """,
+    # 7: a reply's lookups by request and by approver read an index, not every message and
+    # reply address ever recorded
+    """
+    CREATE INDEX messages_request ON messages(request_id, direction);
+    CREATE INDEX request_tokens_request ON request_tokens(request_id);
+    CREATE INDEX request_tokens_approver ON request_tokens(approver);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

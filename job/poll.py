@@ -330,17 +330,15 @@ def _human_input(db, request_id: str) -> str:
         (request_id,)):
         lines.append(f"[{created}] {sender}: {sanitize_text(text, 2000)}")
     lines.append("Decisions recorded:")
-    counts: dict[str, int] = {}
-    listed = 0
+    # the model reads a bounded list, whatever the request's size, and the totals
     for no, txn_id, decision, reason, approver in db.conn.execute(
         "SELECT d.item_no, COALESCE(t.txn_id, 'run'), d.decision, d.reason, d.approver FROM decisions d"
-        " LEFT JOIN transactions t ON t.id = d.transaction_id WHERE d.request_id = ? ORDER BY d.id", (request_id,)):
-        counts[decision] = counts.get(decision, 0) + 1
-        if listed < HUMAN_INPUT_DECISIONS:  # the model reads a bounded list, whatever the request's size
-            listed += 1
-            lines.append(f"- item {no or 0} {txn_id}: {decision} by {approver}" + (f" ({sanitize_text(reason, 300)})" if reason else ""))
+        " LEFT JOIN transactions t ON t.id = d.transaction_id WHERE d.request_id = ? ORDER BY d.id LIMIT ?",
+        (request_id, HUMAN_INPUT_DECISIONS)):
+        lines.append(f"- item {no or 0} {txn_id}: {decision} by {approver}" + (f" ({sanitize_text(reason, 300)})" if reason else ""))
+    counts = dict(db.conn.execute("SELECT decision, COUNT(*) FROM decisions WHERE request_id = ? GROUP BY decision", (request_id,)))
     total = sum(counts.values())
-    if total > listed:
-        lines.append(f"- ... and {total - listed} more decisions, not listed")
+    if total > HUMAN_INPUT_DECISIONS:
+        lines.append(f"- ... and {total - HUMAN_INPUT_DECISIONS} more decisions, not listed")
         lines.append("Totals: " + ", ".join(f"{n} {word}" for word, n in sorted(counts.items())))
     return "\n".join(lines)

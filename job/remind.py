@@ -86,7 +86,8 @@ def expire_request(conn, config: Config, request_id: str, hours: int) -> None:
     record_decisions(conn, plan, request_id=request_id, approver="(expiry)", decided_at=now_utc(), message_id="")
     conn.execute("UPDATE requests SET status = 'closed', closed_at = ?, expired_at = ? WHERE id = ?", (now_utc(), now_utc(), request_id))
     append_event(conn, "expired", request_id=request_id, detail={"items": [i.txn_id for i in items], "age_hours": hours})
-    recorded = [decision_view(conn, i.pk, "expired", reason, i.no) for i in items]
+    # the notice lists the first `max_listed` items and counts the rest, as a confirmation does
+    recorded = [decision_view(conn, i.pk, "expired", reason, i.no) for i in items[: config.request.max_listed]]
     for approver in request_approvers(conn, request_id):
         queue_answer(conn, config, None, approver, request_id, None, problems=[], show_grammar=False, recorded=recorded,
-                     heading_prefix="Expired: ", kind="expiry")
+                     recorded_total=len(items), recorded_counts={"expired": len(items)}, heading_prefix="Expired: ", kind="expiry")

@@ -278,3 +278,20 @@ def test_a_request_first_polled_after_escalate_after_gets_no_reminder_after_its_
     assert ("Escalated", CFO) in kinds
     first_escalation = kinds.index(("Escalated", CFO))
     assert [k for k in kinds[first_escalation:] if k[0] == "Reminder"] == [], kinds
+
+
+def test_an_expiry_notice_lists_at_most_max_listed_items_and_counts_the_rest(tmp_path: Path) -> None:
+    site = write_site(tmp_path / "site", [CONTROLLER], request={"max_listed": 2}, reminders={"expire_after": "1h"})
+    request_id = run(site)
+    outbox = Outbox(site)
+    outbox.new()
+    flagged = [r["transaction_id"] for r in report_json(site) if r["status"] == "pending"]
+    assert len(flagged) > 2
+    age(site, request_id, 65)
+    result = poll(site)
+    assert f"request {request_id} closed: pending items expired" in result.stdout
+    [notice] = outbox.new()
+    body = plain_body(notice)
+    assert len(re.findall(r"^- item \d+ ", body, re.M)) == 2
+    assert f"... and {len(flagged) - 2} more ({len(flagged)} expired in all)" in body
+    assert all(r["status"] == "expired" for r in report_json(site) if r["transaction_id"] in flagged)
