@@ -16,13 +16,15 @@ review, the request and the database read in chunks.
   the run's transaction.
 - `FrameBatch.screen`: the text rules block by block, the run-wide rules on the compact
   columns with those payments; no database.
-- `FrameBatch.write_extras`, then `insert_rows`, on the run's `db.Writer` thread inside its
-  transaction: the digests and vendors (freeing the compact columns), then every row once,
-  with ids assigned up front: per block, the clean rows as one `executemany` of tuples
-  zipped from column lists (the values every row shares are literals in the statement),
-  then the block's flagged rows with their flags, note, status and item number. The cyclic
-  garbage collector is paused meanwhile: a million short-lived tuples would otherwise
-  trigger it thousands of times.
+- `FrameBatch.insert_rows` on the run's `db.Writer` thread inside its transaction: every
+  row once, with ids assigned up front, per block one `executemany` of tuples zipped from
+  column lists (the values every row shares are literals in the statement; a flagged
+  row's flags, note and item number are one packed value). The cyclic garbage collector
+  is paused meanwhile: a million short-lived tuples would otherwise trigger it thousands
+  of times.
+- `FrameBatch.digests`, made by polars on the main thread while the rows go in (or first,
+  for runs over `DIGESTS_ALONGSIDE_MAX` rows, to free the compact columns before the long
+  insert), then `write_extras`: the digests and the new vendors.
 """
 
 from __future__ import annotations
@@ -39,13 +41,15 @@ from .config import Policy
 from .faults import crash_point
 from .history import (
     PART_SIZE,
+    DigestPart,
     HistoryNeeds,
+    digest_part,
     legacy_payments,
     load_past_payments,
     read_digests,
     vendor_hash,
     window_days,
-    write_digest_arrays,
+    write_digests,
 )
 from .ingest import currency_exponent, format_amount
 from .ingest_fast import PY_WHITESPACE, Block, FrameLedger
@@ -57,6 +61,7 @@ from .screen_frame import Compact, combine, row_hits, rule_hits
 __all__ = ["FrameBatch", "FlaggedFrame", "WRITE_BATCH"]
 
 WRITE_BATCH = 100_000  # rows turned into Python values at a time
+DIGESTS_ALONGSIDE_MAX = 2_000_000  # see FrameBatch.digests_first
 CHUNK = 50_000  # flagged rows turned into Python values at a time
 LOOKUP_CHUNK = 500
 _DETAILS = ["txn_id", "date", "amount_minor", "currency", "vendor", "memo"]
@@ -68,6 +73,10 @@ class FrameBatch:
     def __init__(self, parts: list[tuple[FrameLedger, list[Block]]]) -> None:
         self.parts = parts
         self.count = sum(b.rows for _, blocks in parts for b in blocks)
+        # Up to this size the digests are made on the run's main thread while the rows go
+        # in (the compact rows they come from, about 25 bytes a row, stay meanwhile); above
+        # it, before the insert, so that memory is freed first.
+        self.digests_first = self.count > DIGESTS_ALONGSIDE_MAX
         self.compact: Compact | None = None
         self._names: list[str] | None = None
 
@@ -306,25 +315,14 @@ class FrameBatch:
             if enabled:
                 gc.enable()
 
-    def write_extras(self, conn, *, run_id: int, next_pk: int) -> None:
-        """The run's payment digests and its new vendors (after `screen`, which uses the
-        compact rows these are made from; they are freed here, and `insert_rows` keeps only
-        the vendor keys)."""
-        compact = self.compact
-        self._write_digests(conn, run_id, next_pk)
-        compact.frame = None
-        key_of = {name: compact.key_list[code] for name, code in compact.vendor_code.items()}
-        names: dict[str, str] = {}
-        for name in self._vendor_names():
-            names.setdefault(key_of[name], name)
-        conn.executemany("INSERT OR IGNORE INTO vendors (vendor_key, name, first_run_id) VALUES (?,?,?)",
-                         [(key, name, run_id) for key, name in names.items()])
-
-    def _write_digests(self, conn, run_id: int, next_pk: int) -> None:
-        """`history.write_digests` for the compact rows, one part of `PART_SIZE` rows at a time."""
+    def digests(self, next_pk: int) -> list[DigestPart]:
+        """`history.digest_parts` for the compact rows, one part of `PART_SIZE` rows at a
+        time, made by polars; then the compact rows, which nothing needs after this, are
+        freed. Pure: a run makes these on its main thread while the rows go in."""
         compact = self.compact
         hashes = dict(enumerate(vendor_hash(key) for key in compact.key_list))
         base = compact.frame
+        parts = []
         groups = base.select("day", "cur").unique().sort("day", "cur").rows()
         for day, cur in groups:
             rows = base if len(groups) == 1 else base.filter((pl.col("day") == day) & (pl.col("cur") == cur))
@@ -333,8 +331,21 @@ class FrameBatch:
                     vh=pl.col("vkey").replace_strict(hashes, return_dtype=pl.Int64), amount="amount",
                     pk=(pl.col("row").cast(pl.Int64) + next_pk),
                 ).sort("vh", "amount", "pk")
-                write_digest_arrays(conn, run_id, self._day(day), compact.currencies[cur], part, _ints(chunk["vh"]),
-                                    _ints(chunk["amount"]), _ints(chunk["pk"]), chunk.height)
+                parts.append(digest_part(self._day(day), compact.currencies[cur], part, _ints(chunk["vh"]),
+                                         _ints(chunk["amount"]), _ints(chunk["pk"]), chunk.height))
+        compact.frame = None
+        return parts
+
+    def write_extras(self, conn, *, run_id: int, digests: Sequence[DigestPart]) -> None:
+        """The run's new vendors (by the first name seen) and its payment digests."""
+        compact = self.compact
+        key_of = {name: compact.key_list[code] for name, code in compact.vendor_code.items()}
+        names: dict[str, str] = {}
+        for name in self._vendor_names():
+            names.setdefault(key_of[name], name)
+        conn.executemany("INSERT OR IGNORE INTO vendors (vendor_key, name, first_run_id) VALUES (?,?,?)",
+                         [(key, name, run_id) for key, name in names.items()])
+        write_digests(conn, run_id, digests)
 
 
 class FlaggedFrame:

@@ -23,6 +23,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import NamedTuple
 
 from .screen import PastPayment
 
@@ -35,6 +36,9 @@ __all__ = [
     "load_past_payments",
     "legacy_payments",
     "recent_payments",
+    "DigestPart",
+    "digest_part",
+    "digest_parts",
     "write_digests",
     "window_days",
 ]
@@ -199,32 +203,51 @@ def recent_payments(conn, needs: HistoryNeeds, vendor_keys: Mapping[int, str]) -
     return legacy_payments(conn, needs, vendor_keys) + load_past_payments(conn, candidates)
 
 
-def write_digests(conn, run_id: int, payments: Iterable[tuple[str, str, int, int, int]]) -> int:
-    """Record this run's payments: (day, currency, vendor hash, amount, transaction id).
+class DigestPart(NamedTuple):
+    """One `payment_digests` row, ready to write: a day's payments in one currency, or a
+    part of `PART_SIZE` of them, packed as little-endian int64 arrays sorted by (vendor
+    hash, amount, id)."""
+
+    day: str
+    currency: str
+    part: int
+    count: int
+    hashes: bytes
+    amounts: bytes
+    ids: bytes
+
+
+def digest_parts(payments: Iterable[tuple[str, str, int, int, int]]) -> list[DigestPart]:
+    """A run's payments, (day, currency, vendor hash, amount, transaction id), as digest rows.
 
     Per day and currency, in parts of `PART_SIZE` payments in the order given, each part
     sorted by (vendor hash, amount, id): so a part can be built from its own rows alone.
+    Pure: a run makes these while its rows are being inserted.
     """
     groups: dict[tuple[str, str], list[tuple[int, int, int]]] = {}
     for day, currency, vh, amount, pk in payments:
         groups.setdefault((day, currency), []).append((vh, amount, pk))
-    rows = 0
+    parts = []
     for (day, currency), entries in sorted(groups.items()):
         for part, start in enumerate(range(0, len(entries), PART_SIZE)):
             chunk = sorted(entries[start : start + PART_SIZE])
-            write_digest_arrays(conn, run_id, day, currency, part, (e[0] for e in chunk), (e[1] for e in chunk), (e[2] for e in chunk), len(chunk))
-            rows += 1
-    return rows
+            parts.append(digest_part(day, currency, part, (e[0] for e in chunk), (e[1] for e in chunk), (e[2] for e in chunk), len(chunk)))
+    return parts
 
 
-def write_digest_arrays(conn, run_id: int, day: str, currency: str, part: int, hashes: Iterable[int], amounts: Iterable[int],
-                        ids: Iterable[int], count: int) -> None:
-    """One digest row from arrays already sorted by (vendor hash, amount)."""
-    conn.execute(
+def digest_part(day: str, currency: str, part: int, hashes: Iterable[int], amounts: Iterable[int], ids: Iterable[int],
+                count: int) -> DigestPart:
+    """One digest row from arrays already sorted by (vendor hash, amount, id)."""
+    return DigestPart(day, currency, part, count, _to_blob(hashes), _to_blob(amounts), _to_blob(ids))
+
+
+def write_digests(conn, run_id: int, parts: Iterable[DigestPart]) -> int:
+    """Record a run's digest rows; returns how many."""
+    rows = [(run_id, p.day, p.currency, p.part, p.count, p.hashes, p.amounts, p.ids) for p in parts]
+    conn.executemany(
         "INSERT INTO payment_digests (run_id, date, currency, part, payments, vendor_hashes, amounts, transaction_ids)"
-        " VALUES (?,?,?,?,?,?,?,?)",
-        (run_id, day, currency, part, count, _to_blob(hashes), _to_blob(amounts), _to_blob(ids)),
-    )
+        " VALUES (?,?,?,?,?,?,?,?)", rows)
+    return len(rows)
 
 
 def history_needs(

@@ -30,7 +30,7 @@ from .config import Config, Policy
 from .faults import crash_point
 from .db import Writer, now_utc, transaction
 from .errors import ConfigError
-from .history import history_needs, recent_payments, vendor_hash, write_digests
+from .history import DigestPart, digest_parts, history_needs, recent_payments, vendor_hash, write_digests
 from .ingest import Ledger, LedgerFormat, Transaction, format_amount, read_ledger
 from .outbox import FlushResult, flush_outbox, queue_message
 from .request import RequestItem, attachment_name, build_request_copies, items_attachment
@@ -126,6 +126,8 @@ def unseen_ledgers(conn, ledgers: Sequence) -> Iterator[tuple[object, bool]]:
 class ListBatch:
     """The new rows of a run read by `ingest`: per chosen ledger, its list of transactions."""
 
+    digests_first = True  # its writes happen inline, in the order submitted
+
     def __init__(self, parts: list[tuple[Ledger, list[Transaction]]]) -> None:
         self.parts = parts
         self.fresh = [tx for _, txs in parts for tx in txs]
@@ -209,22 +211,27 @@ class ListBatch:
             conn.executemany(INSERT_TRANSACTION, rows)
             crash_point("run:inserting")
 
-    def write_extras(self, conn, *, run_id: int, next_pk: int) -> None:
-        """The new vendors and the run's payment digests."""
+    def digests(self, next_pk: int) -> list[DigestPart]:
+        """The run's payment digests (pure: made while the rows go in)."""
         hashes: dict[str, int] = {}
-        first_names: dict[str, str] = {}
-        digest_rows: list[tuple[str, str, int, int, int]] = []
+        rows: list[tuple[str, str, int, int, int]] = []
         for pk, tx in enumerate(self.fresh, next_pk):
             key = normalize_vendor(tx.vendor)
             if key not in hashes:
                 hashes[key] = vendor_hash(key)
-                first_names[key] = tx.vendor
-            digest_rows.append((tx.date, tx.currency, hashes[key], tx.amount_minor, pk))
+            rows.append((tx.date, tx.currency, hashes[key], tx.amount_minor, pk))
+        return digest_parts(rows)
+
+    def write_extras(self, conn, *, run_id: int, digests: Sequence[DigestPart]) -> None:
+        """The new vendors (by first name seen) and the run's payment digests."""
+        first_names: dict[str, str] = {}
+        for tx in self.fresh:
+            first_names.setdefault(normalize_vendor(tx.vendor), tx.vendor)
         conn.executemany(
             "INSERT OR IGNORE INTO vendors (vendor_key, name, first_run_id) VALUES (?,?,?)",
             [(key, name, run_id) for key, name in first_names.items()],
         )
-        write_digests(conn, run_id, digest_rows)
+        write_digests(conn, run_id, digests)
 
 
 class FlaggedList:
@@ -530,13 +537,15 @@ async def _run_audit(db, config: Config, ledgers: Sequence, *, reviewer: str, ru
         writer = Writer(conn, background=large)
         draft = None
         try:
-            # the digests first: they free the compact rows the rules used before the long insert
-            writer.submit(batch.write_extras, run_id=run_id, next_pk=next_pk)
+            if batch.digests_first:  # made before the long insert, which frees the rows they are made from
+                writer.submit(batch.write_extras, run_id=run_id, digests=batch.digests(next_pk))
             writer.submit(batch.insert_rows, run_id=run_id, source=source, file_ids=file_ids, next_pk=next_pk,
                           flagged_rows=marks, progress=progress.update if progress else None)
             if request_id:  # composed while the rows go in
                 draft = _draft_request(config, request_id, run_id, flagged, review.summary, result.reviewer,
                                        fresh_count - flagged.count, [l.name for l, _ in chosen])
+            if not batch.digests_first:  # made while the rows go in, written after them
+                writer.submit(batch.write_extras, run_id=run_id, digests=batch.digests(next_pk))
         except BaseException:
             writer.close(cancel=True)
             raise

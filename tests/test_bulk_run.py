@@ -311,3 +311,35 @@ def test_a_long_request_event_digests_the_same_list_on_both_paths(tmp_path: Path
         assert any('"' in t for _, t in pairs) == odd_ids
         digests.append(detail["items_sha256"])
     assert digests[0] == digests[1]
+
+
+@pytest.mark.parametrize("digests_first", [False, True], ids=["digests-alongside", "digests-first"])
+def test_digests_made_before_or_while_the_rows_go_in_record_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                      digests_first: bool) -> None:
+    """Runs over DIGESTS_ALONGSIDE_MAX rows make their digests before the insert; the rest
+    while it runs. Either way a second night finds the first night's duplicates."""
+    import asyncio
+
+    from job import bulk
+    from job.config import load_config
+    from job.db import open_db
+    from job.run import prepare_rules, read_ledgers, run_audit
+
+    nights = [generated(tmp_path / "n1.csv", 1200, seed=21), generated(tmp_path / "n2.csv", 1200, seed=21, prefix="H")]
+    rows_site = site(tmp_path / "rows", large=False)
+    for ledger in nights:
+        assert audit("run", "--ledger", str(ledger), cwd=rows_site).returncode == 0
+    folder = site(tmp_path / "columns", large=True)
+    config = load_config(folder / "audit.toml")
+    monkeypatch.setattr(bulk, "DIGESTS_ALONGSIDE_MAX", 0 if digests_first else 10**9)
+    for ledger in nights:
+        ledgers = read_ledgers(config, [ledger])
+        assert ledgers[0].blocks and ledgers[0].blocks[0].rows == 1200
+        db = open_db(config.db)
+        asyncio.run(run_audit(db, config, ledgers, reviewer=config.llm.describe(), rules=prepare_rules(config)))
+        db.conn.close()
+    expected, got = recorded(rows_site), recorded(folder)
+    assert got["digests"] == expected["digests"] and got["transactions"] == expected["transactions"]
+    second_night = [row for row in got["transactions"] if row[2].startswith("H-")]
+    # the first night's payments were found through the digests: reasons name them
+    assert any("duplicate_payment" in row[13] and re.search(r"G-\d{5}", row[13]) for row in second_night)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from helpers import audit, report_json, write_config
 from job.db import MIGRATIONS, open_db, split_sql, transaction
-from job.history import HistoryNeeds, find_candidates, read_digests, recent_payments, vendor_hash, write_digests
+from job.history import HistoryNeeds, find_candidates, digest_parts, read_digests, recent_payments, vendor_hash, write_digests
 
 HEADER = "id,date,amount,currency,vendor,memo,account\n"
 
@@ -86,13 +86,13 @@ def test_digests_are_read_only_for_the_window(tmp_path: Path) -> None:
     db = open_db(tmp_path / "audit.db")
     with transaction(db) as conn:
         conn.execute("INSERT INTO runs (id, started_at, mode, reviewer) VALUES (1, 'now', 'flagged', 'r')")
-        write_digests(conn, 1, [
+        write_digests(conn, 1, digest_parts([
             ("2026-11-01", "USD", vendor_hash("acme"), 100, 1),
             ("2026-11-20", "USD", vendor_hash("acme"), 100, 2),
             ("2026-11-20", "USD", vendor_hash("acme"), 50, 3),
             ("2026-11-20", "EUR", vendor_hash("acme"), 100, 4),
             ("2026-11-20", "USD", vendor_hash("initech"), 100, 5),
-        ])
+        ]))
     digests = list(read_digests(db.conn, "2026-11-17", "2026-11-23"))
     assert [(d.day, d.currency, len(d.amounts)) for d in digests] == [("2026-11-20", "EUR", 1), ("2026-11-20", "USD", 3)]
     needs = HistoryNeeds(duplicates={(vendor_hash("acme"), "USD", 100)}, duplicate_days=("2026-11-17", "2026-11-23"),
