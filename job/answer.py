@@ -7,7 +7,7 @@ was committed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from .auditlog import head_hash
 from .config import Config
@@ -15,7 +15,7 @@ from .db import now_utc
 from .ingest import format_amount_display
 from .message import Inbound, compose, message_id_for, new_token, render, reply_address_for, sanitize_text
 from .outbox import queue_message
-from .request import RequestItem, attachment_name, build_request_copies, items_attachment
+from .request import RequestItem, attachment_name, build_request_copies, fit_attachment, items_attachment
 
 __all__ = ["queue_answer", "queue_request_copies", "pending_views", "decision_view", "pending_request_items"]
 
@@ -86,16 +86,20 @@ def queue_answer(conn, config: Config, inbound: Inbound | None, to: str, request
     return plain
 
 
-def pending_request_items(conn, request_id: str) -> list[RequestItem]:
+def request_items(conn, request_id: str, *, pending_only: bool = True) -> Iterator[RequestItem]:
+    """A request's items in item order, as its email and attachment number them (those
+    still pending, or all of them), read as they are used."""
     import json
 
-    items = []
+    status = " AND status = 'pending'" if pending_only else ""
     for no, txn_id, date, vendor, amount, currency, memo, flags, note in conn.execute(
         "SELECT item_no, txn_id, date, vendor, amount_minor, currency, memo, flags, agent_note FROM transactions"
-        " WHERE request_id = ? AND status = 'pending' ORDER BY item_no", (request_id,)):
-        reasons = tuple(f["reason"] for f in json.loads(flags))
-        items.append(RequestItem(no, txn_id, date, vendor, amount, currency, memo, reasons, note))
-    return items
+        f" WHERE request_id = ?{status} ORDER BY item_no", (request_id,)):
+        yield RequestItem(no, txn_id, date, vendor, amount, currency, memo, tuple(f["reason"] for f in json.loads(flags)), note)
+
+
+def pending_request_items(conn, request_id: str) -> list[RequestItem]:
+    return list(request_items(conn, request_id))
 
 
 def queue_request_copies(conn, config: Config, request_id: str, approvers: Sequence[str], *, kind: str, notice: str) -> list[str]:
@@ -108,8 +112,10 @@ def queue_request_copies(conn, config: Config, request_id: str, approvers: Seque
     items = pending_request_items(conn, request_id)
     listed = items[: config.request.max_listed]
     extra = items_attachment(attachment_name(ledger_names, run_id), items) if len(items) > len(listed) else None
+    extra, withheld = fit_attachment(extra, config.request.max_attachment_bytes)
     copies = build_request_copies(
         request_id=request_id, run_id=run_id, listed=listed, total=len(items), attachment=extra, approvers=approvers, auto_approved=auto_approved, ledger_names=ledger_names,
+        withheld=withheld, withheld_limit=config.request.max_attachment_bytes,
         reviewer=reviewer, summary=review_summary, from_address=config.mail.from_address,
         reply_address=config.mail.reply_address, notice=notice, subject=f"{notice.split(':')[0]}: {subject}",
         thread=lambda approver: _original_thread(conn, request_id, approver),

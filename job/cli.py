@@ -123,6 +123,12 @@ def run(
         typer.echo(f"audit: warning: a later export repeats these ids with different data (kept the first): {ids}", err=True)
     if result.request_id:
         typer.echo(f"request {result.request_id} queued for {', '.join(result.recipients)}")
+    if result.attachment_withheld:
+        from .request import megabytes
+
+        typer.echo(f"audit: warning: the list of {result.flagged:,} flagged items ({megabytes(result.attachment_withheld)}) is over"
+                   f" [request] max_attachment_bytes ({megabytes(settings.request.max_attachment_bytes)}), so the request"
+                   f" does not attach it; 'audit items {result.request_id}' exports it", err=True)
     _report_sending(result.sent, settings, database)
 
 
@@ -232,6 +238,29 @@ def report(
         return
     count = write_report_file(database, out, format, since=first, until=last)
     typer.echo(f"wrote {count} row(s) to {out}; audit log head {head_hash(database.conn)} (also in {out}.manifest.json)", err=True)
+
+
+@app.command()
+@guarded
+def items(
+    request_id: str = typer.Argument(..., help="The request's id (as the email ends), or a unique beginning of it."),
+    pending: bool = typer.Option(False, "--pending", help="Only the items still pending."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write here instead of stdout."),
+    config: Optional[Path] = ConfigOption,
+    db: Optional[Path] = DbOption,
+) -> None:
+    """Export a request's items as the CSV its email attaches: numbered as in replies, exact amounts."""
+    from .db import open_db
+    from .report import find_request, write_items, write_items_file
+
+    settings = _setup(config, db)
+    database = open_db(settings.db, create=False)
+    found = find_request(database.conn, request_id)
+    if out is None:
+        write_items(database.conn, sys.stdout, found, pending_only=pending)
+        return
+    count = write_items_file(database.conn, out, found, pending_only=pending)
+    typer.echo(f"wrote {count} item(s) of request {found} to {out}", err=True)
 
 
 @app.command()

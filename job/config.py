@@ -182,6 +182,7 @@ class LedgerSettings:
 @dataclass(frozen=True, slots=True)
 class RequestSettings:
     max_listed: int = 50  # items shown in an email; every item is in the attached CSV when there are more
+    max_attachment_bytes: int = 7_000_000  # a bigger (zipped) CSV is left out; `audit items` exports it
 
 
 @dataclass(frozen=True, slots=True)
@@ -460,7 +461,8 @@ def build_config(data: dict[str, Any], *, base: Path, where: str) -> Config:
     sender_auth = SenderAuth(authserv_ids=tuple(a.strip().lower() for a in auth_t.strings("authserv_ids", ()) if a.strip()))
     auth_t.finish()
     req_t = top.table("request")
-    request = RequestSettings(max_listed=req_t.integer("max_listed", 50, minimum=1, maximum=10_000))
+    request = RequestSettings(max_listed=req_t.integer("max_listed", 50, minimum=1, maximum=10_000),
+                              max_attachment_bytes=req_t.integer("max_attachment_bytes", 7_000_000, minimum=0))
     req_t.finish()
     rem_t = top.table("reminders")
     durations = {}
@@ -663,6 +665,10 @@ max_listed = 50                      # the request email lists the most importan
                                      # largest amount) up to this many; when there are more, every item, numbered,
                                      # is in the attached CSV, and replies may use any number or id from it.
                                      # Confirmations list at most this many decisions and pending items too.
+max_attachment_bytes = 7000000       # that CSV (zipped above 5 MB) is attached up to this size; base64 makes it
+                                     # a third bigger in the message, and relays refuse mail over their limit
+                                     # (often 10 MB). A bigger list is left out and the email says how to get
+                                     # it: `audit items REQUEST_ID`. Replies may still use its numbers and ids.
 
 [reminders]                          # for requests nobody answers; "" turns a step off
 remind_after = "24h"                 # remind the approvers in the same thread, listing what is pending

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from typing import IO
 
 from .auditlog import head_hash
 from .db import now_utc
@@ -22,7 +23,8 @@ from .errors import InputError
 from .ingest import format_amount
 from .outbox import unsent_messages
 
-__all__ = ["REPORT_FIELDS", "report_query", "iter_report_rows", "write_report", "write_report_file", "collect_status", "parse_day"]
+__all__ = ["REPORT_FIELDS", "report_query", "iter_report_rows", "write_report", "write_report_file", "collect_status", "parse_day",
+           "find_request", "write_items", "write_items_file"]
 
 REPORT_FIELDS = (
     "transaction_id", "date", "vendor", "amount", "currency", "memo", "flags",
@@ -119,6 +121,49 @@ def write_report_file(db, out: Path, fmt: str, *, since: str | None = None, unti
         for leftover in (tmp, manifest.with_name(manifest.name + ".tmp")):
             leftover.unlink(missing_ok=True)
         raise InputError(f"{out}: cannot write the report: {exc.strerror or exc}") from exc
+    return count
+
+
+def find_request(conn, given: str) -> str:
+    """The id of the request `given` names: in full, or by a unique beginning of 6 or more characters."""
+    text = given.strip().lower()
+    if len(text) < 6 or not all(c in "0123456789abcdef" for c in text):
+        raise InputError(f"request {given!r}: give the id the request email ends with (32 hexadecimal digits)")
+    found = [r for (r,) in conn.execute("SELECT id FROM requests WHERE id >= ? AND id < ? ORDER BY id LIMIT 2", (text, text + "g"))]
+    if not found:
+        raise InputError(f"request {given}: no such request in this audit database")
+    if len(found) > 1:
+        raise InputError(f"request {given}: more than one request begins with this; give more of the id")
+    return found[0]
+
+
+def write_items(conn, out: IO[str], request_id: str, *, pending_only: bool = False) -> int:
+    """A request's items as its email's CSV attachment (`request.write_items_csv`); how many."""
+    from .answer import request_items
+    from .request import write_items_csv
+
+    count = 0
+
+    def counted():
+        nonlocal count
+        for item in request_items(conn, request_id, pending_only=pending_only):
+            count += 1
+            yield item
+
+    write_items_csv(out, counted())
+    return count
+
+
+def write_items_file(conn, out: Path, request_id: str, *, pending_only: bool = False) -> int:
+    """`write_items` to a file, atomically: never half a list."""
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as handle:
+            count = write_items(conn, handle, request_id, pending_only=pending_only)
+        tmp.replace(out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise InputError(f"{out}: cannot write the items: {exc.strerror or exc}") from exc
     return count
 
 

@@ -8,6 +8,8 @@ for servers without plus-addressing). Only a hash of each token is stored.
 However many items are flagged it is one email: the body lists the first `max_listed`
 items (the caller ranks them by risk, then amount) and, when there are more, every item
 is in an attached CSV with its number, so "approve 51-400" or an id from the file works.
+A list too big to attach (`max_attachment_bytes`, zipped) is left out and the email says
+how to get it (`audit items`); its numbers and ids work in replies all the same.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from .message import compose, hash_token, message_id_for, new_token, render, rep
 
 __all__ = [
     "RequestItem", "ApproverCopy", "build_request_copies", "item_view", "write_items_csv", "attachment_name",
-    "items_attachment", "csv_attachment", "CSV_FIELDS",
+    "items_attachment", "csv_attachment", "fit_attachment", "CSV_FIELDS",
 ]
 
 CSV_FIELDS = ("no", "id", "date", "vendor", "amount", "currency", "memo", "reasons", "note")
@@ -144,6 +146,22 @@ def csv_attachment(name: str, write: Callable[[IO[bytes]], None]) -> tuple[str, 
         return name + ".zip", out.getvalue()
 
 
+def fit_attachment(attachment: tuple[str, str | bytes] | None, limit: int) -> tuple[tuple[str, str | bytes] | None, int]:
+    """(the attachment, 0) when it is at most `limit` bytes, else (None, its size): a mail
+    relay refuses a message over its size limit, every night again, and base64 makes an
+    attachment a third bigger in the message."""
+    if attachment is None:
+        return None, 0
+    data = attachment[1]
+    size = len(data) if isinstance(data, bytes) else len(data.encode("utf-8"))
+    return (attachment, 0) if size <= limit else (None, size)
+
+
+def megabytes(size: int) -> str:
+    """A size as people read it: 68.2 MB, 20 kB."""
+    return f"{size / 1e6:,.1f} MB" if size >= 1_000_000 else f"{max(1, round(size / 1e3)):,} kB"
+
+
 def build_request_copies(
     *,
     request_id: str,
@@ -161,9 +179,13 @@ def build_request_copies(
     notice: str = "",
     subject: str | None = None,
     thread: Callable[[str], Sequence[str]] | None = None,
+    withheld: int = 0,
+    withheld_limit: int = 0,
 ) -> list[ApproverCopy]:
     """One message per approver, each with a fresh token, listing `listed` (the first items)
-    of `total`, with `attachment` (from `items_attachment`) when there are more.
+    of `total`, with `attachment` (from `items_attachment`) when there are more; or, when
+    `fit_attachment` left it out (`withheld`: its size; `withheld_limit`: the limit), a
+    note that `audit items` exports it.
 
     `notice` heads a reminder or escalation; `thread(approver)` names the Message-IDs the
     copy follows up, so mail clients keep it in the approver's original thread.
@@ -187,6 +209,8 @@ def build_request_copies(
             total=total,
             more=more,
             attachment=attachments[0][0] if attachments else "",
+            withheld=megabytes(withheld) if withheld and more > 0 else "",
+            withheld_limit=megabytes(withheld_limit),
             auto_approved=auto_approved,
             ledger_names=names,
             reviewer=reviewer,

@@ -33,7 +33,7 @@ from .errors import ConfigError
 from .history import DigestPart, digest_parts, history_needs, recent_payments, vendor_hash, write_digests
 from .ingest import Ledger, LedgerFormat, Transaction, format_amount, read_ledger
 from .outbox import FlushResult, flush_outbox, queue_message
-from .request import RequestItem, attachment_name, build_request_copies, items_attachment
+from .request import RequestItem, attachment_name, build_request_copies, fit_attachment, items_attachment
 from .screen import Flag, PastPayment, Screening, normalize_vendor, screen_transactions, structuring_band
 
 __all__ = ["RunResult", "LedgerOutcome", "read_ledgers", "run_audit", "load_known_vendors", "ledger_format", "find_history", "prepare_rules"]
@@ -64,6 +64,7 @@ class RunResult:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     recipients: tuple[str, ...] = ()
+    attachment_withheld: int = 0  # size of the item list left out of the request as too big to attach
     refused: list[str] = field(default_factory=list)
     sent: FlushResult | None = None
 
@@ -542,7 +543,7 @@ async def _run_audit(db, config: Config, ledgers: Sequence, *, reviewer: str, ru
             writer.submit(batch.insert_rows, run_id=run_id, source=source, file_ids=file_ids, next_pk=next_pk,
                           flagged_rows=marks, progress=progress.update if progress else None)
             if request_id:  # composed while the rows go in
-                draft = _draft_request(config, request_id, run_id, flagged, review.summary, result.reviewer,
+                draft = _draft_request(config, request_id, run_id, flagged, review.summary, result,
                                        fresh_count - flagged.count, [l.name for l, _ in chosen])
             if not batch.digests_first:  # made while the rows go in, written after them
                 writer.submit(batch.write_extras, run_id=run_id, digests=batch.digests(next_pk))
@@ -627,15 +628,18 @@ def _review_item(s: Screening):
     )
 
 
-def _draft_request(config: Config, request_id: str, run_id: int, flagged, review_summary: str, reviewer: str,
+def _draft_request(config: Config, request_id: str, run_id: int, flagged, review_summary: str, result: RunResult,
                    auto_approved: int, names: list[str]) -> list:
-    """The request's copies, one per approver (composed without the database)."""
+    """The request's copies, one per approver (composed without the database); a list too
+    big to attach is noted in `result.attachment_withheld` (its size)."""
     listed = list(itertools.islice(flagged.request_items(), config.request.max_listed))
     attachment = flagged.attachment(attachment_name(names, run_id)) if flagged.count > len(listed) else None
+    attachment, result.attachment_withheld = fit_attachment(attachment, config.request.max_attachment_bytes)
     return build_request_copies(
         request_id=request_id, run_id=run_id, listed=listed, total=flagged.count, attachment=attachment,
+        withheld=result.attachment_withheld, withheld_limit=config.request.max_attachment_bytes,
         approvers=config.approvers, auto_approved=auto_approved, ledger_names=names,
-        reviewer=reviewer, summary=review_summary,
+        reviewer=result.reviewer, summary=review_summary,
         from_address=config.mail.from_address, reply_address=config.mail.reply_address,
     )
 

@@ -155,3 +155,61 @@ def test_a_csv_too_big_for_mail_servers_is_attached_zipped() -> None:
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         assert archive.namelist() == ["flagged-items-x.csv"]
         assert archive.read("flagged-items-x.csv").decode("utf-8") == big
+
+
+@pytest.mark.parametrize("large", [False, True], ids=["row-reader", "column-reader"])
+def test_audit_items_exports_the_attachment_byte_for_byte(tmp_path: Path, large: bool) -> None:
+    write_config(tmp_path / "audit.toml", {"db": "audit.db"},
+                 policy={"known_vendors": ["Acme Office Supply", "=HYPERLINK(\"http://x\")"]}, request={"max_listed": 10},
+                 ledger={"large_file_bytes": 0 if large else 10**12})
+    assert audit("run", "--ledger", str(write_ledger(tmp_path)), cwd=tmp_path).returncode == 0
+    [request] = maildir_messages(tmp_path / "var" / "mail" / "outbox")
+    request_id = re.search(r"Request ([0-9a-f]{32})", plain_body(request)).group(1)
+    _, attached = attachment(request)
+    result = audit("items", request_id, "--out", "items.csv", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"wrote {FLAGGED} item(s) of request {request_id} to items.csv" in result.stderr
+    assert (tmp_path / "items.csv").read_bytes().decode("utf-8") == attached
+    # to stdout, by a unique beginning of the id, and only what is still pending once some are decided
+    drop_reply(tmp_path / "var" / "mail", build_reply(request, "approve 1-1000", sender="controller@example.com"))
+    assert audit("poll", "--once", cwd=tmp_path).returncode == 0
+    pending = audit("items", request_id[:8], "--pending", cwd=tmp_path)
+    assert pending.returncode == 0, pending.stderr
+    rows = list(csv.DictReader(io.StringIO(pending.stdout.lstrip("\ufeff"))))
+    assert [int(r["no"]) for r in rows] == list(range(1001, FLAGGED + 1))
+
+
+def test_audit_items_refuses_an_unknown_or_malformed_request_in_one_line(site: Path) -> None:
+    for given, line in (
+        ("0123456789abcdef0123456789abcdef", "request 0123456789abcdef0123456789abcdef: no such request in this audit database"),
+        ("nothex", "request 'nothex': give the id the request email ends with (32 hexadecimal digits)"),
+        ("abc", "request 'abc': give the id the request email ends with (32 hexadecimal digits)"),
+    ):
+        result = audit("items", given, cwd=site)
+        assert (result.returncode, result.stdout, result.stderr.splitlines()) == (4, "", [f"audit: error: {line}"])
+
+
+def test_a_list_too_big_to_attach_is_left_out_and_the_email_says_how_to_get_it(tmp_path: Path) -> None:
+    write_config(tmp_path / "audit.toml", {"db": "audit.db"},
+                 policy={"known_vendors": ["Acme Office Supply", "=HYPERLINK(\"http://x\")"]},
+                 request={"max_listed": 10, "max_attachment_bytes": 20_000})
+    result = audit("run", "--ledger", str(write_ledger(tmp_path)), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    [request] = maildir_messages(tmp_path / "var" / "mail" / "outbox")
+    request_id = re.search(r"Request ([0-9a-f]{32})", plain_body(request)).group(1)
+    assert list(request.iter_attachments()) == []
+    body = plain_body(request)
+    assert "All 1,100, numbered, with exact amounts, make a list too large to attach (192 kB;" in body
+    assert "this setup attaches at most 20 kB). Whoever runs the audit can export it with" in body
+    assert f'the command "audit items {request_id}". Its numbers and ids work in your reply.' in body
+    assert "... and 1,090 more, numbered 11 to 1100, in the full list." in body
+    assert "To approve a range from the full list, write:  approve 11-1100" in body
+    assert f"audit items {request_id}" in html_body(request)
+    assert (f"audit: warning: the list of 1,100 flagged items (192 kB) is over [request] max_attachment_bytes (20 kB),"
+            f" so the request does not attach it; 'audit items {request_id}' exports it") in result.stderr
+    # the instructions, quoted back, decide nothing; numbers only in the full list still work
+    assert parse_commands(body, row_count=FLAGGED, known_ids=[f"F-{n:04d}" for n in range(1, FLAGGED + 1)]).commands == ()
+    drop_reply(tmp_path / "var" / "mail", build_reply(request, "approve 1000-1100", sender="controller@example.com"))
+    assert audit("poll", "--once", cwd=tmp_path).returncode == 0
+    decided = {r["transaction_id"]: r["status"] for r in report_json(tmp_path) if r["status"] == "approved"}
+    assert len(decided) == 101
