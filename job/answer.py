@@ -7,6 +7,7 @@ was committed.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 
 from .auditlog import head_hash
@@ -17,7 +18,7 @@ from .message import Inbound, compose, message_id_for, new_token, render, reply_
 from .outbox import queue_message
 from .request import RequestItem, attachment_name, build_request_copies, fit_attachment, items_attachment
 
-__all__ = ["queue_answer", "queue_request_copies", "pending_views", "decision_view", "pending_request_items"]
+__all__ = ["queue_answer", "queue_request_copies", "pending_views", "decision_view", "request_items", "pending_count"]
 
 
 def pending_views(conn, request_id: str, limit: int | None = None) -> list[dict]:
@@ -54,8 +55,7 @@ def queue_answer(conn, config: Config, inbound: Inbound | None, to: str, request
     if request_id:
         subject = conn.execute("SELECT subject FROM requests WHERE id = ?", (request_id,)).fetchone()[0] or subject
         pending = pending_views(conn, request_id, limit)
-        pending_total = conn.execute(
-            "SELECT COUNT(*) FROM transactions WHERE request_id = ? AND status = 'pending'", (request_id,)).fetchone()[0]
+        pending_total = pending_count(conn, request_id)
     if recorded_counts is None:
         recorded_counts = {}
         for d in recorded:
@@ -98,8 +98,9 @@ def request_items(conn, request_id: str, *, pending_only: bool = True) -> Iterat
         yield RequestItem(no, txn_id, date, vendor, amount, currency, memo, tuple(f["reason"] for f in json.loads(flags)), note)
 
 
-def pending_request_items(conn, request_id: str) -> list[RequestItem]:
-    return list(request_items(conn, request_id))
+def pending_count(conn, request_id: str) -> int:
+    """How many of a request's items are still pending."""
+    return conn.execute("SELECT COUNT(*) FROM transactions WHERE request_id = ? AND status = 'pending'", (request_id,)).fetchone()[0]
 
 
 def queue_request_copies(conn, config: Config, request_id: str, approvers: Sequence[str], *, kind: str, notice: str) -> list[str]:
@@ -109,12 +110,13 @@ def queue_request_copies(conn, config: Config, request_id: str, approvers: Seque
     reviewer, review_summary, auto_approved = conn.execute(
         "SELECT reviewer, review_summary, auto_approved FROM runs WHERE id = ?", (run_id,)).fetchone()
     ledger_names = [n for (n,) in conn.execute("SELECT name FROM ledger_files WHERE run_id = ? ORDER BY id", (run_id,))]
-    items = pending_request_items(conn, request_id)
-    listed = items[: config.request.max_listed]
-    extra = items_attachment(attachment_name(ledger_names, run_id), items) if len(items) > len(listed) else None
+    # the items are read as the attachment is written, never held: a request may hold millions
+    listed = list(itertools.islice(request_items(conn, request_id), config.request.max_listed))
+    total = pending_count(conn, request_id)
+    extra = items_attachment(attachment_name(ledger_names, run_id), request_items(conn, request_id)) if total > len(listed) else None
     extra, withheld = fit_attachment(extra, config.request.max_attachment_bytes)
     copies = build_request_copies(
-        request_id=request_id, run_id=run_id, listed=listed, total=len(items), attachment=extra, approvers=approvers, auto_approved=auto_approved, ledger_names=ledger_names,
+        request_id=request_id, run_id=run_id, listed=listed, total=total, attachment=extra, approvers=approvers, auto_approved=auto_approved, ledger_names=ledger_names,
         withheld=withheld, withheld_limit=config.request.max_attachment_bytes,
         reviewer=reviewer, summary=review_summary, from_address=config.mail.from_address,
         reply_address=config.mail.reply_address, notice=notice, subject=f"{notice.split(':')[0]}: {subject}",

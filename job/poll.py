@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from .answer import decision_view, queue_answer
+from .answer import decision_view, pending_count, queue_answer
 from .auditlog import append_event
 from .authenticate import check_authentication_results
 from .config import Config
@@ -260,7 +260,7 @@ def _judge(conn, config: Config, inbound: Inbound, sent_lines: SentLines) -> tup
     decided_at = now_utc()
     record_decisions(conn, plan, request_id=request_id, approver=sender, decided_at=decided_at, message_id=inbound.message_id)
     sent_lines.update_items(request_id, plan, sender, decided_at)
-    pending = conn.execute("SELECT COUNT(*) FROM transactions WHERE request_id = ? AND status = 'pending'", (request_id,)).fetchone()[0]
+    pending = pending_count(conn, request_id)
     closed = None
     if plan.decisions and pending == 0:
         conn.execute("UPDATE requests SET status = 'closed', closed_at = ? WHERE id = ?", (now_utc(), request_id))

@@ -177,11 +177,13 @@ def _age(created_at: str) -> str:
 
 def collect_status(db) -> dict:
     """Open requests with their age, pending items, unsent mail, and the last run."""
+    from .answer import pending_count
+
     requests = []
     for rid, created, subject, items, reminded, escalated in db.conn.execute(
         "SELECT id, created_at, subject, items, reminded_at, escalated_at FROM requests WHERE status = 'open' ORDER BY created_at"
     ):
-        pending = db.conn.execute("SELECT COUNT(*) FROM transactions WHERE request_id = ? AND status = 'pending'", (rid,)).fetchone()[0]
+        pending = pending_count(db.conn, rid)
         requests.append({"request_id": rid, "created_at": created, "age": _age(created), "items": items, "pending": pending,
                          "subject": subject, "reminded_at": reminded, "escalated_at": escalated})
     last = db.conn.execute(

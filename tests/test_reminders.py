@@ -295,3 +295,27 @@ def test_an_expiry_notice_lists_at_most_max_listed_items_and_counts_the_rest(tmp
     assert len(re.findall(r"^- item \d+ ", body, re.M)) == 2
     assert f"... and {len(flagged) - 2} more ({len(flagged)} expired in all)" in body
     assert all(r["status"] == "expired" for r in report_json(site) if r["transaction_id"] in flagged)
+
+
+def test_a_reminder_attaches_only_the_pending_items_numbered_as_in_the_request(tmp_path: Path) -> None:
+    import csv
+    import io
+
+    site = write_site(tmp_path / "site", [CONTROLLER], request={"max_listed": 1}, reminders={"remind_after": "1h"})
+    request_id = run(site)
+    outbox = Outbox(site)
+    [request] = outbox.new()
+    [(first_no, first_id)] = listed_items(request)
+    drop_reply(site / "var" / "mail", build_reply(request, f"approve {first_no}", sender=CONTROLLER))
+    poll(site)
+    outbox.new()  # the confirmation
+    age(site, request_id, 65)
+    poll(site)
+    [reminder] = [m for m in outbox.new() if m["Subject"].startswith("Reminder")]
+    [part] = list(reminder.iter_attachments())
+    rows = list(csv.DictReader(io.StringIO(part.get_content().lstrip("\ufeff"))))
+    pending = [r["transaction_id"] for r in report_json(site) if r["status"] == "pending"]
+    assert len(rows) == len(pending) >= 2 and first_id not in {r["id"] for r in rows}
+    numbered = dict(sqlite3.connect(site / "audit.db").execute("SELECT txn_id, item_no FROM transactions WHERE item_no IS NOT NULL"))
+    assert [(int(r["no"]), r["id"]) for r in rows] == sorted((numbered[t], t) for t in pending)
+    assert f"{len(rows)} transaction" in plain_body(reminder)
