@@ -77,3 +77,18 @@ def test_a_poll_with_replies_and_reminders_scans_no_table_that_grows_with_histor
     statements += traced_poll(site, tmp_path)
     assert any("reminded" in s for s in statements)
     assert scans(db, statements) == []
+
+
+def test_a_requests_pending_items_are_counted_and_listed_from_the_pending_rows_alone(tmp_path: Path) -> None:
+    """Every confirmation counts and lists what is still pending: with an index of the
+    pending rows, that reads those rows, not every item the request ever had."""
+    site = write_site(tmp_path / "site", [CONTROLLER])
+    assert audit("run", "--ledger", str(EXAMPLE_LEDGER), cwd=site).returncode == 0
+    [request] = [m for m in maildir_messages(site / "var/mail/outbox") if m["To"] == CONTROLLER]
+    drop_reply(site / "var/mail", build_reply(request, "approve 1", sender=CONTROLLER))
+    statements = [s for s in traced_poll(site, tmp_path) if re.search(r"request_id = '[0-9a-f]{32}' AND status = 'pending'", s)]
+    assert statements  # the confirmation counted and listed what is pending
+    db = sqlite3.connect(site / "audit.db")
+    for sql in statements:
+        plan = [step for *_, step in db.execute("EXPLAIN QUERY PLAN " + sql)]
+        assert any("INDEX transactions_pending" in step for step in plan), (sql, plan)
