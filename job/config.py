@@ -101,6 +101,9 @@ class Policy:
     rules: tuple[UserRule, ...] = ()
 
 
+SMTP_CONNECTIONS = 3  # many submission services allow 3 connections at once per client
+
+
 @dataclass(frozen=True, slots=True)
 class ServerSettings:
     host: str = "127.0.0.1"
@@ -113,6 +116,7 @@ class ServerSettings:
     timeout: float = 30.0
     cafile: Path | None = None
     allow_plaintext_password: bool = False
+    connections: int = 1  # SMTP: messages are sent over this many connections at once
 
     def password(self) -> str | None:
         """The password from the environment variable or file the config names, else None."""
@@ -143,7 +147,7 @@ class MailSettings:
     reply_address: str = "audit@example.com"
     failed_folder: str = "audit-failed"
     max_attempts: int = 3
-    smtp: ServerSettings = field(default_factory=lambda: ServerSettings(port=587, tls="starttls"))
+    smtp: ServerSettings = field(default_factory=lambda: ServerSettings(port=587, tls="starttls", connections=SMTP_CONNECTIONS))
     imap: ServerSettings = field(default_factory=lambda: ServerSettings(port=993, tls="tls"))
 
 
@@ -406,7 +410,8 @@ def build_config(data: dict[str, Any], *, base: Path, where: str) -> Config:
     transport = mail_t.get("transport", str, "maildir").lower()
     if transport not in ("maildir", "smtp"):
         raise mail_t.fail("transport", f"must be 'maildir' or 'smtp', got {transport!r}")
-    smtp = _read_server(mail_t.table("smtp"), default_port=587, default_tls="starttls", tls_choices=("starttls", "tls", "none"), base=base)
+    smtp = _read_server(mail_t.table("smtp"), default_port=587, default_tls="starttls", tls_choices=("starttls", "tls", "none"), base=base,
+                        sending=True)
     imap = _read_server(mail_t.table("imap"), default_port=993, default_tls="tls", tls_choices=("tls", "none"), base=base)
     mail = MailSettings(
         transport=transport,
@@ -539,7 +544,8 @@ def _read_user_rules(pol: _Section) -> tuple[UserRule, ...]:
     return tuple(rules)
 
 
-def _read_server(sec: _Section, *, default_port: int, default_tls: str, tls_choices: tuple[str, ...], base: Path) -> ServerSettings:
+def _read_server(sec: _Section, *, default_port: int, default_tls: str, tls_choices: tuple[str, ...], base: Path,
+                 sending: bool = False) -> ServerSettings:
     tls = sec.get("tls", str, default_tls).lower()
     if tls not in tls_choices:
         raise sec.fail("tls", f"must be one of {', '.join(tls_choices)}, got {tls!r}")
@@ -557,6 +563,7 @@ def _read_server(sec: _Section, *, default_port: int, default_tls: str, tls_choi
         timeout=float(sec.get("timeout", (int, float), 30.0)),
         cafile=_path(base, sec.get("cafile", str, "")),
         allow_plaintext_password=sec.get("allow_plaintext_password", bool, False),
+        connections=sec.integer("connections", SMTP_CONNECTIONS, minimum=1, maximum=20) if sending else 1,
     )
     sec.finish()
     return settings
@@ -638,6 +645,8 @@ tls = "starttls"                     # starttls | tls | none
 timeout = 30                         # seconds, for every network step
 cafile = ""                          # extra CA bundle (PEM) to trust, e.g. for a private relay
 allow_plaintext_password = false     # allow sending a password without TLS to a non-loopback host
+connections = 3                      # messages go out over this many connections at once (1 to 20);
+                                     # many submission services allow 3 per client
 
 [mail.imap]
 host = "127.0.0.1"

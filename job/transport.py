@@ -96,6 +96,20 @@ def _write_outbox(folder: Path, messages: Sequence[Outgoing]) -> dict[int, str |
 
 
 async def _send_smtp(server: ServerSettings, messages: Sequence[Outgoing]) -> dict[int, str | None]:
+    """Send over up to `server.connections` connections at once, the messages dealt out in
+    turn: a relay's round trips per message, not our work, are what a large batch waits on
+    (a poll answering a thousand replies sends a thousand confirmations)."""
+    lanes = [list(messages[i :: server.connections]) for i in range(min(server.connections, len(messages)))]
+    if len(lanes) == 1:
+        return await _send_smtp_lane(server, lanes[0])
+    results: dict[int, str | None] = {}
+    for found in await asyncio.gather(*(_send_smtp_lane(server, lane) for lane in lanes)):
+        results.update(found)
+    return results
+
+
+async def _send_smtp_lane(server: ServerSettings, messages: Sequence[Outgoing]) -> dict[int, str | None]:
+    """Send the messages in order over one connection; {key: None, or the one-line error}."""
     import aiosmtplib
 
     where = f"SMTP {server.host}:{server.port}"

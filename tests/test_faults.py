@@ -446,6 +446,7 @@ class TcpProxy:
         self.port = self.listener.getsockname()[1]
         self.fetch_seen = threading.Event()
         self.connected = threading.Event()
+        self.accepted = 0  # connections accepted
         self.forwarded_after_fetch = 0
         self._sockets: list[socket.socket] = []
         threading.Thread(target=self._accept, daemon=True).start()
@@ -463,6 +464,7 @@ class TcpProxy:
             except OSError:
                 return
             self._sockets.append(client)
+            self.accepted += 1
             self.connected.set()
             if self.mode == "silent":
                 continue
@@ -722,3 +724,29 @@ def test_unsent_mail_exits_9_is_listed_and_is_sent_later_with_the_same_message_i
     assert db_rows(site, "SELECT status, attempts FROM messages WHERE direction = 'out'") == [("sent", 2), ("sent", 2)]
     assert audit("run", "--ledger", str(EXAMPLE_LEDGER), cwd=site, env=ENV).returncode == 0
     assert len(mailstack.received) == 2
+
+
+def test_a_batch_of_mail_goes_out_over_the_configured_connections_each_message_once(mailstack, monkeypatch) -> None:
+    """Many messages (a poll's confirmations) are dealt out over `connections` SMTP
+    connections at once; a message the relay refuses fails alone, the others are sent."""
+    import asyncio
+
+    from job.config import MailSettings, ServerSettings
+    from job.transport import Outgoing, send_messages
+
+    mailstack.reset()
+    monkeypatch.setenv("AUDIT_SMTP_PASSWORD", "auditpw")
+    messages = [Outgoing(key=n, sender=AUDIT_T, recipients=("nobody@example.test",) if n == 5 else (CONTROLLER_T,),
+                         raw=(f"From: {AUDIT_T}\r\nTo: {CONTROLLER_T}\r\nSubject: message {n}\r\n"
+                              f"Message-ID: <m{n}@example.test>\r\n\r\nbody {n}\r\n").encode())
+                for n in range(1, 8)]
+    with TcpProxy(mailstack.smtp_port) as proxy:
+        settings = MailSettings(transport="smtp", smtp=ServerSettings(
+            host="127.0.0.1", port=proxy.port, username=AUDIT_T, password_env="AUDIT_SMTP_PASSWORD", tls="starttls",
+            cafile=Path(mailstack.cert_path), timeout=10, connections=3))
+        results = asyncio.run(send_messages(settings, messages))
+        assert proxy.accepted == 3
+    assert {k: v is None for k, v in results.items()} == {1: True, 2: True, 3: True, 4: True, 5: False, 6: True, 7: True}
+    assert "recipients refused" in results[5]
+    subjects = sorted(re.search(rb"Subject: (message \d)", raw).group(1).decode() for raw in mailstack.received)
+    assert subjects == [f"message {n}" for n in (1, 2, 3, 4, 6, 7)]
