@@ -42,11 +42,9 @@ def normalize_address(address: str) -> str | None:
 
 def _raw_headers(raw: bytes, name: str) -> list[str]:
     """A header's values as sent (unfolded), 8-bit UTF-8 (RFC 6532) decoded, bad bytes replaced."""
-    end = header_end(raw)
-    unfolded = re.sub(rb"\r?\n[ \t]+", b" ", raw[:end])
     field = re.compile(re.escape(name.encode("ascii")) + rb"[ \t]*:", re.IGNORECASE)  # also obsolete "From :"
     values = []
-    for line in unfolded.splitlines():
+    for line in header_lines(raw):
         match = field.match(line)
         if match:
             values.append(" ".join(line[match.end():].decode("utf-8", "replace").split()))
@@ -57,6 +55,11 @@ def header_end(raw: bytes) -> int:
     """Where the header block ends: the first empty line, whatever the line endings."""
     match = re.search(rb"\r?\n\r?\n", raw)
     return match.start() if match else len(raw)
+
+
+def header_lines(raw: bytes) -> list[bytes]:
+    """The header block as sent, one line per field (folded lines unfolded)."""
+    return re.sub(rb"\r?\n[ \t]+", b" ", raw[: header_end(raw)]).splitlines()
 
 
 def _parse_address_header(name: str, value: str):

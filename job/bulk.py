@@ -56,7 +56,7 @@ from .ingest_fast import PY_WHITESPACE, Block, FrameLedger
 from .request import CSV_FIELDS, RequestItem, csv_attachment
 from .screen import PastPayment, structuring_band
 from .run import _existing, unseen_ledgers
-from .screen_frame import Compact, combine, row_hits, rule_hits
+from .screen_frame import Compact, combine, in_band, row_hits, rule_hits
 
 __all__ = ["FrameBatch", "FlaggedFrame", "WRITE_BATCH"]
 
@@ -229,13 +229,10 @@ class FrameBatch:
             in_window = entries.filter(pl.col("day").is_between(pl.lit(dup_days[0]), pl.lit(dup_days[1])))
             wanted.append(in_window.join(tonight.unique(), on=["vh", "cur", "amount"], how="semi").select("pk"))
         if band_days is not None:
-            bands = {n: structuring_band(policy.amount_threshold, struct.band_fraction, c) for n, c in enumerate(currencies)}
-            low = pl.col("cur").replace_strict({n: b[0] for n, b in bands.items()}, return_dtype=pl.Int64)
-            high = pl.col("cur").replace_strict({n: b[1] for n, b in bands.items()}, return_dtype=pl.Int64)
-            in_band = (pl.col("amount") > 0) & (pl.col("amount") >= low) & (pl.col("amount") <= high)
-            vendors = tonight.filter(in_band).select("vh", "cur").unique()
+            banded = in_band({n: structuring_band(policy.amount_threshold, struct.band_fraction, c) for n, c in enumerate(currencies)})
+            vendors = tonight.filter(banded).select("vh", "cur").unique()
             in_days = pl.col("day").is_between(pl.lit(band_days[0]), pl.lit(band_days[1]))
-            wanted.append(entries.filter(in_days & in_band).join(vendors, on=["vh", "cur"], how="semi").select("pk"))
+            wanted.append(entries.filter(in_days & banded).join(vendors, on=["vh", "cur"], how="semi").select("pk"))
         pks = pl.concat(wanted)["pk"].unique().to_list() if wanted else []
         return past + load_past_payments(conn, pks)
 
@@ -425,13 +422,14 @@ class FlaggedFrame:
         keys = pl.col("codes").list.join("\x1f")
         group_notes = {"\x1f".join(codes): note for codes, note in self.group_notes.items()}
         currencies = self.items["currency"].cast(pl.String).unique().to_list()
+        # the mappings become expressions once, not once per chunk
+        concern = pl.col("txn_id").replace_strict(self.concerns, default=None, return_dtype=pl.String) if self.concerns else pl.lit(None, pl.String)
+        note = pl.col("txn_id").replace_strict(self.notes, default=None, return_dtype=pl.String) if self.notes else pl.lit(None, pl.String)
+        note = note.fill_null(keys.replace_strict(group_notes, default="", return_dtype=pl.String) if group_notes else pl.lit(""))
+        reasons = pl.when(concern.is_null()).then(pl.col("reasons")).otherwise(pl.col("reasons").list.concat(concern.cast(pl.List(pl.String))))
         for start in range(0, self.count, CHUNK):
             rows = self.order.slice(start, CHUNK)
             chunk = self.items[rows].with_columns(no=pl.int_range(start + 1, start + 1 + rows.len(), dtype=pl.Int64))
-            concern = pl.col("txn_id").replace_strict(self.concerns, default=None, return_dtype=pl.String) if self.concerns else pl.lit(None, pl.String)
-            note = pl.col("txn_id").replace_strict(self.notes, default=None, return_dtype=pl.String) if self.notes else pl.lit(None, pl.String)
-            note = note.fill_null(keys.replace_strict(group_notes, default="", return_dtype=pl.String) if group_notes else pl.lit(""))
-            reasons = pl.when(concern.is_null()).then(pl.col("reasons")).otherwise(pl.col("reasons").list.concat(concern.cast(pl.List(pl.String))))
             chunk.select(
                 "no", id=pl.col("txn_id"), date=pl.col("date").dt.to_string("%Y-%m-%d"), vendor=_cell(pl.col("vendor").cast(pl.String)),
                 amount=_plain_amount(currencies), currency=pl.col("currency").cast(pl.String), memo=_cell(pl.col("memo")),

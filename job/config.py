@@ -396,15 +396,7 @@ def build_config(data: dict[str, Any], *, base: Path, where: str) -> Config:
     appr.finish()
     if not approvers:
         raise ConfigError(f"{where}: approvers.addresses: at least one approver is required")
-    from .authenticate import normalize_address
-
-    normalized = []
-    for address in approvers:
-        value = normalize_address(address)
-        if value is None:
-            raise ConfigError(f"{where}: approvers.addresses: not a plain address: {address!r}")
-        normalized.append(value)
-    approvers = tuple(dict.fromkeys(normalized))
+    approvers = _addresses(appr, "addresses", approvers)
 
     mail_t = top.table("mail")
     transport = mail_t.get("transport", str, "maildir").lower()
@@ -476,14 +468,9 @@ def build_config(data: dict[str, Any], *, base: Path, where: str) -> Config:
             durations[key] = parse_duration(rem_t.get(key, str, default))
         except ValueError as exc:
             raise rem_t.fail(key, str(exc)) from None
-    escalation = []
-    for address in rem_t.strings("escalation_addresses", ()):
-        value = normalize_address(address)
-        if value is None:
-            raise rem_t.fail("escalation_addresses", f"not a plain address: {address!r}")
-        escalation.append(value)
+    escalation = _addresses(rem_t, "escalation_addresses", rem_t.strings("escalation_addresses", ()))
     rem_t.finish()
-    reminders = Reminders(escalation_addresses=tuple(escalation), **durations)
+    reminders = Reminders(escalation_addresses=escalation, **durations)
     top.finish()
     return Config(
         db=db, policy=policy, approvers=approvers, mail=mail, llm=llm, ledger=ledger, sender_auth=sender_auth,
@@ -542,6 +529,19 @@ def _read_user_rules(pol: _Section) -> tuple[UserRule, ...]:
         sec.finish()
         rules.append(UserRule(name=name, when=when, reason=reason, key=sec.name))
     return tuple(rules)
+
+
+def _addresses(sec: "_Section", key: str, given) -> tuple[str, ...]:
+    """Plain addresses, normalized (`authenticate.normalize_address`), each once, in order."""
+    from .authenticate import normalize_address
+
+    found = []
+    for address in given:
+        value = normalize_address(address)
+        if value is None:
+            raise sec.fail(key, f"not a plain address: {address!r}")
+        found.append(value)
+    return tuple(dict.fromkeys(found))
 
 
 def _read_server(sec: _Section, *, default_port: int, default_tls: str, tls_choices: tuple[str, ...], base: Path,

@@ -30,7 +30,7 @@ from typing import Any
 
 import jinja2
 
-from .authenticate import header_end, identify_sender
+from .authenticate import header_end, header_lines, identify_sender
 
 __all__ = [
     "new_token",
@@ -331,8 +331,7 @@ def content_id(raw: bytes) -> str:
     """A stand-in Message-ID from the content, leaving out the headers servers add in transit,
     so the same message delivered twice is recognised."""
     end = header_end(raw)
-    unfolded = re.sub(rb"\r?\n[ \t]+", b" ", raw[:end]).splitlines()
-    kept = b"\n".join(sorted(line.rstrip() for line in unfolded if line.strip() and not TRACE_HEADERS.match(line)))
+    kept = b"\n".join(sorted(line.rstrip() for line in header_lines(raw) if line.strip() and not TRACE_HEADERS.match(line)))
     body = b"\n".join(line.rstrip() for line in raw[end:].splitlines())
     return "<sha256." + hashlib.sha256(kept + b"\n\n" + body.strip()).hexdigest() + "@no-message-id>"
 

@@ -234,6 +234,14 @@ def _vague_memos(memos: pl.Series, terms: Sequence[str]) -> list[tuple[int, str 
     return [(row, verdict[text]) for row, text in zip(rows.to_list(), texts.to_list()) if verdict[text] is not False]
 
 
+def in_band(bands: dict[int, tuple[int, int]]) -> pl.Expr:
+    """Whether a compact row's positive amount is in its currency's structuring band
+    (`bands`: currency code -> (low, high) in minor units, `screen.structuring_band`)."""
+    low = pl.col("cur").replace_strict({n: b[0] for n, b in bands.items()}, return_dtype=pl.Int64)
+    high = pl.col("cur").replace_strict({n: b[1] for n, b in bands.items()}, return_dtype=pl.Int64)
+    return (pl.col("amount") > 0) & (pl.col("amount") >= low) & (pl.col("amount") <= high)
+
+
 def _structuring(base, key_list, currencies, policy: Policy, history) -> dict[int, str]:
     rule = policy.structuring
 
@@ -241,9 +249,7 @@ def _structuring(base, key_list, currencies, policy: Policy, history) -> dict[in
         return structuring_band(policy.amount_threshold, rule.band_fraction, currency)
 
     bands = {n: band_of(c) for n, c in enumerate(currencies)}
-    low = pl.col("cur").replace_strict({n: b[0] for n, b in bands.items()}, return_dtype=pl.Int64)
-    high = pl.col("cur").replace_strict({n: b[1] for n, b in bands.items()}, return_dtype=pl.Int64)
-    band = base.filter((pl.col("amount") > 0) & (pl.col("amount") >= low) & (pl.col("amount") <= high))
+    band = base.filter(in_band(bands))
     if band.height == 0:
         return {}
     payments: list[tuple[object, str, int]] = [
