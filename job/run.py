@@ -213,7 +213,7 @@ class ListBatch:
             crash_point("run:inserting")
 
     def digests(self, next_pk: int) -> list[DigestPart]:
-        """The run's payment digests (pure: made while the rows go in)."""
+        """The run's payment digests (pure; `run_audit` writes them with `write_extras`)."""
         hashes: dict[str, int] = {}
         rows: list[tuple[str, str, int, int, int]] = []
         for pk, tx in enumerate(self.fresh, next_pk):
