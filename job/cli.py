@@ -47,6 +47,9 @@ def guarded(func):
             _fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
             _fail("interrupted", 130)
+        except BrokenPipeError:  # `audit report | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+            raise typer.Exit(0) from None
         except sqlite3.DatabaseError as exc:  # e.g. a full disk: the write under way is rolled back
             busy = getattr(exc, "sqlite_errorname", "").startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
             _fail(f"audit database: {exc}", EXIT_BUSY if busy else EXIT_DATABASE)

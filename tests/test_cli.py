@@ -297,3 +297,23 @@ def test_failed_report_write_leaves_no_temporary_file(site: Path) -> None:
     assert result.returncode == 4
     assert errors_of(result) == "audit: error: out: cannot write the report: Is a directory\n"
     assert sorted(p.name for p in site.iterdir() if p.name.startswith("out")) == ["out"]
+
+
+def test_output_piped_into_a_reader_that_stops_early_ends_quietly(tmp_path: Path) -> None:
+    """`audit report | head`: when the reader closes the pipe, no error line and exit 0."""
+    import sys
+
+    write_config(tmp_path / "audit.toml", {"db": "audit.db"})
+    rows = ["id,date,amount,currency,vendor,memo,account"] + [
+        f"P-{n:05d},2026-11-24,{n}.00,USD,Vendor {n % 50},Office supplies for the team,6100" for n in range(1, 4001)]
+    (tmp_path / "big.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    assert _audit("run", "--ledger", "big.csv", cwd=tmp_path).returncode == 0
+    env = {k: v for k, v in os.environ.items() if k not in ("AUDIT_CONFIG", "AUDIT_DEBUG")}
+    for args in (("report",), ("report", "--format", "json")):
+        proc = subprocess.Popen([sys.executable, "-m", "job", *args], cwd=tmp_path, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        first = proc.stdout.readline()
+        proc.stdout.close()  # as `head -1` does, long before the report is written
+        stderr = proc.stderr.read().decode()
+        assert proc.wait(timeout=60) == 0, stderr
+        assert first and stderr == "", stderr
