@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import inspect
 import shutil
 import sys
 import tempfile
@@ -51,7 +52,7 @@ def _wrap(found: list, module: str, owner: str | None, name: str) -> None:
         target = getattr(target, owner)
     original = getattr(target, name)
     label = NAMES.get(name, name)
-    if name in ("_record_request",):  # a coroutine function
+    if inspect.iscoroutinefunction(original):
 
         @functools.wraps(original)
         async def timed_async(*args, **kwargs):
@@ -84,7 +85,6 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     vendors = args.vendors_file or args.ledger.with_suffix(".vendors.csv")
     folder = Path(tempfile.mkdtemp(prefix="audit-stages-"))
-    commit_started = [0.0]
     try:
         import contextlib
 
@@ -96,13 +96,11 @@ def main(argv: list[str] | None = None) -> int:
         original = db.transaction
 
         @contextlib.contextmanager
-        def timed_transaction(database):
+        def timed_transaction(database):  # the time of the COMMIT that ends the run's transaction
             with original(database) as conn:
                 yield conn
-                commit_started[0] = time.perf_counter()
-            if commit_started[0]:
-                found.append(("commit", time.perf_counter() - commit_started[0]))
-                commit_started[0] = 0.0
+                commit_started = time.perf_counter()
+            found.append(("commit", time.perf_counter() - commit_started))
 
         run.transaction = timed_transaction
         config = write_config(folder, vendors if vendors.is_file() else None)

@@ -127,10 +127,10 @@ def run(
     if result.request_id:
         typer.echo(f"request {result.request_id} queued for {', '.join(result.recipients)}")
     if result.attachment_withheld:
-        from .request import megabytes
+        from .request import format_size
 
-        typer.echo(f"audit: warning: the list of {result.flagged:,} flagged items ({megabytes(result.attachment_withheld)}) is over"
-                   f" [request] max_attachment_bytes ({megabytes(settings.request.max_attachment_bytes)}), so the request"
+        typer.echo(f"audit: warning: the list of {result.flagged:,} flagged items ({format_size(result.attachment_withheld)}) is over"
+                   f" [request] max_attachment_bytes ({format_size(settings.request.max_attachment_bytes)}), so the request"
                    f" does not attach it; 'audit items {result.request_id}' exports it", err=True)
     _report_sending(result.sent, settings, database)
 

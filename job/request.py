@@ -157,7 +157,7 @@ def fit_attachment(attachment: tuple[str, str | bytes] | None, limit: int) -> tu
     return (attachment, 0) if size <= limit else (None, size)
 
 
-def megabytes(size: int) -> str:
+def format_size(size: int) -> str:
     """A size as people read it: 68.2 MB, 20 kB."""
     return f"{size / 1e6:,.1f} MB" if size >= 1_000_000 else f"{max(1, round(size / 1e3)):,} kB"
 
@@ -209,8 +209,8 @@ def build_request_copies(
             total=total,
             more=more,
             attachment=attachments[0][0] if attachments else "",
-            withheld=megabytes(withheld) if withheld and more > 0 else "",
-            withheld_limit=megabytes(withheld_limit),
+            withheld=format_size(withheld) if withheld and more > 0 else "",
+            withheld_limit=format_size(withheld_limit),
             auto_approved=auto_approved,
             ledger_names=names,
             reviewer=reviewer,
