@@ -43,7 +43,8 @@ def decision_view(conn, pk: int | None, decision: str, reason: str, no: int) -> 
 
 def queue_answer(conn, config: Config, inbound: Inbound | None, to: str, request_id: str | None, token: str | None, *,
                  problems: Sequence[str], show_grammar: bool, recorded: list[dict], heading_prefix: str | None = None,
-                 kind: str | None = None, recorded_total: int | None = None, recorded_counts: dict[str, int] | None = None) -> str:
+                 kind: str | None = None, recorded_total: int | None = None, recorded_counts: dict[str, int] | None = None,
+                 would: Sequence[dict] = (), would_total: int = 0, unclear: bool = False) -> str:
     """Queue a confirmation (or refusal) in the thread of `inbound`; return its plain text.
 
     It lists at most `request.max_listed` decisions and pending items, with their totals.
@@ -64,13 +65,17 @@ def queue_answer(conn, config: Config, inbound: Inbound | None, to: str, request
     recorded = recorded[:limit]
     totals = ", ".join(f"{n:,} {word.replace('_', ' ')}" for word, n in sorted(recorded_counts.items()))
     if heading_prefix is None:
-        heading_prefix = "Recorded: " if recorded else "Could not understand your reply: " if show_grammar else "Not recorded: "
+        heading_prefix = (
+            "Recorded: " if recorded else "Nothing recorded, your reply is not clear: " if unclear
+            else "Could not understand your reply: " if show_grammar else "Not recorded: "
+        )
     heading = heading_prefix + subject
     plain, html = render(
         "confirmation", heading=heading, recorded=recorded, problems=[sanitize_text(p, 300) for p in problems],
         pending=pending, pending_total=pending_total, pending_more=pending_total - len(pending), show_grammar=show_grammar,
         request_id=request_id or "-", received_at=now_utc(), head=head_hash(conn),
         recorded_more=recorded_total - len(recorded), recorded_totals=totals,
+        unclear=unclear, would=list(would), would_more=max(0, would_total - len(would)),
     )
     domain = config.mail.from_address.rpartition("@")[2]
     references = [*inbound.references.split(), inbound.message_id] if inbound else []

@@ -2,9 +2,13 @@
 
 `plan_decisions` is pure: given the parsed commands and the request's items it says what
 to record and what to refuse, and why. Specific commands are applied before `all`, which
-covers only what is still pending. Decisions are final: naming an item that is already
-decided is refused, and an item named twice with different verbs in one reply is not
-decided at all. `record_decisions` writes the plan inside the caller's transaction.
+covers only what is still pending (less the items after "except"). Decisions are final:
+naming an item that is already decided is refused.
+
+It fails closed: when the reply has a line that is not clear (the parser's problems), or
+gives one item two different decisions, or says `all` with two verbs, nothing is recorded;
+the plan then holds what *would* have been recorded, for the answer to show.
+`record_decisions` writes a plan inside the caller's transaction.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .auditlog import append_event
-from .reply import Command
+from .reply import Command, IdIndex
 
 __all__ = ["Item", "Decision", "Plan", "plan_decisions", "record_decisions", "DECISION_OF"]
 
@@ -39,22 +43,31 @@ class Decision:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    decisions: tuple[Decision, ...]
+    decisions: tuple[Decision, ...]  # what to record
     problems: tuple[str, ...]
+    would: tuple[Decision, ...] = ()  # when the reply is unclear: what it would have recorded
+    unclear: bool = False  # the reply is not clear, so nothing of it is recorded
 
 
-def _resolve(target: str, by_no: dict[int, Item], by_id: dict[str, Item]) -> Item | None:
-    """A row number when it is one of this request's rows, else a transaction id."""
+def _resolve(target: str, by_no: dict[int, Item], by_id: dict[str, Item], index: IdIndex) -> Item | None:
+    """A row number when it is one of this request's rows, else a transaction id, resolved
+    by the same function the parser used (`IdIndex.resolve`)."""
     if target.isdigit() and int(target) in by_no:
         return by_no[int(target)]
-    return by_id.get(target.casefold())
+    known, _ = index.resolve(target)
+    return by_id.get(known) if known is not None else None
 
 
-def plan_decisions(commands: Sequence[Command], items: Sequence[Item], *, signed_off: bool = False) -> Plan:
-    """What the commands decide about these items (pure)."""
+def plan_decisions(
+    commands: Sequence[Command], items: Sequence[Item], *, signed_off: bool = False, unclear: Sequence[str] = ()
+) -> Plan:
+    """What the commands decide about these items (pure); nothing when `unclear` lists a
+    line the parser could not read, or when the commands contradict each other."""
     by_no = {i.no: i for i in items}
-    by_id = {i.txn_id.casefold(): i for i in items}
-    problems: list[str] = []
+    by_id = {i.txn_id: i for i in items}
+    index = IdIndex(list(by_id))
+    problems: list[str] = list(unclear)
+    blocked = bool(unclear)
     wanted: dict[int, tuple[str, str, str]] = {}  # item no -> (decision, reason, source text)
     conflicted: set[int] = set()
     all_commands = [c for c in commands if c.targets is None]
@@ -64,7 +77,7 @@ def plan_decisions(commands: Sequence[Command], items: Sequence[Item], *, signed
             continue
         decision = DECISION_OF[command.action]
         for target in command.targets:
-            item = _resolve(target, by_no, by_id)
+            item = _resolve(target, by_no, by_id, index)
             if item is None:
                 problems.append(f"'{command.text}': there is no item {target} in this request")
                 continue
@@ -81,28 +94,39 @@ def plan_decisions(commands: Sequence[Command], items: Sequence[Item], *, signed
             elif not previous:
                 wanted[item.no] = (decision, command.reason, command.text)
 
-    if len({DECISION_OF[c.action] for c in all_commands}) > 1:
-        problems.append("the reply says 'all' with different verbs; none of the 'all' instructions was applied")
-        all_commands = []
+    if len({(DECISION_OF[c.action], c.excluded) for c in all_commands}) > 1:
+        problems.append("the reply says 'all' more than once, in different ways; it is not clear what you meant")
+        blocked = True
     if all_commands:
         command = all_commands[0]
         decision = DECISION_OF[command.action]
+        excluded = set()
+        for target in command.excluded:
+            item = _resolve(target, by_no, by_id, index)
+            if item is None:
+                problems.append(f"'{command.text}': there is no item {target} in this request")
+                blocked = True
+            else:
+                excluded.add(item.no)
         for item in items:
-            if item.status == "pending" and item.no not in wanted and item.no not in conflicted:
+            if item.status == "pending" and item.no not in wanted and item.no not in conflicted and item.no not in excluded:
                 wanted[item.no] = (decision, command.reason, command.text)
 
     for no in sorted(conflicted):
         wanted.pop(no, None)
-        problems.append(f"item {no} ({by_no[no].txn_id}) was given different decisions in one reply; it stays pending")
+        problems.append(f"item {no} ({by_no[no].txn_id}) was given different decisions in one reply")
+        blocked = True
 
     decisions = [Decision(by_no[no], d, reason) for no, (d, reason, _) in sorted(wanted.items())]
-    if not items and all_commands:
+    if not items and all_commands and not blocked:
         if signed_off:
             problems.append("this run was already signed off; decisions are final")
         elif all_commands[0].action == "approve":
             decisions.append(Decision(None, "signed_off", all_commands[0].reason))
         else:
             problems.append("nothing was flagged in this run; only 'approve all' (sign-off) applies")
+    if blocked:
+        return Plan((), tuple(problems), tuple(decisions), unclear=True)
     return Plan(tuple(decisions), tuple(problems))
 
 

@@ -295,14 +295,57 @@ def _part_text(part: email.message.Message) -> str | None:
         return None
     charset = part.get_content_charset() or "utf-8"
     try:
-        return payload.decode(charset, errors="replace")
+        text = payload.decode(charset, errors="replace")
     except (LookupError, UnicodeError, TypeError, ValueError):  # an unknown or unusable charset
-        return payload.decode("utf-8", errors="replace")
+        text = payload.decode("utf-8", errors="replace")
+    if part.get_content_type() == "text/plain" and (part.get_param("format") or "").lower() == "flowed":
+        text = unflow(text, delsp=(part.get_param("delsp") or "").lower() == "yes")
+    return text
+
+
+def unflow(text: str, *, delsp: bool = False) -> str:
+    """Join the soft line breaks of a format=flowed body (RFC 3676), as the approver saw it.
+
+    A line ending in a space continues on the next line of the same quote depth; with
+    DelSp=yes that space is removed. Space-stuffing is undone; "-- " stays a signature line.
+    """
+    out: list[str] = []
+    current: list[str] = []
+    current_depth = -1
+    for raw_line in text.splitlines():
+        depth = len(raw_line) - len(raw_line.lstrip(">"))
+        line = raw_line[depth:]
+        if line.startswith(" "):
+            line = line[1:]  # space-stuffed
+        if current and depth != current_depth:  # a soft break never crosses quote depths
+            out.append(">" * current_depth + ("" if not current_depth else " ") + "".join(current))
+            current = []
+        flowed = line.endswith(" ") and line != "-- "
+        if flowed and delsp:
+            line = line[:-1]
+        current.append(line)
+        current_depth = depth
+        if not flowed:
+            out.append(">" * depth + ("" if not depth else " ") + "".join(current))
+            current = []
+    if current:
+        out.append(">" * current_depth + ("" if not current_depth else " ") + "".join(current))
+    return "\n".join(out)
+
+
+def _is_file(part: email.message.Message) -> bool:
+    """A part that is a file rather than the message body: an attachment, or one with a name."""
+    try:
+        if part.get_content_disposition() == "attachment" or part.get_filename() is not None:
+            return True
+        return part.get_param("name") is not None
+    except Exception:  # a header too malformed to read: not the body
+        return True
 
 
 def _own_parts(part: email.message.Message):
-    """The message's own leaf parts: never inside an attached or forwarded message."""
-    if part.get_content_maintype() == "message" or part.get_content_disposition() == "attachment":
+    """The message's own leaf parts: never inside an attached or forwarded message or a file."""
+    if part.get_content_maintype() == "message" or _is_file(part):
         return
     if part.is_multipart():
         payload = part.get_payload()

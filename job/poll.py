@@ -25,7 +25,7 @@ from .faults import crash_point, fail_point
 from .message import Inbound, content_id, find_tokens, hash_token, read_inbound, sanitize_text
 from .outbox import FlushResult, flush_outbox
 from .remind import ChaseResult, chase_open_requests
-from .reply import collect_sent_lines, extract_new_text, parse_commands
+from .reply import IdIndex, collect_sent_lines, extract_new_text, parse_commands, parse_line
 from .transport import Received, open_inbox
 
 __all__ = ["PollResult", "poll_replies", "process_message"]
@@ -247,16 +247,18 @@ def _judge(conn, config: Config, inbound: Inbound, sent_lines: SentLines) -> tup
     token, request_id, _ = own[0]
     status = conn.execute("SELECT status FROM requests WHERE id = ?", (request_id,)).fetchone()[0]
     items = sent_lines.get_items(conn, request_id)
-    new_text = extract_new_text(inbound.plain, inbound.html, (), sent_lines=sent_lines.get(conn, request_id))
-    parsed = parse_commands(new_text, row_count=len(items), known_ids=[i.txn_id for i in items])
+    index = IdIndex([i.txn_id for i in items])
+    new_text = extract_new_text(inbound.plain, inbound.html, (), sent_lines=sent_lines.get(conn, request_id),
+                                is_command=lambda line: parse_line(line, len(items), index) is not None)
+    parsed = parse_commands(new_text, row_count=len(items), known_ids=index)
     new_text = new_text[:20000]
     if status != "open":
         outcome, _, _ = _refuse(conn, config, inbound, sender, request_id, "this request is already closed; decisions are final",
                                 sent_lines, token=token)
         return outcome, request_id, new_text
     signed_off = conn.execute("SELECT 1 FROM decisions WHERE request_id = ? AND transaction_id IS NULL", (request_id,)).fetchone() is not None
-    plan = plan_decisions(parsed.commands, items, signed_off=signed_off)
-    problems = list(parsed.problems) + list(plan.problems)
+    plan = plan_decisions(parsed.commands, items, signed_off=signed_off, unclear=parsed.unclear)
+    problems = list(plan.problems) + [p for p in parsed.problems if p not in parsed.unclear]
     decided_at = now_utc()
     record_decisions(conn, plan, request_id=request_id, approver=sender, decided_at=decided_at, message_id=inbound.message_id)
     sent_lines.update_items(request_id, plan, sender, decided_at)
@@ -271,13 +273,18 @@ def _judge(conn, config: Config, inbound: Inbound, sent_lines: SentLines) -> tup
     counts: dict[str, int] = {}
     for d in plan.decisions:
         counts[d.decision] = counts.get(d.decision, 0) + 1
+    would = [decision_view(conn, d.item.pk if d.item else None, d.decision, d.reason, d.item.no if d.item else 0)
+             for d in plan.would[:limit]]
     text = queue_answer(conn, config, inbound, sender, request_id, token, problems=problems, show_grammar=not plan.decisions,
-                        recorded=recorded, recorded_total=len(plan.decisions), recorded_counts=counts)
+                        recorded=recorded, recorded_total=len(plan.decisions), recorded_counts=counts,
+                        would=would, would_total=len(plan.would), unclear=plan.unclear and bool(parsed.commands))
     sent_lines.add(request_id, text)
     if plan.decisions:
         detail = f"{len(plan.decisions)} decision(s) recorded" + (f"; {len(problems)} problem(s)" if problems else "")
         return Outcome("processed", detail, len(plan.decisions), closed), request_id, new_text
     final = any("decisions are final" in p for p in plan.problems)
+    if plan.unclear and parsed.commands:
+        return Outcome("refused", "reply not clear, nothing recorded: " + "; ".join(problems)[:500]), request_id, new_text
     return Outcome("refused" if final else "processed", "nothing decided: " + "; ".join(problems)[:500]), request_id, new_text
 
 

@@ -1,49 +1,49 @@
-"""Turn the new text of an approver's reply email into commands.
+"""Turn the new text of an approver's reply into commands, or say why it is not clear.
 
-Quoted text, above all our own request quoted back (with or without ">" markers), must
-never become a command. So `extract_new_text` removes, in this order:
+`parse_commands` reads one command per line: a verb, then "all" (optionally "all except
+2, 5") or rows, ranges and transaction ids, then an optional reason after ":", " - ", a
+dash, "(", "because", "since", "until" or "due to". Synonyms ("ok", "yes", "deny",
+"defer", ...) count; the weak ones ("ok", "no") only when followed by items or "all".
 
-* everything from the first quote header on ("On ... wrote:" in several languages, also
-  wrapped over up to three lines; "----- Original Message -----" style separators;
-  forward markers; an Outlook "From:/Sent:/To:" block without markers);
-* a signature after "-- " and everything after a mobile footer ("Sent from my iPhone");
-* every line that starts with ">";
-* every line equal, after normalising, to a line of a message we sent in the thread.
+It fails closed on meaning: a line that looks like an instruction (a verb, a near-miss of
+one, a transaction id of the request, an item reference such as "item 3" or "#3", or only
+item numbers) but cannot be read in full, and any question, is a *problem*. Callers record
+nothing from a reply with a problem (see `decide.plan_decisions`). Other lines are prose.
 
-HTML is used only when there is no plain part; quoted elements (blockquote, Gmail, Yahoo,
-Thunderbird and Outlook quote containers) are dropped while converting it to text.
-
-`parse_commands` reads one command per line: a verb, then "all" or rows, ranges and
-transaction ids, then an optional reason after ":", " - " or " because ". Lines that do
-not start with a verb are prose and ignored. A line that starts like a command but cannot
-be read in full is a problem and yields no command, so half a line never approves anything.
+Ids are resolved by one function, `IdIndex.resolve`, used here and by the decision step:
+an exact match wins; ids that only match under case folding and Unicode compatibility
+normalisation (NFKC) resolve when exactly one id of the request matches, and are refused
+as ambiguous when several do.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
-from difflib import SequenceMatcher
-from html.parser import HTMLParser
 from typing import Literal
+
+from .newtext import collect_sent_lines, extract_new_text
 
 __all__ = [
     "Action",
     "Command",
+    "IdIndex",
     "ParsedReply",
     "collect_sent_lines",
     "extract_new_text",
     "parse_commands",
     "parse_reply",
+    "fold_id",
 ]
 
 Action = Literal["approve", "reject", "hold"]
 
 MAX_RANGE = 10_000  # a longer range than this (or than the request has rows) is a typo
 MAX_QUOTED_LINE = 80  # longer lines are shortened when quoted in a problem
-MAX_BODY = 1_000_000  # characters read from each part; new text is at the top anyway
-MAX_HEADER_LINE = 500  # longer lines are not quote headers or separators
+MAX_NEW_TEXT = 200_000  # characters of new text read; a longer reply is refused as unclear
+NO_COMMAND = "no command found"
 
 # Strong words are commands on their own; weak words ("ok", "no") are also prose, so they
 # count only when followed by targets or "all".
@@ -57,53 +57,45 @@ _WEAK: dict[str, Action] = {
     **dict.fromkeys(["no"], "reject"),
     **dict.fromkeys(["wait", "pending"], "hold"),
 }
+# every form of a decision verb: anywhere in a line that is not a command, it makes the line unclear
+_VERB_FORMS = frozenset(
+    "approve approves approved approving accept accepts accepted accepting reject rejects rejected rejecting"
+    " deny denies denied denying decline declines declined declining hold holds held holding defer defers"
+    " deferred deferring signoff sign-off unapprove disapprove disapproved".split()
+)
+_TYPO_TARGETS = ("approve", "approved", "reject", "rejected", "decline", "declined", "accept", "accepted", "signoff")
 _LIKELY_TYPOS = ("approve", "approved", "reject", "rejected", "hold")
 _FILLERS = frozenset(
-    "item items row rows number numbers nr nos and of the them please pls thanks thank you thx"
+    "item items row rows number numbers nr nos no. and of the them these those please pls thanks thank you thx"
     .split()
 )
 _ALL = frozenset({"all", "everything"})
+_CONTINUATIONS = frozenset(
+    "not to and or should would will can cannot can't don't do does shall must never also but then that if"
+    " we i you they it could may might".split()
+)
 
 _NOISE_START = re.compile(r"^[\s*•·◦▪‣+\-–—]+")
 _NOISE_END = frozenset(".,!*")
 _PHRASE_VERB = re.compile(r"(sign[\s-]*off|on\s+hold)(?![^\W\d_])", re.IGNORECASE)
 _WORD = re.compile(r"[^\W\d_]+")
 _SPACED_RANGE = re.compile(r"([0-9])\s*(?:[-–—]|\bto\b|\bthrough\b|\bthru\b)\s*([0-9])", re.I)
-_REASON_START = re.compile(r":|\s-+\s|\s-+$|[–—]|\bbecause\b", re.IGNORECASE)
+_REASON_START = re.compile(
+    r":|\s-+\s|\s-+$|[–—]|\(|\bbecause\b|\bsince\b|\buntil\b|\btill\b|\bdue to\b|\bpending\b", re.IGNORECASE
+)
+_EXCEPT = re.compile(r"\b(?:except(?:\s+for)?|but\s+not|but|excluding|other\s+than|apart\s+from|besides)\b", re.I)
 _TOKEN_SPLIT = re.compile(r"[\s,;&]+")
 _DIGITS = re.compile(r"[0-9]+")
 _RANGE = re.compile(r"([0-9]+)-([0-9]+)")
-
-_ATTRIBUTION = re.compile(
-    r"(?:\bwrote|\bwrites|\ba [ée]crit|\bescribi[óo]|\bha scritto|\bescreveu|\bpisze"
-    r"|\bnapisał(?:\(a\))?|\bнаписал(?:\(а\))?"
-    r"|\b(?:schrieb|schreef|skrev|kirjoitti)\b.{0,150}?)\s*:\s*$",
+_QUESTION = re.compile(r"[?？؟¿](?:$|[\s\"'’”)\]*_.!]|[?？])")
+_ITEM_REFERENCE = re.compile(
+    r"(?:#|\[|\b(?:item|items|row|rows|no|nr|nos|number|numbers|line|pos|position|entry|invoice)\.?\s*)\s?([0-9]+)",
     re.IGNORECASE,
 )
-_DASHED_START = re.compile(r"-{2,}\s*[^\W\d_]")  # "-----Original Message-----"
-_FORWARD_MARKER = re.compile(
-    r"(?:begin forwarded message|-*\s*forwarded message\s*-*|début du message réexpédié"
-    r"|anfang der weitergeleiteten nachricht)\s*:?$",
-    re.IGNORECASE,
-)
-_FROM_FIELD = re.compile(
-    r"^\*?\s*(?:from|de|von|fra|från|van|da|od|lähettäjä|от)\s*\*?\s*:", re.IGNORECASE
-)
-_HEADER_FIELD = re.compile(
-    r"^\*?\s*(?:sent|date|to|cc|subject|gesendet|datum|an|betreff|envoyé|envoye|à|objet"
-    r"|sendt|dato|til|emne|skickat|till|ämne|verzonden|aan|onderwerp|inviato|data|a|oggetto"
-    r"|enviado|fecha|para|asunto|assunto|wysłano|do|temat|lähetetty|päivämäärä"
-    r"|vastaanottaja|aihe|отправлено|кому|тема|дата)\s*\*?\s*:",
-    re.IGNORECASE,
-)
-_BORDER_TOP = re.compile(r"border-top\s*:", re.IGNORECASE)
-_FOOTER = re.compile(
-    r"^(?:sent from my\b|sent from (?:outlook|yahoo mail|mail for windows|gmail)\b|sent via\b"
-    r"|get outlook for\b|envoyé de mon\b|envoyé depuis mon\b|von meinem\b.*\bgesendet"
-    r"|sendt fra min\b|skickat från min\b|enviado desde mi\b|enviado do meu\b|inviato da\b"
-    r"|verzonden (?:met|vanaf) mijn\b|verstuurd vanaf mijn\b|wysłane z\b)",
-    re.IGNORECASE,
-)
+# a line that starts with an item number: not "12:30", "3.5", "2026-11-24" or a phone number "1 555 0100"
+_LEADING_NUMBER = re.compile(r"([0-9]+)(?![0-9]|[.,:/][0-9]|-[0-9]{3}|\s+[0-9]{3})")
+_WORDS = re.compile(r"[^\W_]+(?:[-'][^\W_]+)*")
+_ID_TOKEN_SPLIT = re.compile(r"[\s,;()\[\]\"'<>“”‘’«»]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,12 +104,52 @@ class Command:
     targets: tuple[str, ...] | None  # None means every item; else row numbers and ids
     reason: str  # "" when none was given
     text: str  # the source line, stripped
+    excluded: tuple[str, ...] = ()  # with targets None: "all except these"
 
 
 @dataclass(frozen=True, slots=True)
 class ParsedReply:
     commands: tuple[Command, ...]
-    problems: tuple[str, ...]  # one sentence per line that could not be understood
+    problems: tuple[str, ...]  # one sentence per line that is not clear; NO_COMMAND when empty
+
+    @property
+    def unclear(self) -> tuple[str, ...]:
+        """The problems that make the whole reply unclear (all but 'no command found')."""
+        return tuple(p for p in self.problems if p != NO_COMMAND)
+
+
+def fold_id(text: str) -> str:
+    """An id as compared when it is not written exactly: NFKC, case-folded, NFKC again."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
+
+
+class IdIndex:
+    """The transaction ids of one request, for resolving what an approver wrote."""
+
+    __slots__ = ("exact", "folded")
+
+    def __init__(self, ids: Collection[str]) -> None:
+        self.exact = frozenset(ids)
+        folded: dict[str, list[str]] = {}
+        for known in dict.fromkeys(ids):
+            folded.setdefault(fold_id(known), []).append(known)
+        self.folded = folded
+
+    def resolve(self, token: str) -> tuple[str | None, str]:
+        """(the id meant, "") or (None, problem) or (None, "") when the token is no id of the request."""
+        if token in self.exact:
+            return token, ""
+        matches = self.folded.get(fold_id(token), ())
+        if len(matches) == 1:
+            return matches[0], ""
+        if matches:
+            names = ", ".join(ascii(m) if not m.isascii() else m for m in matches[:4])
+            return None, f"{shorten(token, 40)} could mean any of {names}; write the id exactly as listed"
+        return None, ""
+
+    def mentions(self, token: str) -> bool:
+        """Whether a word of prose names one of these ids, however written."""
+        return token in self.exact or fold_id(token) in self.folded
 
 
 def parse_reply(
@@ -125,182 +157,49 @@ def parse_reply(
     sent_texts: Sequence[str], row_count: int, known_ids: Collection[str],
 ) -> ParsedReply:
     """Read the commands in the new text of a reply."""
-    text = extract_new_text(plain, html, sent_texts)
-    return parse_commands(text, row_count=row_count, known_ids=known_ids)
-
-
-# --- finding the new text ------------------------------------------------------------
-
-
-def extract_new_text(
-    plain: str | None,
-    html: str | None,
-    sent_texts: Sequence[str],
-    *,
-    sent_lines: Collection[str] | None = None,
-) -> str:
-    """Return the lines of a reply that the approver wrote, without anything quoted.
-
-    `sent_lines` (from `collect_sent_lines`) may stand in for `sent_texts` when the caller
-    checks many replies against the same sent messages.
-    """
-    if plain and plain.strip():
-        text = plain[:MAX_BODY]
-    else:
-        text = convert_html_to_text((html or "")[:MAX_BODY])
-    lines = text.splitlines()
-    lines = lines[: find_quote_start(lines)]
-    lines = lines[: find_signature_start(lines)]
-    sent = sent_lines if sent_lines is not None else collect_sent_lines(sent_texts)
-    lines = [line for line in lines if not line.lstrip().startswith(">")]
-    return "\n".join(line for line in lines if normalize_line(line) not in sent)
-
-
-def normalize_line(line: str) -> str:
-    """Fold a line for comparing it with the lines of a message we sent."""
-    return " ".join(line.split()).casefold().lstrip("> ").strip()
-
-
-def collect_sent_lines(sent_texts: Sequence[str]) -> frozenset[str]:
-    """The normalised non-empty lines of the messages we sent, for dropping them from replies."""
-    lines = (normalize_line(line) for text in sent_texts for line in text.splitlines())
-    return frozenset(line for line in lines if line)
-
-
-def find_quote_start(lines: Sequence[str]) -> int:
-    """Index of the first line of quoted or forwarded text, or len(lines)."""
-    for i, line in enumerate(lines):
-        if is_separator(line) or is_outlook_header(lines, i) or is_attribution(lines, i):
-            return i
-    return len(lines)
-
-
-def is_separator(line: str) -> bool:
-    """A "-----Original Message-----" style separator or a forward marker."""
-    stripped = line.strip()
-    if _DASHED_START.match(stripped) and stripped.endswith("--"):
-        return True
-    return len(stripped) <= MAX_HEADER_LINE and bool(_FORWARD_MARKER.match(stripped))
-
-
-def is_outlook_header(lines: Sequence[str], i: int) -> bool:
-    """A "From:" line followed within a few lines by "Sent:", "To:" or the like."""
-    if not _FROM_FIELD.match(lines[i].strip()):
-        return False
-    return any(_HEADER_FIELD.match(line.strip()) for line in lines[i + 1 : i + 6])
-
-
-def is_attribution(lines: Sequence[str], i: int) -> bool:
-    """An "On <date>, <someone> wrote:" line, possibly wrapped over up to three lines."""
-    for span in (1, 2, 3):
-        window = lines[i : i + span]
-        if len(window) < span or not window[-1].strip():
-            return False
-        joined = " ".join(line.strip() for line in window)
-        if len(joined) > MAX_HEADER_LINE or not re.search(r"[0-9@]", joined):
-            continue
-        if _ATTRIBUTION.search(joined):
-            # a wrapped header never contains a line that starts like a command
-            return span == 1 or all(parse_line(line, 0, {}) is None for line in window)
-    return False
-
-
-def find_signature_start(lines: Sequence[str]) -> int:
-    """Index of a "-- " signature marker or a mobile footer, or len(lines)."""
-    for i, line in enumerate(lines):
-        stripped = line.strip()
-        if stripped == "--" or _FOOTER.match(stripped):
-            return i
-    return len(lines)
-
-
-class _HtmlText(HTMLParser):
-    """Collects the visible text of an HTML body, leaving out quoted parts."""
-
-    SKIP_TAGS = frozenset({"blockquote", "style", "script", "head", "title", "template"})
-    SKIP_CLASSES = ("gmail_quote", "gmail_attr", "yahoo_quoted", "moz-cite-prefix")
-    STOP_IDS = frozenset({"divrplyfwdmsg", "appendonsend"})
-    BREAK_TAGS = frozenset("br p div tr li ul ol table hr pre h1 h2 h3 h4 h5 h6".split())
-    VOID_TAGS = frozenset("br hr img meta link input wbr area base col embed source".split())
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self.skip_tag: str | None = None  # inside a dropped element with this tag
-        self.skip_depth = self.pre_depth = 0
-        self.stopped = False  # past the start of the quoted message
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if self.stopped:
-            return
-        if self.skip_tag is not None:
-            if tag == self.skip_tag:
-                self.skip_depth += 1
-            elif self.skip_tag == "head" and tag == "body":  # an unclosed <head>
-                self.skip_tag, self.skip_depth = None, 0
-            return
-        values = {name: value or "" for name, value in attrs}
-        style = values.get("style", "") if tag == "div" else ""
-        if values.get("id", "").casefold() in self.STOP_IDS or _BORDER_TOP.search(style):
-            self.stopped = True  # Outlook's reply header: the rest is the quote
-            return
-        classes = values.get("class", "").casefold()
-        if tag not in self.VOID_TAGS and (
-            tag in self.SKIP_TAGS or any(name in classes for name in self.SKIP_CLASSES)
-        ):
-            self.skip_tag, self.skip_depth = tag, 1
-            return
-        self.parts.append("\n" if tag in self.BREAK_TAGS else " " if tag in ("td", "th") else "")
-        if tag == "pre":
-            self.pre_depth += 1
-
-    def handle_endtag(self, tag: str) -> None:
-        if self.stopped:
-            return
-        if self.skip_tag is not None:
-            if tag == self.skip_tag:
-                self.skip_depth -= 1
-                if self.skip_depth == 0:
-                    self.skip_tag = None
-            return
-        if tag in self.BREAK_TAGS:
-            self.parts.append("\n")
-        if tag == "pre" and self.pre_depth:
-            self.pre_depth -= 1
-
-    def handle_data(self, data: str) -> None:
-        if self.stopped or self.skip_tag is not None:
-            return
-        self.parts.append(data if self.pre_depth else re.sub(r"[ \t\r\n\f]+", " ", data))
-
-
-def convert_html_to_text(html: str) -> str:
-    """Visible text of an HTML body, one line per block, quoted parts left out."""
-    parser = _HtmlText()
-    try:
-        parser.feed(html)
-        parser.close()
-    except (AssertionError, ValueError):
-        pass  # malformed markup: keep the text read before it, which is the newest part
-    return "".join(parser.parts).replace("\xa0", " ")
+    index = known_ids if isinstance(known_ids, IdIndex) else IdIndex(known_ids)
+    text = extract_new_text(plain, html, sent_texts, is_command=lambda line: parse_line(line, row_count, index) is not None)
+    return parse_commands(text, row_count=row_count, known_ids=index)
 
 
 # --- reading commands ----------------------------------------------------------------
 
 
-def parse_commands(text: str, *, row_count: int, known_ids: Collection[str]) -> ParsedReply:
-    """Read one command per line of new text; report lines that look wrong."""
-    ids = {known.casefold(): known for known in reversed(list(known_ids))}  # first one wins
+def parse_commands(text: str, *, row_count: int, known_ids: Collection[str] | IdIndex) -> ParsedReply:
+    """Read one command per line of new text; report every line that is not clear."""
+    index = known_ids if isinstance(known_ids, IdIndex) else IdIndex(known_ids)
+    if len(text) > MAX_NEW_TEXT:
+        return ParsedReply((), (f"the new text is longer than {MAX_NEW_TEXT:,} characters; write one instruction per line",))
     commands: list[Command] = []
     problems: list[str] = []
+    above = ""
     for line in text.splitlines():
-        result = parse_line(line, row_count, ids)
+        result = parse_line(line, row_count, index)
         if isinstance(result, Command):
-            commands.append(result)
+            if is_question(line):
+                problems.append(f"line '{shorten(line.strip())}': this is a question, not an instruction")
+            elif continues_sentence(above):
+                problems.append(
+                    f"line '{shorten(line.strip())}': continues the sentence '{shorten(above.strip(), 40)}' above it;"
+                    " write each instruction on a line of its own"
+                )
+            else:
+                commands.append(result)
         elif result is not None:
             problems.append(f"line '{shorten(line.strip())}': {result}")
-    if not commands and not problems:
-        problems.append("no command found")
+        elif is_question(line):
+            problems.append(
+                f"line '{shorten(line.strip())}': questions are not read as instructions; ask them in a separate"
+                " email, and reply here with instructions only"
+            )
+        elif looks_like_instruction(line, row_count, index):
+            problems.append(
+                f"line '{shorten(line.strip())}': reads like an instruction but is not one; write one per line,"
+                " starting with approve, reject or hold"
+            )
+        above = line
+    if not commands:
+        problems.insert(0, NO_COMMAND)
     return ParsedReply(tuple(commands), tuple(problems))
 
 
@@ -308,8 +207,66 @@ def shorten(text: str, limit: int = MAX_QUOTED_LINE) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def continues_sentence(above: str) -> bool:
+    """Whether the line above stops mid-sentence ("we should not"), so the next line, even if
+    it reads as a command ("approve all of them."), is the end of that sentence."""
+    words = _WORDS.findall(above.casefold()[-200:])
+    return bool(words) and words[-1] in _CONTINUATIONS and not above.rstrip().endswith((".", "!", ":", ",", ";"))
+
+
+def is_question(line: str) -> bool:
+    """A line that asks something ("OK, all of them?"); a '?' inside a link does not count."""
+    return bool(_QUESTION.search(line.strip()))
+
+
+def looks_like_instruction(line: str, row_count: int, index: IdIndex) -> bool:
+    """A line that is not a command but names a decision verb (or a near miss), an id of the
+    request, an item reference ("item 3", "#3", "[3]"), or only item numbers."""
+    text = line.strip()
+    if not text:
+        return False
+    words = _WORDS.findall(text.casefold())
+    if any(w in _VERB_FORMS or near_verb(w) for w in words) or "sign off" in " ".join(words):
+        return True
+    for token in _ID_TOKEN_SPLIT.split(text):
+        token = token.strip(".,:;!?*_")
+        if token and not token.isdigit() and index.mentions(token):
+            return True
+    for match in _ITEM_REFERENCE.finditer(text):
+        if 1 <= read_number(match.group(1)) <= max(row_count, 0):
+            return True
+    leading = _LEADING_NUMBER.match(strip_noise(text))
+    return bool(leading and 1 <= read_number(leading.group(1)) <= row_count)  # "3 is a duplicate", "1, 3"
+
+
+def near_verb(word: str) -> bool:
+    """A word one edit (or one swap) away from a long decision verb: "aprove", "rejcet"."""
+    if len(word) < 5:
+        return False
+    return any(abs(len(word) - len(verb)) <= 1 and word[0] == verb[0] and within_one_edit(word, verb) for verb in _TYPO_TARGETS)
+
+
+def within_one_edit(a: str, b: str) -> bool:
+    """Damerau-Levenshtein distance at most 1 (linear time)."""
+    if a == b:
+        return True
+    if len(a) == len(b):
+        diffs = [i for i in range(len(a)) if a[i] != b[i]]
+        if len(diffs) == 1:
+            return True
+        return len(diffs) == 2 and diffs[1] == diffs[0] + 1 and a[diffs[0]] == b[diffs[1]] and a[diffs[1]] == b[diffs[0]]
+    if len(a) > len(b):
+        a, b = b, a
+    if len(b) - len(a) != 1:
+        return False
+    i = 0
+    while i < len(a) and a[i] == b[i]:
+        i += 1
+    return a[i:] == b[i + 1 :]
+
+
 def parse_line(
-    line: str, row_count: int, ids: dict[str, str], *, weak: bool = True
+    line: str, row_count: int, index: IdIndex, *, weak: bool = True
 ) -> Command | str | None:
     """A Command, a problem (str) for a line that starts like a command, or None for prose.
 
@@ -323,14 +280,33 @@ def parse_line(
     word = re.sub(r"[\s-]+", " ", match.group(0)).casefold()
     rest = body[match.end() :]
     if word in _WEAK:
-        return read_weak_command(_WEAK[word], rest, text, row_count, ids) if weak else None
+        return read_weak_command(_WEAK[word], rest, text, row_count, index) if weak else None
     if word not in _STRONG:
-        return diagnose_typo(word, rest, row_count, ids)
+        return diagnose_typo(word, rest, row_count, index)
     action = _STRONG[word]
     if word == "hold" and re.match(r"\s+on\b", rest, re.IGNORECASE):
-        return None  # "Hold on, let me check"
-    part, reason = split_reason(rest.lstrip().removeprefix(":"))
-    targets, error, _ = read_targets(part, row_count, ids)
+        return "'hold on' is not an instruction; write 'hold' and the items"
+    return read_command(action, rest.lstrip().removeprefix(":"), text, row_count, index)
+
+
+def read_command(action: Action, rest: str, text: str, row_count: int, index: IdIndex) -> Command | str:
+    """The targets, exceptions and reason after a verb."""
+    part, reason = split_reason(rest)
+    if reason and isinstance(parse_line(reason, row_count, index), Command):
+        return "write one instruction per line"
+    excepted = _EXCEPT.search(part)
+    if excepted:
+        head, tail = part[: excepted.start()], part[excepted.end() :]
+        targets, error, _ = read_targets(head, row_count, index)
+        if error or targets is not None:
+            return f"write '{action} all except' and the items, or list the items to {action}"
+        excluded, error, _ = read_targets(tail, row_count, index)
+        if error:
+            return error
+        if not excluded:
+            return f"name the items after '{excepted.group(0).strip()}'"
+        return Command(action, None, reason, text, excluded)
+    targets, error, _ = read_targets(part, row_count, index)
     if error:
         return error
     if targets == ():
@@ -348,26 +324,28 @@ def strip_noise(text: str) -> str:
 
 
 def read_weak_command(
-    action: Action, rest: str, text: str, row_count: int, ids: dict[str, str]
+    action: Action, rest: str, text: str, row_count: int, index: IdIndex
 ) -> Command | str | None:
     """"ok 1" or "no 2: reason" is a command; "OK thanks" and "No problem" are prose."""
-    inner = parse_line(rest.lstrip(" ,;:!-–—"), row_count, ids, weak=False)
+    inner = parse_line(rest.lstrip(" ,;:!-–—"), row_count, index, weak=False)
     if isinstance(inner, Command):
         return replace(inner, text=text)  # "Yes, approve all"
     if inner is not None:
         return inner
     part, reason = split_reason(rest)
-    targets, error, target_shaped = read_targets(part, row_count, ids)
+    targets, error, target_shaped = read_targets(part, row_count, index)
     if not target_shaped or (targets == () and not error):
         return None
     return error or Command(action, targets, reason, text)
 
 
-def diagnose_typo(word: str, rest: str, row_count: int, ids: dict[str, str]) -> str | None:
+def diagnose_typo(word: str, rest: str, row_count: int, index: IdIndex) -> str | None:
     """A problem for "aprove 1", "rejct 2" or a lone "approv"; None for ordinary prose."""
-    if len(word) < 3 or word[0] not in "arh":
+    from difflib import SequenceMatcher
+
+    if len(word) < 3 or word[0] not in "arh" or len(word) > 20:
         return None
-    targets, _, target_shaped = read_targets(split_reason(rest)[0], row_count, ids)
+    targets, _, target_shaped = read_targets(split_reason(rest)[0], row_count, index)
     alone = not rest.strip(" ,;:-–—")
     if not target_shaped or (targets == () and not alone):
         return None  # "Approval attached", "Regards, Ann"
@@ -389,11 +367,16 @@ def split_reason(rest: str) -> tuple[str, str]:
     match = _REASON_START.search(rest)
     if match is None:
         return rest.strip(), ""
-    return rest[: match.start()].strip(), rest[match.end() :].strip(" :-–—\t")
+    reason = rest[match.end() :].strip(" :-–—\t")
+    if match.group(0) == "(":
+        reason = reason[:-1].rstrip() if reason.endswith(")") else reason
+    elif match.group(0).isalpha() and match.group(0).lower() not in ("because", "since", "due to"):
+        reason = match.group(0) + " " + reason  # "until the PO arrives" keeps its "until"
+    return rest[: match.start()].strip(), reason
 
 
 def read_targets(
-    part: str, row_count: int, ids: dict[str, str]
+    part: str, row_count: int, index: IdIndex
 ) -> tuple[tuple[str, ...] | None, str, bool]:
     """Read "all" or rows, ranges and ids into (targets, error, target_shaped).
 
@@ -413,8 +396,12 @@ def read_targets(
         rows, problem = read_rows(token, row_count)
         if rows:
             targets.extend(rows)
-        elif folded in ids:
-            targets.append(ids[folded])
+            continue
+        known, ambiguous = index.resolve(token)
+        if known is not None:
+            targets.append(known)
+        elif ambiguous:
+            error = error or ambiguous
         elif problem:
             error = error or problem
         elif re.search(r"[0-9]", token):

@@ -7,6 +7,7 @@ from __future__ import annotations
 # One stack serves the whole session; a test that needs empty mailboxes calls mailstack.reset()
 # (or mailstack.empty(user)) first. See tests/mailstack.py.
 # ---------------------------------------------------------------------------------------------
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -45,3 +46,10 @@ def mailstack() -> Iterator[MailStack]:
 # ---------------------------------------------------------------------------------------------
 # End of the mail servers section.
 # ---------------------------------------------------------------------------------------------
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Print the reply corpus's exact-trim share when its tests ran."""
+    corpus = sys.modules.get("test_reply_corpus")
+    for line in getattr(corpus, "SUMMARY", []):
+        terminalreporter.write_line(line)

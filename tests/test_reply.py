@@ -126,7 +126,11 @@ CASES = [
     ("approve TX-9999", [], ["there is no transaction TX-9999"]),
     ("approve al", [], ["'al' is not an item number"]),
     ("approve 1 and reject 2", [], ["'reject' is not an item number"]),
-    ("approve all except 3", [], ["'except'"]),
+    ("approve all except 3", [(A, None, "")], []),
+    ("approve all but 3", [(A, None, "")], []),
+    ("approve 1 except 3", [], ["write 'approve all except'"]),
+    ("approve all except", [], ["name the items after"]),
+    ("approve all except 9", [], ["there is no item 9"]),
     ("approve all, 3", [], ["either 'all' or a list"]),
     ("aprove 1", [], ["line 'aprove 1': 'aprove' is not a command word; did you mean 'approve'?"]),
     ("approv", [], ["did you mean 'approve'"]),
@@ -143,10 +147,10 @@ CASES = [
     ("No problem, thanks", [], ["no command found"]),
     ("yes", [], ["no command found"]),
     ("No", [], ["no command found"]),
-    ("Hold on, let me check", [], ["no command found"]),
-    ("I approve all", [], ["no command found"]),
+    ("Hold on, let me check", [], ["'hold on' is not an instruction"]),
+    ("I approve all", [], ["reads like an instruction but is not one"]),
     ("Yesterday I looked at 3", [], ["no command found"]),
-    ("No 2 invoices are alike", [], ["no command found"]),
+    ("No 2 invoices are alike", [], ["reads like an instruction but is not one"]),
     ("Wait until Friday", [], ["no command found"]),
     ("Approval attached", [], ["no command found"]),
     ("Told 3 people", [], ["no command found"]),
@@ -158,8 +162,9 @@ CASES = [
 def test_parse_commands_table(line, commands, problems):
     parsed = parse(line)
     assert summary(parsed) == commands
-    assert len(parsed.problems) == len(problems), parsed.problems
-    for fragment, problem in zip(problems, parsed.problems):
+    seen = parsed.unclear or parsed.problems  # "no command found" is said beside the lines not understood
+    assert len(seen) == len(problems), parsed.problems
+    for fragment, problem in zip(problems, seen):
         assert fragment in problem
 
 
@@ -193,7 +198,7 @@ def test_numeric_ids_outside_the_rows_are_ids():
 
 def test_long_problem_lines_are_shortened():
     parsed = parse("approve " + "9" * 5000)
-    assert len(parsed.problems) == 1 and len(parsed.problems[0]) < 200
+    assert len(parsed.unclear) == 1 and len(parsed.unclear[0]) < 200
 
 
 @pytest.mark.parametrize(
@@ -306,10 +311,12 @@ def test_instruction_block_quoted_without_markers_gives_no_commands():
     assert reply(INSTRUCTIONS, sent=(INSTRUCTIONS,)) == ParsedReply((), ("no command found",))
 
 
-def test_instruction_block_gives_no_commands_even_without_sent_texts():
+def test_instruction_block_without_sent_texts_makes_the_reply_unclear():
+    # rewrapped or unknown, our instructions read like instructions that are not commands:
+    # nothing is decided from such a reply
     parsed = reply("approve 1\n\n" + INSTRUCTIONS, sent=())
-    assert summary(parsed) == [(A, ("1",), "")] and parsed.problems == ()
-    assert reply(INSTRUCTIONS, sent=()) == ParsedReply((), ("no command found",))
+    assert parsed.commands[0].targets == ("1",) and parsed.unclear
+    assert reply(INSTRUCTIONS, sent=()).commands == ()
 
 
 def test_whole_request_quoted_without_markers_gives_no_commands():
