@@ -4,19 +4,35 @@ Three layers, all failing closed: the sender's identity (one From address, compa
 addr-spec only, IDNA-normalized, with no display-name or encoded-word tricks and no
 Sender that points elsewhere); the reply token (checked by `poll` against the database);
 and, when configured, the receiving server's `Authentication-Results`: only the topmost
-header from one of our own authserv-ids counts, and it must show DMARC pass or a DKIM
-pass aligned with the From domain.
+header from one of our own authserv-ids counts. It is read by the RFC 8601 grammar (quoted
+strings, nested comments, versions, `none`, `reason=`, `ptype.property=value`); a header
+that does not parse yields no results (and, when it is ours, is refused rather than
+skipped). It must show no `dmarc=fail` at all, and a DMARC pass (`header.from`) or a DKIM
+pass (`header.d`, else the domain of `header.i`) aligned with the From domain in DMARC's
+relaxed mode: the same organizational domain under the Public Suffix List.
+
+Everything here reads sender-controlled text in linear time: a character scanner, no
+backtracking regular expressions, and From/Sender headers longer than
+`MAX_ADDRESS_HEADER` characters are refused before the standard library parses them.
 """
 
 from __future__ import annotations
 
 import email
 import email.policy
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from publicsuffixlist import PublicSuffixList
+
 __all__ = ["header_end", "Identity", "normalize_address", "identify_sender", "check_authentication_results", "parse_authentication_results"]
+
+# A From or Sender header holds one address; RFC 5322 lines stop at 998 characters. Longer
+# values are refused unparsed: the standard library's address parser is quadratic on some
+# shapes (tens of seconds for 80,000 quote characters).
+MAX_ADDRESS_HEADER = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,11 +85,23 @@ def _parse_address_header(name: str, value: str):
         return None
 
 
-def _single_address(raw_values: Sequence[str], parsed_header, name: str) -> tuple[str | None, str]:
+_DISPLAY_SEPARATORS = str.maketrans({c: " " for c in "<>\"'()"})
+
+
+def _addresses_in_display_name(display: str) -> list[str]:
+    """Words of a display name that look like an address (an "@" with text on both sides);
+    words are split at white space and at < > " ' ( ). One pass, linear in the length."""
+    return [word for word in display.translate(_DISPLAY_SEPARATORS).split() if "@" in word[1:-1]]
+
+
+def _single_address(raw_values: Sequence[str], name: str) -> tuple[str | None, str]:
     """(normalized address, problem) for a header that must hold exactly one address."""
     if len(raw_values) != 1:
         return None, f"{len(raw_values)} {name} headers; exactly one is required"
     raw = raw_values[0]
+    if len(raw) > MAX_ADDRESS_HEADER:
+        return None, f"{name} header is too long ({len(raw)} characters; at most {MAX_ADDRESS_HEADER})"
+    parsed_header = _parse_address_header(name, raw)
     addresses = getattr(parsed_header, "addresses", ()) if parsed_header is not None else ()
     if len(addresses) != 1:
         return None, f"{name} holds {len(addresses)} addresses; exactly one is required"
@@ -86,8 +114,7 @@ def _single_address(raw_values: Sequence[str], parsed_header, name: str) -> tupl
     normalized = normalize_address(entry.addr_spec)
     if normalized is None:
         return None, f"{name} address {entry.addr_spec!r} is not a valid address"
-    display = entry.display_name or ""
-    for candidate in re.findall(r"[^\s<>\"'()]+@[^\s<>\"'()]+", display):
+    for candidate in _addresses_in_display_name(entry.display_name or ""):
         if normalize_address(candidate.strip(".,;:")) != normalized:
             return None, f"{name} display name names another address ({candidate!r}) than the real one"
     return normalized, ""
@@ -100,13 +127,11 @@ def identify_sender(raw: bytes) -> Identity:
         raw_sender = _raw_headers(raw, "Sender")
     except Exception:
         return Identity("", "the From header cannot be parsed")
-    parsed_from = _parse_address_header("From", raw_from[0]) if len(raw_from) == 1 else None
-    address, problem = _single_address(raw_from, parsed_from, "From")
+    address, problem = _single_address(raw_from, "From")
     if problem:
         return Identity("", problem)
     if raw_sender:
-        parsed_sender = _parse_address_header("Sender", raw_sender[0]) if len(raw_sender) == 1 else None
-        sender, problem = _single_address(raw_sender, parsed_sender, "Sender")
+        sender, problem = _single_address(raw_sender, "Sender")
         if problem:
             return Identity("", problem)
         if sender != address:
@@ -114,49 +139,261 @@ def identify_sender(raw: bytes) -> Identity:
     return Identity(address or "", "")
 
 
+# ------------------------------------------------------------------------------------------
+# Authentication-Results (RFC 8601)
+# ------------------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True, slots=True)
 class AuthResult:
-    method: str
-    result: str
-    properties: dict[str, str]
+    method: str  # lower-case, without its version ("dkim", "dmarc", ...)
+    result: str  # lower-case ("pass", "fail", ...)
+    properties: tuple[tuple[str, str], ...] = ()  # ("header.d", "corp.example"), ... in order; names lower-case
+    reason: str = ""
+
+    def get(self, name: str) -> str | None:
+        """The property's value; None when it is missing or given twice with different values."""
+        values = {v for k, v in self.properties if k == name}
+        return values.pop() if len(values) == 1 else None
 
 
-def _strip_comments(text: str) -> str:
-    out, depth = [], 0
-    for ch in text:
-        if ch == "(":
-            depth += 1
-        elif ch == ")" and depth:
-            depth -= 1
-        elif not depth:
-            out.append(ch)
-    return "".join(out)
+class _Malformed(Exception):
+    pass
+
+
+_WSP = frozenset(" \t\r\n")
+_TSPECIALS = frozenset('()<>@,;:\\"/[]?=')  # RFC 2045: not in a token
+_PVALUE_STOP = frozenset(' \t\r\n();"\\')  # an unquoted property value runs up to one of these
+
+
+class _Scanner:
+    """A cursor over one header value. It only moves forward and never backtracks: parsing
+    reads each character once, so the time is linear in the length of the value."""
+
+    __slots__ = ("text", "pos", "end")
+
+    def __init__(self, text: str) -> None:
+        self.text, self.pos, self.end = text, 0, len(text)
+
+    def peek(self) -> str:
+        return self.text[self.pos] if self.pos < self.end else ""
+
+    def at_end(self) -> bool:
+        return self.pos >= self.end
+
+    def expect(self, char: str) -> None:
+        if self.peek() != char:
+            raise _Malformed(f"expected {char!r} at {self.pos}")
+        self.pos += 1
+
+    def cfws(self) -> bool:
+        """Skip white space and (nested, escaped) comments; True if anything was skipped."""
+        text, i, end = self.text, self.pos, self.end
+        start = i
+        while i < end:
+            c = text[i]
+            if c in _WSP:
+                i += 1
+            elif c == "(":
+                depth, i = 1, i + 1
+                while depth:
+                    if i >= end:
+                        raise _Malformed("unterminated comment")
+                    c = text[i]
+                    if c == "\\":
+                        if i + 1 >= end:
+                            raise _Malformed("escape at the end")
+                        i += 2
+                        continue
+                    depth += (c == "(") - (c == ")")
+                    i += 1
+            else:
+                break
+        self.pos = i
+        return i > start
+
+    def _run(self, accept) -> str:
+        text, i, end = self.text, self.pos, self.end
+        start = i
+        while i < end and accept(text[i]):
+            i += 1
+        self.pos = i
+        return text[start:i]
+
+    def keyword(self) -> str:
+        """Letters, digits, "-" and "_" (RFC 8601 Keyword), lower-cased; "" if none."""
+        return self._run(lambda c: c.isascii() and (c.isalnum() or c in "-_")).lower()
+
+    def digits(self) -> str:
+        return self._run(lambda c: "0" <= c <= "9")
+
+    def token(self) -> str:
+        """An RFC 2045 token (non-ASCII letters allowed, RFC 6532)."""
+        return self._run(lambda c: c > " " and c != "\x7f" and c not in _TSPECIALS)
+
+    def quoted_string(self) -> str:
+        """The content of a quoted string starting here, escapes resolved."""
+        self.expect('"')
+        text, i, end = self.text, self.pos, self.end
+        out = []
+        while True:
+            if i >= end:
+                raise _Malformed("unterminated quoted string")
+            c = text[i]
+            if c == '"':
+                break
+            if c == "\\":
+                if i + 1 >= end:
+                    raise _Malformed("escape at the end")
+                i += 1
+                c = text[i]
+            out.append(c)
+            i += 1
+        self.pos = i + 1
+        return "".join(out)
+
+    def value(self) -> str:
+        """RFC 2045 value: a token or a quoted string."""
+        if self.peek() == '"':
+            return self.quoted_string()
+        token = self.token()
+        if not token:
+            raise _Malformed(f"expected a value at {self.pos}")
+        return token
+
+    def pvalue(self) -> str:
+        """A property value: a quoted string, [local-part] "@" domain (the local part maybe
+        quoted), or a dot-atom. Unquoted values run to white space, a comment or ";", so
+        base64 fragments (header.b=ab/c+d=) read as one value."""
+        if self.peek() == '"':
+            quoted = self.quoted_string()
+            if self.peek() != "@":
+                return quoted
+            return quoted + self._run(lambda c: c not in _PVALUE_STOP)
+        run = self._run(lambda c: c not in _PVALUE_STOP)
+        if not run:
+            raise _Malformed(f"expected a property value at {self.pos}")
+        return run
+
+
+def _parse_resinfos(s: _Scanner) -> list[AuthResult]:
+    """What follows the authserv-id: [version] ("; none" / 1*resinfo)."""
+    s.cfws()
+    if "0" <= s.peek() <= "9":
+        version = s.digits()
+        if version.lstrip("0") != "1":
+            raise _Malformed(f"unknown version {version}")
+        if not (s.cfws() or s.at_end() or s.peek() == ";"):
+            raise _Malformed("version not followed by ';'")
+    results: list[AuthResult] = []
+    while True:
+        s.cfws()
+        if s.at_end():
+            break
+        s.expect(";")
+        s.cfws()
+        method = s.keyword()
+        if not method:
+            raise _Malformed(f"expected a method at {s.pos}")
+        s.cfws()
+        if method == "none" and not results and s.at_end():
+            return []  # no-result
+        if s.peek() == "/":  # method version
+            s.pos += 1
+            s.cfws()
+            if not s.digits():
+                raise _Malformed("expected a method version")
+            s.cfws()
+        s.expect("=")
+        s.cfws()
+        result = s.keyword()
+        if not result:
+            raise _Malformed(f"expected a result at {s.pos}")
+        properties: list[tuple[str, str]] = []
+        reason = None
+        while True:
+            spaced = s.cfws()
+            if s.at_end() or s.peek() == ";":
+                break
+            if not spaced:
+                raise _Malformed(f"unexpected {s.peek()!r} at {s.pos}")
+            name = s.keyword()
+            if not name:
+                raise _Malformed(f"expected reason or a property at {s.pos}")
+            s.cfws()
+            if s.peek() == ".":  # ptype "." property
+                s.pos += 1
+                s.cfws()
+                prop = s.keyword()
+                if not prop:
+                    raise _Malformed(f"expected a property name at {s.pos}")
+                name = f"{name}.{prop}"
+                s.cfws()
+            s.expect("=")
+            s.cfws()
+            if name == "reason":
+                text = s.pvalue()
+                reason = text if reason is None else reason
+            else:  # ptype.property, or a bare name some servers add (action=none): kept, never structure
+                properties.append((name, s.pvalue()))
+        results.append(AuthResult(method, result, tuple(properties), reason or ""))
+    if not results:
+        raise _Malformed("no results and no 'none'")
+    return results
+
+
+def _parse(value: str) -> tuple[str, list[AuthResult], bool]:
+    """(authserv-id, results, malformed). Never raises; a malformed header has no results,
+    but keeps its authserv-id when that much could be read."""
+    s = _Scanner(value)
+    try:
+        s.cfws()
+        authserv_id = s.value().lower()
+    except _Malformed:
+        return "", [], True
+    try:
+        return authserv_id, _parse_resinfos(s), False
+    except _Malformed:
+        return authserv_id, [], True
 
 
 def parse_authentication_results(value: str) -> tuple[str, list[AuthResult]]:
-    """(authserv-id, results) of one Authentication-Results header value (RFC 8601)."""
-    parts = [p.strip() for p in _strip_comments(" ".join(value.split())).split(";")]
-    authserv_id = parts[0].split()[0].lower() if parts and parts[0].split() else ""
-    results = []
-    for part in parts[1:]:
-        tokens = part.split()
-        if not tokens or "=" not in tokens[0]:
-            continue
-        method, _, result = tokens[0].partition("=")
-        props = {}
-        for token in tokens[1:]:
-            key, eq, val = token.partition("=")
-            if eq and "." in key:
-                props[key.lower()] = val.strip('"').lower()
-        results.append(AuthResult(method.lower().split("/")[0], result.lower(), props))
+    """(authserv-id, results) of one Authentication-Results header value (RFC 8601).
+
+    Never raises: a value that does not follow the grammar yields no results (the
+    authserv-id is still returned when it could be read)."""
+    authserv_id, results, _ = _parse(value)
     return authserv_id, results
 
 
-def _aligned(domain: str, from_domain: str) -> bool:
-    domain = domain.lstrip("@").rstrip(".").lower()
-    if "." not in domain:
+@functools.cache
+def _public_suffix_list() -> PublicSuffixList:
+    return PublicSuffixList()  # the bundled list; names it does not know take the default rule "*"
+
+
+def _organizational_domain(domain: str) -> str | None:
+    """The registrable domain (public suffix plus one label), IDNA-encoded and lower-case;
+    None for a public suffix itself or an invalid name."""
+    domain = domain.strip().rstrip(".").lower()
+    if not domain.isascii():
+        try:
+            domain = domain.encode("idna").decode("ascii").lower()
+        except UnicodeError:
+            return None
+    labels = domain.split(".")
+    if len(labels) < 2 or len(domain) > 253 or any(
+            not label or len(label) > 63 or not all(c.isalnum() or c in "-_" for c in label) for label in labels):
+        return None
+    return _public_suffix_list().privatesuffix(domain)
+
+
+def _aligned(domain: str | None, from_domain: str) -> bool:
+    """DMARC relaxed alignment: both have the same organizational domain (of `domain`, the part
+    after an "@" if it holds one)."""
+    if not domain:
         return False
-    return from_domain == domain or from_domain.endswith("." + domain)
+    org = _organizational_domain(domain.rpartition("@")[2])
+    return org is not None and org == _organizational_domain(from_domain)
 
 
 def check_authentication_results(values: Sequence[str], authserv_ids: Sequence[str], from_address: str) -> str:
@@ -164,17 +401,23 @@ def check_authentication_results(values: Sequence[str], authserv_ids: Sequence[s
     ours = {a.lower() for a in authserv_ids}
     from_domain = from_address.rpartition("@")[2].lower()
     for value in values:  # topmost first: the one our own server added last
-        authserv_id, results = parse_authentication_results(value)
+        authserv_id, results, malformed = _parse(value)
         if authserv_id not in ours:
             continue
+        if malformed:
+            return f"Authentication-Results from {authserv_id} is malformed; it is not read"
+        if any(r.method == "dmarc" and r.result == "fail" for r in results):
+            return f"Authentication-Results from {authserv_id} shows a DMARC fail"
         for r in results:
-            if r.method == "dmarc" and r.result == "pass":
-                header_from = r.properties.get("header.from", from_domain)
-                if _aligned(header_from, from_domain) or header_from == from_domain:
-                    return ""
-            if r.method == "dkim" and r.result == "pass":
-                signer = r.properties.get("header.d") or r.properties.get("header.i", "").rpartition("@")[2]
-                if signer and _aligned(signer, from_domain):
+            if r.result != "pass":
+                continue
+            if r.method == "dmarc" and _aligned(r.get("header.from"), from_domain):
+                return ""
+            if r.method == "dkim":
+                signer = r.get("header.d")
+                if signer is None and not any(k == "header.d" for k, _ in r.properties):
+                    signer = r.get("header.i")  # its domain: _aligned reads what follows the "@"
+                if _aligned(signer, from_domain):
                     return ""
         return f"Authentication-Results from {authserv_id} shows no DMARC pass and no DKIM pass aligned with {from_domain}"
     return "no Authentication-Results header from our own mail server (" + ", ".join(sorted(ours)) + ")"
