@@ -33,6 +33,7 @@ __all__ = [
     "SenderAuth",
     "Reminders",
     "parse_duration",
+    "format_duration",
     "SENDER_AUTH_OFF_WARNING",
     "load_config",
     "build_config",
@@ -147,6 +148,7 @@ class MailSettings:
     reply_address: str = "audit@example.com"
     failed_folder: str = "audit-failed"
     max_attempts: int = 3
+    refusal_interval: int = 86400  # seconds: at most one refusal answer per address and request in this time
     smtp: ServerSettings = field(default_factory=lambda: ServerSettings(port=587, tls="starttls", connections=SMTP_CONNECTIONS))
     imap: ServerSettings = field(default_factory=lambda: ServerSettings(port=993, tls="tls"))
 
@@ -212,6 +214,14 @@ def parse_duration(text: str) -> int | None:
     if not match or int(match.group(1)) == 0:
         raise ValueError(f"not a duration like '24h' or '7d': {text!r}")
     return int(match.group(1)) * DURATION_UNITS[match.group(2)]
+
+
+def format_duration(seconds: int) -> str:
+    """Seconds as `parse_duration` reads them, in the largest whole unit: 86400 -> '1d'."""
+    for unit, size in sorted(DURATION_UNITS.items(), key=lambda u: -u[1]):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 @dataclass(frozen=True, slots=True)
@@ -405,6 +415,12 @@ def build_config(data: dict[str, Any], *, base: Path, where: str) -> Config:
     smtp = _read_server(mail_t.table("smtp"), default_port=587, default_tls="starttls", tls_choices=("starttls", "tls", "none"), base=base,
                         sending=True)
     imap = _read_server(mail_t.table("imap"), default_port=993, default_tls="tls", tls_choices=("tls", "none"), base=base)
+    try:
+        refusal_interval = parse_duration(mail_t.get("refusal_interval", str, "1d"))
+    except ValueError as exc:
+        raise mail_t.fail("refusal_interval", str(exc)) from None
+    if refusal_interval is None:  # answering every forged message would let anyone flood an approver
+        raise mail_t.fail("refusal_interval", "cannot be turned off; give a duration like '1h' or '1d'")
     mail = MailSettings(
         transport=transport,
         maildir=_path(base, mail_t.get("maildir", str, "var/mail")),
@@ -412,6 +428,7 @@ def build_config(data: dict[str, Any], *, base: Path, where: str) -> Config:
         reply_address=mail_t.get("reply_address", str, "audit@example.com"),
         failed_folder=mail_t.get("failed_folder", str, "audit-failed"),
         max_attempts=mail_t.get("max_attempts", int, 3),
+        refusal_interval=refusal_interval,
         smtp=smtp,
         imap=imap,
     )
@@ -634,6 +651,9 @@ from_address = "audit@example.com"
 reply_address = "audit@example.com"  # replies go to <local>+<token>@<domain>
 failed_folder = "audit-failed"       # a reply that fails max_attempts times is moved here (IMAP folder,
 max_attempts = 3                     # or a maildir beside <maildir>/inbox), with the error recorded
+refusal_interval = "1d"              # a refused reply from an approver's address is answered at most once per
+                                     # address and request (or no request) in this time ("90m", "24h", "7d"),
+                                     # so forged mail cannot flood them; every refusal is still recorded
 
 [mail.smtp]
 host = "127.0.0.1"

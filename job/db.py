@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from typing import Any
 
 from .errors import BusyError, DatabaseError
 
-__all__ = ["AuditDatabase", "open_db", "migrate", "transaction", "SCHEMA_VERSION", "hold_lock", "now_utc", "split_sql", "Writer"]
+__all__ = ["AuditDatabase", "open_db", "migrate", "transaction", "SCHEMA_VERSION", "hold_lock", "now_utc", "split_sql", "Writer", "content_sha256"]
 
 MIGRATIONS: list[str] = [
     # 1: the whole loop
@@ -299,6 +300,42 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX transactions_pending ON transactions(request_id, item_no) WHERE status = 'pending';
     """,
+    # 9: an incoming message is a repeat only when its Message-ID and its content both match an
+    # earlier one (anyone can send first with the Message-ID an approver's reply will carry), so
+    # each incoming row keeps the hash of its content as `message.content_id` reads it (trace
+    # headers left out), computed here for the rows already recorded; outgoing Message-IDs stay
+    # unique. Refusal answers are looked up per recipient and request, for their rate limit.
+    """
+    CREATE TABLE messages_v9 (
+        id INTEGER PRIMARY KEY,
+        direction TEXT NOT NULL CHECK (direction IN ('in','out')),
+        kind TEXT NOT NULL,
+        request_id TEXT,
+        message_id TEXT NOT NULL,
+        in_reply_to TEXT NOT NULL DEFAULT '',
+        sender TEXT NOT NULL DEFAULT '',
+        recipients TEXT NOT NULL DEFAULT '',
+        subject TEXT NOT NULL DEFAULT '',
+        raw BLOB NOT NULL,
+        created_at TEXT NOT NULL,
+        status TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '',
+        new_text TEXT NOT NULL DEFAULT '',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        sent_at TEXT,
+        next_attempt_at TEXT,
+        content_sha256 TEXT,
+        CHECK ((direction = 'in') = (content_sha256 IS NOT NULL))
+    );
+    INSERT INTO messages_v9 SELECT *, CASE WHEN direction = 'in' THEN audit_content_sha256(raw) END FROM messages;
+    DROP TABLE messages;
+    ALTER TABLE messages_v9 RENAME TO messages;
+    CREATE INDEX messages_status ON messages(direction, status);
+    CREATE INDEX messages_request ON messages(request_id, direction);
+    CREATE UNIQUE INDEX messages_in ON messages(message_id, content_sha256) WHERE direction = 'in';
+    CREATE UNIQUE INDEX messages_out ON messages(message_id) WHERE direction = 'out';
+    CREATE INDEX messages_refusals ON messages(recipients, request_id, created_at) WHERE direction = 'out' AND kind = 'refusal';
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -371,12 +408,25 @@ def migrate(db: AuditDatabase, *, where: str = "database") -> int:
         )
     if version == 3 and _early_digests_layout(db.conn):
         version = 2  # its 3 is today's 5, which finds what it made and keeps it
+    db.conn.create_function("audit_content_sha256", 1, content_sha256, deterministic=True)  # used by migration 9
     for number in range(version, SCHEMA_VERSION):
         with transaction(db):
             for statement in split_sql(MIGRATIONS[number]):
                 db.conn.execute(statement)
             db.conn.execute(f"PRAGMA user_version = {number + 1}")
     return SCHEMA_VERSION
+
+
+def content_sha256(raw: bytes) -> str:
+    """The hash of a message's content as `message.content_id` computes it: the headers servers
+    add in transit (Received, DKIM-Signature, ...) left out, so two deliveries of one message
+    have the same hash."""
+    from .message import content_id  # only when a message is read: it imports the templates' engine
+
+    return CONTENT_ID.fullmatch(content_id(raw.encode() if isinstance(raw, str) else bytes(raw))).group(1)
+
+
+CONTENT_ID = re.compile(r"<sha256\.([0-9a-f]{64})@no-message-id>")
 
 
 def _early_digests_layout(conn: sqlite3.Connection) -> bool:

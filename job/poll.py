@@ -3,7 +3,10 @@
 Each incoming message is handled in one database transaction that records the message,
 what it decided (or why it was refused or ignored), the answer to send, and the inbox
 watermark. Only after that commit is the message marked on the server (or moved to
-`inbox/cur`); a message seen again is recognised by its Message-ID and skipped. A message
+`inbox/cur`); a message seen again is recognised by its Message-ID and its content (trace
+headers left out) and skipped, while another message reusing a Message-ID is handled on its
+own merits. A refusal is answered (to an approver only) at most once per address and request
+in `mail.refusal_interval`, so forged mail cannot flood an approver with answers. A message
 that fails is retried by the next polls and, after `mail.max_attempts`, moved aside with
 its error recorded; it never stops the others. Then open requests are chased (reminders,
 escalation, expiry), and when a request has no pending item left the finance agent's
@@ -13,13 +16,14 @@ suspended conversation is resumed with the approvers' replies and writes the sum
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass, field
 
 from .answer import decision_view, pending_count, queue_answer
 from .auditlog import append_event
 from .authenticate import check_authentication_results
-from .config import Config
-from .db import now_utc, transaction
+from .config import Config, format_duration
+from .db import content_sha256, now_utc, transaction
 from .decide import Item, plan_decisions, record_decisions
 from .faults import crash_point, fail_point
 from .message import Inbound, content_id, find_tokens, hash_token, read_inbound, sanitize_text
@@ -158,11 +162,12 @@ async def _record_failure(db, config: Config, inbox, item: Received, exc: Except
     if attempts < config.mail.max_attempts:
         return f"message {message_id} failed (attempt {attempts} of {config.mail.max_attempts}, retried next poll): {error}"
     where = await inbox.move_aside(item, config.mail.failed_folder)
+    content = content_sha256(item.raw)
     with transaction(db) as conn:
         conn.execute("UPDATE inbound_failures SET moved_to = ? WHERE key = ?", (where, key))
         conn.execute(
-            "INSERT OR IGNORE INTO messages (direction, kind, message_id, raw, created_at, status, detail)"
-            " VALUES ('in', 'reply', ?, ?, ?, 'failed', ?)", (message_id, item.raw, now_utc(), error))
+            "INSERT OR IGNORE INTO messages (direction, kind, message_id, raw, created_at, status, detail, content_sha256)"
+            " VALUES ('in', 'reply', ?, ?, ?, 'failed', ?, ?)", (message_id, item.raw, now_utc(), error, content))
         append_event(conn, "message_failed", message_id=message_id, detail={"error": error, "attempts": attempts, "moved_to": where})
     return f"message {message_id} failed {attempts} times and was moved to {where}: {error}"
 
@@ -172,6 +177,7 @@ def process_message(db, config: Config, item: Received, *, inbox_name: str, sent
     sent_lines = sent_lines or SentLines()
     fail_point(item.raw)
     inbound = read_inbound(item.raw)
+    content = content_sha256(inbound.raw)
     with transaction(db) as conn:
         if item.uid:
             conn.execute(
@@ -181,7 +187,11 @@ def process_message(db, config: Config, item: Received, *, inbox_name: str, sent
                 (inbox_name, item.uidvalidity, item.uid),
             )
         conn.execute("DELETE FROM inbound_failures WHERE key = ?", (_failure_key(inbox_name, item),))
-        if conn.execute("SELECT 1 FROM messages WHERE direction = 'in' AND message_id = ?", (inbound.message_id,)).fetchone():
+        # a repeat has the Message-ID and the content of an earlier message: anyone can send first
+        # with the Message-ID an approver's reply will carry, and that must not silence the reply
+        seen = {c for (c,) in conn.execute(
+            "SELECT content_sha256 FROM messages WHERE direction = 'in' AND message_id = ?", (inbound.message_id,))}
+        if content in seen:
             append_event(conn, "message_repeated", actor=inbound.identity or ", ".join(inbound.from_addresses),
                          message_id=inbound.message_id, detail={"sha256": hashlib.sha256(inbound.raw).hexdigest()})
             return Outcome("duplicate", "already processed")
@@ -192,17 +202,20 @@ def process_message(db, config: Config, item: Received, *, inbox_name: str, sent
             raise
         conn.execute(
             "INSERT INTO messages (direction, kind, request_id, message_id, in_reply_to, sender, recipients, subject, raw,"
-            " created_at, status, detail, new_text) VALUES ('in', 'reply', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " created_at, status, detail, new_text, content_sha256) VALUES ('in', 'reply', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 request_id, inbound.message_id, inbound.in_reply_to, ", ".join(inbound.from_addresses), ", ".join(inbound.to),
-                inbound.subject, inbound.raw, now_utc(), outcome.status, outcome.detail, new_text,
+                inbound.subject, inbound.raw, now_utc(), outcome.status, outcome.detail, new_text, content,
             ),
         )
+        detail = {
+            "status": outcome.status, "detail": outcome.detail, "subject": inbound.subject,
+            "sha256": hashlib.sha256(inbound.raw).hexdigest(), "decisions": outcome.decisions,
+        }
+        if seen:  # an earlier, different message carried this Message-ID
+            detail["message_id_seen_before"] = len(seen)
         append_event(conn, "message", request_id=request_id or "", actor=inbound.identity or ", ".join(inbound.from_addresses),
-                     message_id=inbound.message_id, detail={
-                         "status": outcome.status, "detail": outcome.detail, "subject": inbound.subject,
-                         "sha256": hashlib.sha256(inbound.raw).hexdigest(), "decisions": outcome.decisions,
-                     })
+                     message_id=inbound.message_id, detail=detail)
         if outcome.closed:
             append_event(conn, "request_closed", request_id=outcome.closed)
         crash_point("poll:before-commit")
@@ -290,11 +303,32 @@ def _judge(conn, config: Config, inbound: Inbound, sent_lines: SentLines) -> tup
 
 def _refuse(conn, config: Config, inbound: Inbound, answer_to: str | None, request_id: str | None, reason: str,
             sent_lines: SentLines, *, token: str | None = None) -> tuple[Outcome, str | None, str]:
-    """Record a refusal; answer it only when the sender is an approver (never a stranger)."""
+    """Record a refusal; answer it only when the sender is an approver (never a stranger), and
+    at most once per address and request (or no request) in `mail.refusal_interval`."""
     if answer_to:
+        last = _last_refusal_answer(conn, config, answer_to, request_id)
+        if last:
+            interval = format_duration(config.mail.refusal_interval)
+            return Outcome("refused", f"{reason}; answer suppressed by the rate limit (a refusal was answered to {answer_to}"
+                                      f" at {last}; at most one per {interval}, mail.refusal_interval)"), request_id, ""
         text = queue_answer(conn, config, inbound, answer_to, request_id, token, problems=[reason], show_grammar=False, recorded=[])
         sent_lines.add(request_id, text)
     return Outcome("refused", reason), request_id, ""
+
+
+def _last_refusal_answer(conn, config: Config, address: str, request_id: str | None) -> str | None:
+    """When a refusal was last answered to `address` about `request_id` (None: about no request)
+    within `mail.refusal_interval`, else None. Read from the outbox rows, so it holds across
+    polls and restarts; answers to replies that were processed (e.g. "could not understand
+    your reply") are not refusals and do not count."""
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - config.mail.refusal_interval))
+    row = conn.execute(
+        "SELECT o.created_at FROM messages o WHERE o.direction = 'out' AND o.kind = 'refusal' AND o.recipients = ?"
+        " AND o.request_id IS ? AND o.created_at > ? AND EXISTS (SELECT 1 FROM messages i WHERE i.direction = 'in'"
+        " AND i.message_id = o.in_reply_to AND i.status = 'refused') ORDER BY o.created_at DESC LIMIT 1",
+        (address, request_id, since),
+    ).fetchone()
+    return row[0] if row else None
 
 
 def _items(conn, request_id: str) -> list[Item]:

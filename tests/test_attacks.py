@@ -32,6 +32,7 @@ import json
 import re
 import secrets
 import sqlite3
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -817,6 +818,158 @@ def test_replay_without_message_id_is_processed_once(world: World) -> None:
     assert len(rows) == 1, [(r.status, r.detail) for r in rows]
     assert sum(len(answers_to(world, r.message_id)) for r in rows) == 1
     assert_verifies(world)
+
+
+def test_the_same_reply_delivered_again_with_other_trace_headers_is_processed_once(world: World) -> None:
+    # a second copy of the very same reply, relayed once more on another path: the servers add
+    # their own Received (and Authentication-Results, Delivered-To) headers, the rest is the same
+    original = reply(world, CONTROLLER, "approve 1")
+    marker = deliver(world, original)
+    assert "1 processed" in world.poll().stdout
+    again = b"Received: from mx2.example.test (mx2.example.test [192.0.2.25]) by mx.example.test; " \
+            + email.utils.formatdate(usegmt=True).encode() + b"\r\n" + original.raw
+    deliver(world, Delivery(again, mail_from=CONTROLLER, rcpt_to=original.rcpt_to, marker=marker))
+    result = world.poll()
+    assert "0 processed" in result.stdout and "1 already seen" in result.stdout, result.stdout
+
+    [row] = inbound_for(world, marker)  # recorded once
+    assert row.status == "processed"
+    assert decisions(world) == [(1, "approved", CONTROLLER, row.message_id)]
+    assert len([m for m in world.mailbox(CONTROLLER) if m["In-Reply-To"] == row.message_id]) == 1
+    assert len(message_events(world, row.message_id)) == 1
+    with world.db() as db:
+        assert db.execute("SELECT COUNT(*) FROM events WHERE kind = 'message_repeated' AND message_id = ?",
+                          (row.message_id,)).fetchone() == (1,)
+    assert_verifies(world)
+
+
+# ------------------------------------------------------------------------------------------
+# A Message-ID is not proof of anything: someone else's message carrying it first
+# ------------------------------------------------------------------------------------------
+
+
+def test_a_strangers_message_sent_first_with_the_approvers_message_id_does_not_silence_the_reply(world: World) -> None:
+    message_id = new_message_id()  # the Message-ID the controller's client will give the reply
+    stranger = deliver(world, reply(world, CONTROLLER, "reject all: fraud", sender=OUTSIDER, mail_from=OUTSIDER,
+                                    message_id=message_id))
+    assert "1 refused" in world.poll().stdout
+    genuine = deliver(world, reply(world, CONTROLLER, "approve 1\nreject 2: no PO on file", message_id=message_id))
+    result = world.poll()
+    assert "1 processed" in result.stdout and "0 already seen" in result.stdout, result.stdout
+
+    [first] = inbound_for(world, stranger)
+    assert (first.message_id, first.sender, first.status) == (message_id, OUTSIDER, "refused")
+    assert "not an approver" in first.detail
+    [second] = inbound_for(world, genuine)
+    assert (second.message_id, second.sender, second.status) == (message_id, CONTROLLER, "processed")
+    assert decisions(world) == [(1, "approved", CONTROLLER, message_id), (2, "rejected", CONTROLLER, message_id)]
+    with world.db() as db:
+        items = db.execute("SELECT item_no, status FROM transactions WHERE request_id IS NOT NULL ORDER BY item_no").fetchall()
+    assert items == [(1, "approved"), (2, "rejected"), (3, "pending"), (4, "pending")]
+    # the controller is told, the stranger is not; both messages are in the audit log
+    [(recipient, status)] = answers_to(world, message_id)
+    assert (recipient, status) == (CONTROLLER, "sent")
+    [confirmation] = [m for m in world.mailbox(CONTROLLER) if m["In-Reply-To"] == message_id]
+    assert str(confirmation["Subject"]).startswith("Recorded: ")
+    events = message_events(world, message_id)
+    assert [(e["status"], e["detail"]) for e in events] == [("refused", first.detail), ("processed", second.detail)]
+    assert "message_id_seen_before" not in events[0] and events[1]["message_id_seen_before"] == 1
+    assert_nothing_left_our_domain_for_strangers(world)
+    assert_verifies(world)
+
+
+# ------------------------------------------------------------------------------------------
+# Forged mail cannot flood an approver with refusals
+# ------------------------------------------------------------------------------------------
+
+
+def forged_by_cfo(w: World, *, token: bool = False) -> Delivery:
+    """Mail claiming to be from the CFO that our MX says fails DMARC; without the reply token
+    unless `token`."""
+    if token:
+        return reply(w, CFO, "approve all", ar=(FAIL_AR,))
+    return reply(w, CFO, "approve all", ar=(FAIL_AR,), to=AUDIT, subject="Ledger approvals", thread=False)
+
+
+def refusals_in_mailbox(world: World) -> list[EmailMessage]:
+    return [m for m in world.mailbox(CFO) if str(m["Subject"]).startswith("Not recorded: ")]
+
+
+def test_forged_replies_get_one_refusal_answer_per_address_and_request_in_the_interval(world: World) -> None:
+    # the CFO's own question first: its answer ("could not understand") is no refusal
+    hello = deliver(world, reply(world, CFO, "Hello, what is this about?"))
+    markers = [deliver(world, forged_by_cfo(world)) for _ in range(3)]
+    result = world.poll()
+    assert "1 processed, 3 refused" in result.stdout, result.stdout
+    [question] = inbound_for(world, hello)
+    assert question.status == "processed" and len(answers_to(world, question.message_id)) == 1
+    markers += [deliver(world, forged_by_cfo(world)) for _ in range(2)]
+    result = world.poll()  # a later poll, a new process: the limit is read from the database
+    assert "2 refused" in result.stdout, result.stdout
+
+    # five refusals recorded, each with its event; one answer
+    rows = [row for marker in markers for row in inbound_for(world, marker)]
+    assert [row.status for row in rows] == ["refused"] * 5
+    assert all(re.search(r"sender authentication failed", row.detail) for row in rows)
+    answered = [row for row in rows if answers_to(world, row.message_id)]
+    assert answered == rows[:1]
+    for row in rows[1:]:
+        assert "answer suppressed by the rate limit" in row.detail and "1d, mail.refusal_interval" in row.detail, row.detail
+    for row in rows:
+        [event] = message_events(world, row.message_id)
+        assert (event["status"], event["detail"]) == ("refused", row.detail)
+    [refusal] = refusals_in_mailbox(world)
+    assert refusal["In-Reply-To"] == rows[0].message_id
+    with world.db() as db:
+        [(request_id,)] = db.execute("SELECT id FROM requests").fetchall()
+        assert db.execute("SELECT recipients, request_id, in_reply_to FROM messages WHERE direction = 'out' AND kind = 'refusal'"
+                          " ORDER BY id").fetchall() == [(CFO, request_id, question.message_id), (CFO, None, rows[0].message_id)]
+
+    # a forgery that carries the CFO's token is about that request: its own answer
+    with_token = deliver(world, forged_by_cfo(world, token=True))
+    world.poll()
+    [row] = inbound_for(world, with_token)
+    assert row.status == "refused" and "suppressed" not in row.detail
+    assert len(refusals_in_mailbox(world)) == 2
+    again = deliver(world, forged_by_cfo(world, token=True))
+    world.poll()
+    [row] = inbound_for(world, again)
+    assert row.status == "refused" and "answer suppressed by the rate limit" in row.detail
+    assert len(refusals_in_mailbox(world)) == 2
+
+    # the CFO's own replies are confirmed whatever the refusals before them
+    genuine = deliver(world, reply(world, CFO, "approve 1"))
+    world.poll()
+    [row] = inbound_for(world, genuine)
+    assert row.status == "processed"
+    [(recipient, status)] = answers_to(world, row.message_id)
+    assert (recipient, status) == (CFO, "sent")
+
+    # a day later a forgery is answered again
+    with world.db() as db:
+        db.execute("UPDATE messages SET created_at = '2000-01-01T00:00:00Z' WHERE direction = 'out' AND kind = 'refusal'")
+    later = deliver(world, forged_by_cfo(world))
+    world.poll()
+    [row] = inbound_for(world, later)
+    assert row.status == "refused" and "suppressed" not in row.detail
+    assert len(answers_to(world, row.message_id)) == 1
+    assert len(refusals_in_mailbox(world)) == 3
+    assert_nothing_left_our_domain_for_strangers(world)
+    assert_verifies(world)
+
+
+def test_the_refusal_interval_is_a_setting(world: World) -> None:
+    config = world.site / "audit.toml"
+    config.write_text(config.read_text().replace("[mail]\n", '[mail]\nrefusal_interval = "1s"\n', 1))
+    first = deliver(world, forged_by_cfo(world))
+    world.poll()
+    time.sleep(2.1)
+    second = deliver(world, forged_by_cfo(world))
+    world.poll()
+    rows = [row for marker in (first, second) for row in inbound_for(world, marker)]
+    assert [row.status for row in rows] == ["refused", "refused"]
+    assert all("suppressed" not in row.detail for row in rows)
+    assert len(refusals_in_mailbox(world)) == 2
 
 
 # ------------------------------------------------------------------------------------------

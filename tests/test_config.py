@@ -48,6 +48,7 @@ def test_defaults_are_the_documented_ones() -> None:
     assert (mail.smtp.host, mail.smtp.port, mail.smtp.tls, mail.smtp.timeout) == ("127.0.0.1", 587, "starttls", 30.0)
     assert (mail.imap.host, mail.imap.port, mail.imap.tls, mail.imap.folder) == ("127.0.0.1", 993, "tls", "INBOX")
     assert mail.smtp.password_env == "" and mail.smtp.allow_plaintext_password is False
+    assert mail.refusal_interval == 86400  # one refusal answer per address and request a day
     assert config.llm.offline and config.llm.describe() == "built-in offline reviewer"
     assert (config.llm.api_key_env, config.llm.batch_size, config.llm.timeout, config.llm.max_retries) == ("OPENAI_API_KEY", 25, 60.0, 2)
     assert config.llm.concurrency == 2
@@ -98,6 +99,20 @@ def test_user_rules_are_read_in_order_with_where_they_are() -> None:
 def test_rules_can_be_switched_on_and_off() -> None:
     policy = build({"policy": {"structuring": {"enabled": False}, "duplicates": {"enabled": False}, "round_amounts": {"enabled": True}}}).policy
     assert (policy.structuring.enabled, policy.duplicates.enabled, policy.round_amounts.enabled) == (False, False, True)
+
+
+def test_refusal_interval_is_a_duration() -> None:
+    assert build({"mail": {"refusal_interval": "90m"}}).mail.refusal_interval == 5400
+    assert build({"mail": {"refusal_interval": "2w"}}).mail.refusal_interval == 14 * 86400
+    assert MailSettings().refusal_interval == build({}).mail.refusal_interval
+
+
+def test_a_bad_refusal_interval_in_a_file_names_the_file_and_key(tmp_path: Path) -> None:
+    path = tmp_path / "audit.toml"
+    path.write_text('[mail]\nrefusal_interval = "often"\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == f"{path}: mail.refusal_interval: not a duration like '24h' or '7d': 'often'"
 
 
 def test_comma_decimal_separator_defaults_thousands_to_dot() -> None:
@@ -219,6 +234,12 @@ ERRORS = [
     ({"mail": {"transport": "pigeon"}}, "mail.transport: must be 'maildir' or 'smtp', got 'pigeon'"),
     ({"mail": {"from_address": "a@b@c"}}, "mail.from_address: not a plain address: 'a@b@c'"),
     ({"mail": {"reply_address": "audit"}}, "mail.reply_address: not a plain address: 'audit'"),
+    ({"mail": {"refusal_interval": "soon"}}, "mail.refusal_interval: not a duration like '24h' or '7d': 'soon'"),
+    ({"mail": {"refusal_interval": "0d"}}, "mail.refusal_interval: not a duration like '24h' or '7d': '0d'"),
+    ({"mail": {"refusal_interval": "1 day"}}, "mail.refusal_interval: not a duration like '24h' or '7d': '1 day'"),
+    ({"mail": {"refusal_interval": 86400}}, "mail.refusal_interval: expected a string, got int"),
+    ({"mail": {"refusal_interval": "off"}}, "mail.refusal_interval: cannot be turned off; give a duration like '1h' or '1d'"),
+    ({"mail": {"refusal_interval": ""}}, "mail.refusal_interval: cannot be turned off; give a duration like '1h' or '1d'"),
     ({"mail": {"smtp": {"tls": "ssl"}}}, "mail.smtp.tls: must be one of starttls, tls, none, got 'ssl'"),
     ({"mail": {"imap": {"tls": "starttls"}}}, "mail.imap.tls: must be one of tls, none, got 'starttls'"),
     ({"mail": {"smtp": {"port": "25"}}}, "mail.smtp.port: expected an integer, got str"),

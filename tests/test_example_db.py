@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from job.db import SCHEMA_VERSION, open_db
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,3 +82,32 @@ def test_an_early_large_ledger_database_upgrades_in_place(tmp_path: Path) -> Non
     assert db.execute("SELECT COUNT(*) FROM payment_digests").fetchone()[0] == 1
     assert db.execute("SELECT legacy_max_transaction_id FROM digest_state").fetchall() == legacy == [(0,)]
     assert "reminded_at" in {row[1] for row in db.execute("PRAGMA table_info(requests)")}
+
+
+def test_an_upgraded_database_knows_the_content_of_the_replies_it_recorded(tmp_path: Path) -> None:
+    """Migration 9 hashes the content of the incoming messages already recorded, as the poller
+    does (trace headers left out): a later copy of one is still a repeat, while another message
+    with the same Message-ID can be recorded beside it."""
+    from job.message import content_id
+
+    old = tmp_path / "old.db"
+    old.write_bytes((ROOT / "tests" / "fixtures" / "audit-v2.db").read_bytes())
+    db = open_db(old)
+    rows = db.execute("SELECT direction, message_id, raw, content_sha256 FROM messages ORDER BY id").fetchall()
+    assert [direction for direction, *_ in rows] == ["out", "out", "in"]
+    assert all(content is None for direction, _, _, content in rows if direction == "out")
+    [(_, message_id, raw, content)] = [row for row in rows if row[0] == "in"]
+    assert content_id(raw) == f"<sha256.{content}@no-message-id>"
+    assert content_id(b"Received: from mx2.example.test; Tue, 1 Dec 2026 00:00:00 +0000\r\n" + raw) == content_id(raw)
+
+    insert = ("INSERT INTO messages (direction, kind, message_id, raw, created_at, status, content_sha256)"
+              " VALUES ('in', 'reply', ?, ?, 'now', 'refused', ?)")
+    with pytest.raises(sqlite3.IntegrityError):
+        db.execute(insert, (message_id, raw, content))
+    db.execute(insert, (message_id, b"Subject: another message\r\n\r\nreused Message-ID\r\n", "0" * 64))
+    with pytest.raises(sqlite3.IntegrityError):  # every incoming row has its content hash, no outgoing row has one
+        db.execute(insert, (message_id, b"x", None))
+    out = "INSERT INTO messages (direction, kind, message_id, raw, created_at, status) VALUES ('out', 'refusal', ?, x'00', 'now', 'queued')"
+    db.execute(out, ("<a@example.test>",))
+    with pytest.raises(sqlite3.IntegrityError):  # our own Message-IDs stay unique
+        db.execute(out, ("<a@example.test>",))

@@ -74,8 +74,13 @@ def test_a_poll_with_replies_and_reminders_scans_no_table_that_grows_with_histor
     db = sqlite3.connect(site / "audit.db")
     db.execute("UPDATE requests SET created_at = '2000-01-01T00:00:00Z'")  # old enough to remind
     db.commit()
+    # replies on another approver's copy are refused: each looks up the refusals answered lately
+    ap_copy = next(m for m in maildir_messages(site / "var/mail/outbox") if m["To"] == AP)
+    for _ in range(2):
+        drop_reply(site / "var/mail", build_reply(ap_copy, "approve all", sender=CONTROLLER))
     statements += traced_poll(site, tmp_path)
     assert any("reminded" in s for s in statements)
+    assert any("kind = 'refusal'" in s for s in statements)
     assert scans(db, statements) == []
 
 
