@@ -20,6 +20,8 @@ __all__ = ["convert_html_to_text"]
 
 _SPACES = re.compile(r"[ \t\r\n\f]+")
 _BORDER_TOP = re.compile(r"border-top\s*:", re.IGNORECASE)
+_BORDER_LEFT = re.compile(r"border-left\s*:\s*[^;]*(?:solid|[0-9]px)", re.IGNORECASE)
+MAX_HTML = 300_000  # characters of HTML read: the new text is at the top, and the parser is slow on some markup
 
 _NAMED_COLORS = {
     "white": "ffffff", "black": "000000", "red": "ff0000", "green": "008000", "blue": "0000ff",
@@ -27,7 +29,8 @@ _NAMED_COLORS = {
     "snow": "fffafa", "ivory": "fffff0", "ghostwhite": "f8f8ff", "transparent": "transparent",
 }
 
-SKIP_TAGS = frozenset({"blockquote", "style", "script", "head", "title", "template", "noscript", "object", "iframe"})
+SKIP_TAGS = frozenset({"blockquote", "style", "script", "head", "title", "template", "noscript", "object", "iframe",
+                       "noframes", "svg", "math", "del", "s", "strike", "details", "select", "textarea", "button"})
 QUOTE_CLASSES = ("gmail_quote", "gmail_attr", "yahoo_quoted", "moz-cite-prefix", "protonmail_quote",
                  "zmail_extra", "ms-outlook-mobile-reference-message")
 STOP_IDS = frozenset({"divrplyfwdmsg", "appendonsend", "mail-editor-reference-message-container"})
@@ -69,6 +72,15 @@ def normalize_color(value: str) -> str | None:
     return None
 
 
+def looks_alike(color: str, background: str) -> bool:
+    """Text in this colour cannot be read on this background (transparent, or nearly the same)."""
+    if color == "transparent":
+        return True
+    if background == "transparent" or len(color) != 6 or len(background) != 6:
+        return False
+    return sum(abs(int(color[i : i + 2], 16) - int(background[i : i + 2], 16)) for i in (0, 2, 4)) < 48
+
+
 def _is_zero(value: str) -> bool:
     """True for a CSS length or number that is zero ("0", "0px", ".0em", "0%")."""
     number = value.strip().lower()
@@ -95,23 +107,55 @@ def _is_far_negative(value: str) -> bool:
     return False
 
 
+def _pixels(value: str) -> float | None:
+    """A CSS length in pixels (em and rem as 16 px, pt as 4/3 px); None for % and the rest."""
+    number = value.strip().lower()
+    for unit, scale in (("px", 1.0), ("pt", 4 / 3), ("rem", 16.0), ("em", 16.0), ("pc", 16.0), ("mm", 3.78),
+                        ("cm", 37.8), ("in", 96.0), ("vw", 12.0), ("vh", 8.0), ("", 1.0)):
+        if number.endswith(unit):
+            try:
+                return float(number[: len(number) - len(unit)]) * scale
+            except ValueError:
+                return None
+    return None
+
+
+def _tiny(value: str, limit: float) -> bool:
+    """A length under `limit` pixels (zero included)."""
+    pixels = _pixels(value)
+    return pixels is not None and pixels < limit
+
+
 def hides(declarations: dict[str, str]) -> bool:
-    """Whether these declarations make an element's text invisible (colour aside)."""
+    """Whether these declarations make an element's text invisible or unreadable (colour aside)."""
     get = declarations.get
     if get("display", "").startswith("none") or get("visibility", "") in ("hidden", "collapse"):
         return True
     if get("mso-hide", "") == "all" or get("content-visibility", "") == "hidden":
         return True
-    for name in ("font-size", "opacity", "line-height"):
-        if name in declarations and _is_zero(declarations[name]) and (name != "line-height" or "overflow" in declarations):
+    if "line-through" in get("text-decoration", "") + get("text-decoration-line", ""):
+        return True  # struck out: the approver took it back
+    if "font-size" in declarations and (_tiny(get("font-size", ""), 4) or _is_zero(get("font-size", ""))):
+        return True
+    try:
+        if "opacity" in declarations and float(get("opacity", "1").rstrip("%")) / (100 if get("opacity", "").endswith("%") else 1) < 0.2:
             return True
-    clipped = get("overflow", "").startswith("hidden") or get("overflow-y", "") == "hidden" or get("overflow-x", "") == "hidden"
-    if clipped and any(_is_zero(get(n, "1")) for n in ("height", "max-height", "width", "max-width")):
+    except ValueError:
+        pass
+    clipped = any(get(n, "").startswith(("hidden", "clip")) for n in ("overflow", "overflow-x", "overflow-y"))
+    if clipped and any(_tiny(get(n, "99"), 4) for n in ("height", "max-height", "width", "max-width", "line-height")):
         return True
-    if any(_is_far_negative(get(n, "")) for n in ("text-indent", "left", "top", "margin-left", "margin-top")):
+    if "rect(0" in get("clip", "").replace(" ", "") or "inset(50%" in get("clip-path", "").replace(" ", "") \
+            or "inset(100%" in get("clip-path", "").replace(" ", ""):
         return True
-    transform = get("transform", "")
-    return "scale(0" in transform.replace(" ", "")
+    for name in ("text-indent", "left", "right", "top", "bottom", "margin-left", "margin-right", "margin-top"):
+        value = get(name, "")
+        if value.startswith("-") and (_is_far_negative(value) or value.endswith(("%", "vw", "vh")) or (_pixels(value) or 0) <= -500):
+            return True
+    transform = get("transform", "").replace(" ", "")
+    if any(f in transform for f in ("scale(0", "scalex(0", "scaley(0", "scale(0.0")):
+        return True
+    return "translate" in transform and "-" in transform and any(d in transform for d in ("999", "100%", "vw"))
 
 
 def read_style_sheet(css: str) -> dict[str, dict[str, str]]:
@@ -121,14 +165,13 @@ def read_style_sheet(css: str) -> dict[str, dict[str, str]]:
     removes text. `@media` blocks are read like the rest.
     """
     rules: dict[str, dict[str, str]] = {}
-    text = css
-    while True:
-        start = text.find("/*")
-        if start < 0:
-            break
-        end = text.find("*/", start + 2)
-        text = text[:start] + " " + (text[end + 2 :] if end >= 0 else "")
-    for chunk in text.split("}"):
+    kept, position = [], 0
+    while (start := css.find("/*", position)) >= 0:  # comments out, in one pass
+        kept.append(css[position:start])
+        end = css.find("*/", start + 2)
+        position = end + 2 if end >= 0 else len(css)
+    kept.append(css[position:])
+    for chunk in " ".join(kept).split("}"):
         selectors, brace, body = chunk.rpartition("{")
         if not brace:
             continue
@@ -185,6 +228,8 @@ class _VisibleText(HTMLParser):
         if element_id in STOP_IDS or (tag == "div" and _BORDER_TOP.search(style) and "solid" in style.lower()):
             self.stopped = True  # Outlook's reply header: the rest is the quote
             return
+        if _BORDER_LEFT.search(style):
+            hidden = True  # a bar down the left side: how web clients draw a quote without <blockquote>
         declarations: dict[str, str] = {}
         for key in [tag, *(f".{c}" for c in classes), *([f"#{element_id}"] if element_id else [])]:
             declarations.update(self.rules.get(key, {}))
@@ -196,16 +241,19 @@ class _VisibleText(HTMLParser):
                 hidden = True
         if values.get("bgcolor"):
             declarations.setdefault("background-color", values["bgcolor"])
-        background_value = declarations.get("background-color") or declarations.get("background", "").split(" ")[0]
-        new_background = normalize_color(background_value) if background_value else None
+        new_background = normalize_color(declarations.get("background-color", ""))
+        if new_background is None:
+            for token in declarations.get("background", "").replace(",", " ").split():
+                new_background = normalize_color(token)
+                if new_background:
+                    break
         if new_background and new_background != "transparent":
             background = new_background
         new_color = normalize_color(declarations["color"]) if "color" in declarations else None
         if new_color:
             color = new_color
         hidden = (
-            hidden or "hidden" in values or values.get("aria-hidden", "") == "true" and "display" in declarations
-            or hides(declarations) or tag in SKIP_TAGS
+            hidden or "hidden" in values or hides(declarations) or tag in SKIP_TAGS
             or any(name in c for c in classes for name in QUOTE_CLASSES)
         )
         if tag in VOID_TAGS:
@@ -240,13 +288,14 @@ class _VisibleText(HTMLParser):
         if self.stopped:
             return
         hidden, background, color = self._state()
-        if hidden or (color is not None and color == background):
+        if hidden or (color is not None and looks_alike(color, background)):
             return
         self.parts.append(data if self.pre_depth else _SPACES.sub(" ", data))
 
 
 def convert_html_to_text(html: str) -> str:
     """Visible text of an HTML body, one line per block, quoted and hidden parts left out."""
+    html = html[:MAX_HTML]
     rules: dict[str, dict[str, str]] = {}
     lowered = html.lower()
     start = lowered.find("<style")

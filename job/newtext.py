@@ -31,13 +31,16 @@ from .htmltext import convert_html_to_text
 __all__ = ["extract_new_text", "collect_sent_lines", "normalize_line", "find_quote_start", "MAX_BODY"]
 
 MAX_BODY = 1_000_000  # characters read from each part; new text is at the top anyway
-MAX_HEADER_LINE = 300  # longer lines are not quote headers or separators
+MAX_HEADER_LINE = 300
+BETWEEN_QUOTES = "(between quoted lines, no blank line around it)"  # a command that may be part of the quote  # longer lines are not quote headers or separators
 
 _ATTRIBUTION_VERB = re.compile(
     r"(?:\bwrote|\bwrites|\bsaid|\ba [ée]crit|\bescribi[óo]|\bha scritto|\bescreveu|\bpisze|\bnapisa[łl](?:\(a\))?"
     r"|\bнаписал(?:\(а\)|а)?|\bпишет|\bпише|\bнаписа(?:в|ла)(?:\(ла\))?|\bnapsal(?:\(a\)|a)?|\bskrev|\bschrieb"
     r"|\bschreef|\bgeschreven|\bkirjoitti|\byazd[ıi]|\bírta|\bscrise|\bέγραψε|\bkirjutas|\brašė|\brakstīja"
-    r"|写道|寫道|のメール|님이\s*작성|작성|\bviết|เขียน|כתב|كتب)"
+    r"|\ba scris|\bva escriure|\bmenulis|\bnapísal(?:\(a\)|a)?|\bje napisao|\bje napisala|\bnapisao|\bnapisala"
+    r"|\bnapisal(?:\(a\)|a)?|\bparašė|\bkirjoittaa|\bskrifaði|\bhat geschrieben|\bnapisa|\bнаписа|\bwrote on"
+    r"|写道|寫道|のメール|님이\s*작성|작성|\bviết|เขียน|כתב|כתבה|كتب|نوشت|लिखा)"
     r"\s*[:：]?\s*$"
     r"|\b(?:schrieb|schreef|skrev|kirjoitti|írta|escribió|a écrit)\b.{0,200}[:：]\s*$",  # verb before the name
     re.IGNORECASE,
@@ -69,11 +72,14 @@ _FIELD_LABELS = (
     "|från|skickat|till|ämne|od|wysłano|wysłany|do|temat|data|lähettäjä|lähetetty|päivämäärä|vastaanottaja|aihe|kopio"
     "|от|отправлено|дата|кому|копия|тема|від|надіслано|копія|kimden|gönderildi|gönderim|tarih|kime|bilgi|konu"
     "|odesláno|komu|předmět|kopie|feladó|küldve|címzett|tárgy|发件人|發件人|寄件者|发送时间|發送時間|寄件日期|收件人"
+    "|de la|trimis|către|subiect|από|αποστολή|προς|θέμα|изпратено|до|относно|šalje|poslano|prima|predmet|từ|đã gửi"
+    "|đến|chủ đề|dari|dikirim|kepada|perihal|nuo|išsiųsta|kam|מאת|נשלח|אל|נושא|از|ارسال|به|موضوع|odoslané"
     "|收件者|抄送|副本|主题|主題|主旨|日期|时间|差出人|送信日時|宛先|件名|日付|送信者|보낸 사람|보낸 날짜|받는 사람|참조|제목|날짜"
 )
 _HEADER_FIELD = re.compile(r"^[\s*_>]*(?:" + _FIELD_LABELS + r")[\s*_]*[:：]", re.IGNORECASE)
 _FROM_FIELD = re.compile(
-    r"^[\s*_]*(?:from|von|de|fra|från|van|da|od|lähettäjä|от|від|kimden|feladó|发件人|發件人|寄件者|差出人|送信者|보낸 사람)"
+    r"^[\s*_]*(?:from|von|de|de la|fra|från|van|da|od|lähettäjä|от|від|kimden|feladó|发件人|發件人|寄件者|差出人|送信者|보낸 사람"
+    r"|από|šalje|từ|dari|nuo|מאת|از)"
     r"[\s*_]*[:：]",
     re.IGNORECASE,
 )
@@ -141,6 +147,10 @@ def keep_own_lines(lines: Sequence[str], is_command: Callable[[str], bool]) -> l
     for i, line in enumerate(lines):
         if is_marked(line):
             continue
+        if is_sandwiched(lines, i):
+            if is_command(line):  # the approver's or the quote's? it cannot decide either way
+                kept.append(f"{BETWEEN_QUOTES} {line.strip()}")
+            continue
         if starts_unmarked_quote(lines, i):
             break
         span = header_span(lines, i, is_command)
@@ -198,10 +208,13 @@ def is_dashed_title(stripped: str) -> bool:
 
 def is_header_block(lines: Sequence[str], i: int) -> bool:
     """"From:" followed within a few lines by another header field, or two header fields
-    ("Date:", "To:", "Subject:", ...) one after the other without a "From:"."""
+    ("Date:", "To:", "Subject:", ...) one after the other without a "From:", or, in any
+    language, three or more short "Label: value" lines naming an address and a date."""
     stripped = lines[i].strip()
-    if len(stripped) > MAX_HEADER_LINE or not _HEADER_FIELD.match(stripped):
+    if len(stripped) > MAX_HEADER_LINE:
         return False
+    if not _HEADER_FIELD.match(stripped):
+        return is_foreign_header_block(lines, i)
     window = [line.strip() for line in lines[i + 1 : i + 6]]
     if _FROM_FIELD.match(stripped):
         return any(_HEADER_FIELD.match(line) for line in window if len(line) <= MAX_HEADER_LINE)
@@ -209,6 +222,30 @@ def is_header_block(lines: Sequence[str], i: int) -> bool:
     return len(following) >= 1 and all(
         len(line) <= MAX_HEADER_LINE and _HEADER_FIELD.match(line) for line in following[:2]
     ) and len(following) >= 2
+
+
+def is_foreign_header_block(lines: Sequence[str], i: int) -> bool:
+    """Three to six "Label: value" lines in a row (labels of at most three words of letters),
+    one with an address and one with a date: a quoted message's header in a language we do
+    not list."""
+    block = []
+    for line in lines[i : i + 6]:
+        stripped = line.strip()
+        label, colon, value = stripped.partition(":") if ":" in stripped[:40] else stripped.partition("：")
+        words = label.replace("*", " ").replace("_", " ").split()
+        if not colon or not value.strip() or not words or len(words) > 3 or len(stripped) > MAX_HEADER_LINE:
+            break
+        if not all(word.replace("-", "").replace(".", "").isalpha() for word in words):
+            break
+        block.append(value)
+    return len(block) >= 3 and any("@" in v for v in block) and any(_DATE.search(v) for v in block)
+
+
+def is_sandwiched(lines: Sequence[str], i: int) -> bool:
+    """A line between two quoted lines, with no blank line around it: maybe a quoted line that
+    lost its marker when the client wrapped it, maybe an inline answer. Prose there is dropped;
+    a command is kept, marked, so that the reply is unclear rather than decided."""
+    return 0 < i < len(lines) - 1 and is_marked(lines[i - 1]) and is_marked(lines[i + 1]) and bool(lines[i].strip())
 
 
 def header_span(lines: Sequence[str], i: int, is_command: Callable[[str], bool]) -> int:
@@ -220,12 +257,18 @@ def header_span(lines: Sequence[str], i: int, is_command: Callable[[str], bool])
     not end a sentence, so the approver's last line above a header stays theirs.
     """
     stripped = lines[i].strip()
-    if not stripped or len(stripped) > MAX_HEADER_LINE or not stripped.endswith((":", "：")):
+    if not stripped or len(stripped) > MAX_HEADER_LINE:
         return 0
+    if not stripped.endswith((":", "：")):
+        # "On Mon, Nov 24, 2026 at 9:12 AM Audit <audit@x.com> wrote", its colon lost
+        return 1 if _OPENER.match(stripped) and _DATE.search(stripped) and _ATTRIBUTION_VERB.search(stripped + ":") else 0
     verb = bool(_ATTRIBUTION_VERB.search(stripped))
     above_line = lines[i - 1].strip() if i else ""
+    if len(above_line) > MAX_HEADER_LINE:
+        above_line = ""
+    split_verb = False  # the verb itself wrapped: "... a" / "écrit :"
     if not verb and above_line and len(stripped) <= 40 and not is_command(above_line):
-        verb = bool(_ATTRIBUTION_VERB.search(above_line + " " + stripped))  # "... a" / "écrit :"
+        verb = split_verb = bool(_ATTRIBUTION_VERB.search(above_line + " " + stripped))
     follows = next_text_line(lines, i + 1)
     # a quote below, or none at all (an HTML quote already dropped)
     marked_next = follows is None or is_marked(lines[follows])
@@ -239,11 +282,11 @@ def header_span(lines: Sequence[str], i: int, is_command: Callable[[str], bool])
             break
         if len(above) + len(joined) > MAX_HEADER_LINE or is_command(above):
             break
-        if not (_DATE.search(above) or "@" in above or above.endswith("<") or (verb and span == 1 and len(stripped) <= 40)):
+        if not (_DATE.search(above) or "@" in above or above.endswith("<") or (split_verb and span == 1)):
             break
         joined = above + " " + joined
         span += 1
-    if verb and not (_DATE.search(joined) or "@" in joined or marked_next or _OPENER.match(joined)):
+    if verb and not (_DATE.search(joined) or "@" in joined or marked_next or _OPENER.match(joined) or _OPENER.match(stripped)):
         return 0  # "As I wrote:" is prose
     return span
 

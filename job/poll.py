@@ -16,7 +16,11 @@ suspended conversation is resumed with the approvers' replies and writes the sum
 from __future__ import annotations
 
 import hashlib
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from .answer import decision_view, pending_count, queue_answer
@@ -34,6 +38,7 @@ from .transport import Received, open_inbox
 
 __all__ = ["PollResult", "poll_replies", "process_message"]
 
+MESSAGE_BUDGET_SECONDS = 20  # no message may take longer to read and record; see time_budget
 HUMAN_INPUT_DECISIONS = 200  # decisions listed for the agent's run summary; the rest are counted
 
 
@@ -114,7 +119,8 @@ async def poll_replies(db, config: Config) -> PollResult:
         async for item in inbox.fetch(last_uid, uidvalidity, retry=retry):
             result.fetched += 1
             try:
-                outcome = process_message(db, config, item, inbox_name=inbox.name, sent_lines=sent_lines)
+                with time_budget(MESSAGE_BUDGET_SECONDS):
+                    outcome = process_message(db, config, item, inbox_name=inbox.name, sent_lines=sent_lines)
             except Exception as exc:  # one bad message never stops the others
                 sent_lines.clear()
                 result.failed += 1
@@ -138,6 +144,34 @@ async def poll_replies(db, config: Config) -> PollResult:
     sent = await flush_outbox(db, config.mail)
     result.sent = FlushResult(retried.sent + sent.sent, retried.failed + sent.failed, tuple(dict.fromkeys(retried.errors + sent.errors)))
     return result
+
+
+class MessageTooSlow(Exception):
+    """Reading one message took longer than its time budget."""
+
+
+@contextmanager
+def time_budget(seconds: float) -> Iterator[None]:
+    """Stop the block with MessageTooSlow after `seconds` (on the main thread; elsewhere no limit).
+
+    Reading is linear in the size of a message, so this only stops what nothing else should
+    let through: the message is then not read, its transaction rolls back, and it takes the
+    path of any failed message (retried, then moved aside with the error recorded).
+    """
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def expire(signum, frame):
+        raise MessageTooSlow(f"reading the message took longer than {seconds:g} s; nothing of it was recorded")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _failure_key(inbox_name: str, item: Received) -> str:

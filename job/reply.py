@@ -72,8 +72,24 @@ _FILLERS = frozenset(
 _ALL = frozenset({"all", "everything"})
 _CONTINUATIONS = frozenset(
     "not to and or should would will can cannot can't don't do does shall must never also but then that if"
-    " we i you they it could may might".split()
+    " we i you they it could may might won't wont shouldn't mustn't couldn't wouldn't isn't nor neither".split()
 )
+_NEGATIONS = frozenset("not no never nor neither cannot can't don't won't wont shouldn't mustn't circumstances".split())
+# words that take back, condition or except a decision: a line with one is never prose
+_DOUBT = frozenset(
+    "except excluding exclude oops meant instead cancel undo retract unless duplicate duplicated fraud fraudulent"
+    " withdraw revoke".split()
+)
+# words that do so when the line also names an item, an id or "all"
+_WEAK_DOUBT = frozenset(
+    "not don't dont never pay paid check verify first only if wait but sorry actually yet later".split()
+)
+_ITEMISH = frozenset(
+    "all everything it them that this these those one ones first second third fourth fifth last rest others".split()
+)
+# an approval that comes with one of these is conditional, and a condition is not an approval
+_CONDITIONS = frozenset("if unless only pending until till not no wait provided once after when".split())
+_POLITE = re.compile(r"^(?:please|pls|kindly)\s+(?=[^\W\d_])", re.IGNORECASE)
 
 _NOISE_START = re.compile(r"^[\s*•·◦▪‣+\-–—]+")
 _NOISE_END = frozenset(".,!*")
@@ -94,6 +110,9 @@ _ITEM_REFERENCE = re.compile(
 )
 # a line that starts with an item number: not "12:30", "3.5", "2026-11-24" or a phone number "1 555 0100"
 _LEADING_NUMBER = re.compile(r"([0-9]+)(?![0-9]|[.,:/][0-9]|-[0-9]{3}|\s+[0-9]{3})")
+_NUMBER_THEN_VERB = re.compile(r"\.?[ \t]*#?[0-9]{1,9}[ \t.:)\-–—]{0,9}(?:approv|reject|hold|ok\b|yes\b|den|decl)", re.IGNORECASE)
+_ADDRESS_AFTER = re.compile(r"\s+[A-Z][a-z]|[A-Za-z]")  # "1 Main Street", "3rd floor": an address, not an item
+_STANDALONE_NUMBER = re.compile(r"(?<![\w.,:/-])([0-9]{1,6})(?![\w.,:/-]*[0-9])")
 _WORDS = re.compile(r"[^\W_]+(?:[-'][^\W_]+)*")
 _ID_TOKEN_SPLIT = re.compile(r"[\s,;()\[\]\"'<>“”‘’«»]+")
 
@@ -197,7 +216,7 @@ def parse_commands(text: str, *, row_count: int, known_ids: Collection[str] | Id
                 f"line '{shorten(line.strip())}': reads like an instruction but is not one; write one per line,"
                 " starting with approve, reject or hold"
             )
-        above = line
+        above = line if result is None else ""  # only prose runs on into the line below
     if not commands:
         problems.insert(0, NO_COMMAND)
     return ParsedReply(tuple(commands), tuple(problems))
@@ -208,10 +227,12 @@ def shorten(text: str, limit: int = MAX_QUOTED_LINE) -> str:
 
 
 def continues_sentence(above: str) -> bool:
-    """Whether the line above stops mid-sentence ("we should not"), so the next line, even if
-    it reads as a command ("approve all of them."), is the end of that sentence."""
-    words = _WORDS.findall(above.casefold()[-200:])
-    return bool(words) and words[-1] in _CONTINUATIONS and not above.rstrip().endswith((".", "!", ":", ",", ";"))
+    """Whether the line above stops mid-sentence ("we should not", "under no circumstances"),
+    so the next line, even if it reads as a command ("approve all of them."), ends that sentence."""
+    if above.rstrip().endswith((".", "!", ":", ",", ";", "?")):
+        return False
+    words = _WORDS.findall(above.casefold().replace("\u2019", "'")[-300:])
+    return bool(words) and (words[-1] in _CONTINUATIONS or any(w in _NEGATIONS for w in words))
 
 
 def is_question(line: str) -> bool:
@@ -222,21 +243,40 @@ def is_question(line: str) -> bool:
 def looks_like_instruction(line: str, row_count: int, index: IdIndex) -> bool:
     """A line that is not a command but names a decision verb (or a near miss), an id of the
     request, an item reference ("item 3", "#3", "[3]"), or only item numbers."""
-    text = line.strip()
+    text = line.strip().replace("\u2019", "'")
     if not text:
         return False
-    words = _WORDS.findall(text.casefold())
+    original = _WORDS.findall(text)
+    # a verb counts in lower case, in capitals or first on the line; "Acme Holding AG" is a name
+    words = [w.casefold() for n, w in enumerate(original) if n == 0 or w.islower() or w.isupper()]
     if any(w in _VERB_FORMS or near_verb(w) for w in words) or "sign off" in " ".join(words):
         return True
+    folded = [w.casefold() for w in original]
+    if any(w in _DOUBT for w in folded) or "not yet" in " ".join(folded) or "scratch that" in " ".join(folded):
+        return True
+    return names_an_item(text, row_count, index) or (
+        any(w in _ITEMISH for w in folded) and any(w in _WEAK_DOUBT for w in folded))
+
+
+def names_an_item(text: str, row_count: int, index: IdIndex) -> bool:
+    """Whether prose names an item of the request: an id, "item 3", "#3", "[3]", a leading
+    item number ("3 is a duplicate", "1, 3"), but not "1 Main Street" or "3rd floor"."""
     for token in _ID_TOKEN_SPLIT.split(text):
         token = token.strip(".,:;!?*_")
         if token and not token.isdigit() and index.mentions(token):
             return True
     for match in _ITEM_REFERENCE.finditer(text):
-        if 1 <= read_number(match.group(1)) <= max(row_count, 0):
+        if 1 <= read_number(match.group(1)) <= max(row_count, 0) and not _ADDRESS_AFTER.match(text, match.end()):
             return True
-    leading = _LEADING_NUMBER.match(strip_noise(text))
-    return bool(leading and 1 <= read_number(leading.group(1)) <= row_count)  # "3 is a duplicate", "1, 3"
+    body = strip_noise(text)
+    leading = _LEADING_NUMBER.match(body)
+    if leading and _ADDRESS_AFTER.match(body, leading.end()):
+        return False
+    if leading and 1 <= read_number(leading.group(1)) <= row_count:
+        return True
+    if any(w in _WEAK_DOUBT for w in _WORDS.findall(text.casefold())):
+        return any(1 <= read_number(n) <= row_count for n in _STANDALONE_NUMBER.findall(text))
+    return False
 
 
 def near_verb(word: str) -> bool:
@@ -266,19 +306,21 @@ def within_one_edit(a: str, b: str) -> bool:
 
 
 def parse_line(
-    line: str, row_count: int, index: IdIndex, *, weak: bool = True
+    line: str, row_count: int, index: IdIndex, *, weak: bool = True, nested: bool = False
 ) -> Command | str | None:
     """A Command, a problem (str) for a line that starts like a command, or None for prose.
 
     With weak=False the prose-like words ("ok", "no") are not read as verbs at all.
     """
     text = line.strip()
-    body = strip_noise(text)
+    body = _POLITE.sub("", strip_noise(text))  # "Please approve all"
     match = _PHRASE_VERB.match(body) or _WORD.match(body)
     if match is None:
         return None
     word = re.sub(r"[\s-]+", " ", match.group(0)).casefold()
     rest = body[match.end() :]
+    if word == "no" and _NUMBER_THEN_VERB.match(rest):
+        return "'No.' here reads as 'number'; write 'reject' and the items, or 'approve' and the items"
     if word in _WEAK:
         return read_weak_command(_WEAK[word], rest, text, row_count, index) if weak else None
     if word not in _STRONG:
@@ -286,14 +328,16 @@ def parse_line(
     action = _STRONG[word]
     if word == "hold" and re.match(r"\s+on\b", rest, re.IGNORECASE):
         return "'hold on' is not an instruction; write 'hold' and the items"
-    return read_command(action, rest.lstrip().removeprefix(":"), text, row_count, index)
+    return read_command(action, rest.lstrip().removeprefix(":"), text, row_count, index, nested=nested)
 
 
-def read_command(action: Action, rest: str, text: str, row_count: int, index: IdIndex) -> Command | str:
-    """The targets, exceptions and reason after a verb."""
+def read_command(action: Action, rest: str, text: str, row_count: int, index: IdIndex, *, nested: bool = False) -> Command | str:
+    """The targets, exceptions and reason after a verb; `nested` when reading a reason."""
     part, reason = split_reason(rest)
-    if reason and isinstance(parse_line(reason, row_count, index), Command):
-        return "write one instruction per line"
+    if reason and not nested:
+        problem = check_reason(action, reason, row_count, index)
+        if problem:
+            return problem
     excepted = _EXCEPT.search(part)
     if excepted:
         head, tail = part[: excepted.start()], part[excepted.end() :]
@@ -314,12 +358,34 @@ def read_command(action: Action, rest: str, text: str, row_count: int, index: Id
     return Command(action, targets, reason, text)
 
 
+def check_reason(action: Action, reason: str, row_count: int, index: IdIndex) -> str:
+    """Why a reason is not just a reason: it holds another instruction ("reject 2: dup; approve 3"),
+    goes on with the items ("approve TX-1001 - TX-1003"), takes the decision back ("approve 3 -
+    actually no, reject 3"), or makes an approval conditional ("approve 3 (only if the PO arrives)")."""
+    words = _WORDS.findall(reason.casefold().replace("\u2019", "'"))
+    first = _TOKEN_SPLIT.split(reason.strip(), maxsplit=1)[0].strip("()[]\"'.!?:;")
+    if first and (read_rows(first.lstrip("#"), row_count)[0] or index.resolve(first)[0] is not None):
+        return "the items go on after the reason mark; list them first, then the reason after ':'"
+    for n, word in enumerate(words):
+        if word in _VERB_FORMS and (n + 1 == len(words) or words[n + 1] in _ITEMISH or words[n + 1].isdigit()
+                                    or index.mentions(words[n + 1]) or words[n + 1] in ("item", "items", "row", "no")):
+            return "the reason holds another instruction; write one instruction per line"
+        if word in ("except", "excluding", "instead", "oops", "meant", "actually", "cancel", "undo", "retract"):
+            return f"the reason says '{word}'; write exactly what to decide, one instruction per line"
+    if action == "approve" and any(w in _CONDITIONS for w in words):
+        return "an approval with a condition is not an approval; approve when the condition is met, or hold the item"
+    if isinstance(parse_line(reason, row_count, index, nested=True), Command):
+        return "write one instruction per line"
+    return ""
+
+
 def strip_noise(text: str) -> str:
     """Drop bullets before a line and trailing punctuation after it (in linear time)."""
     body = _NOISE_START.sub("", text)
     end = len(body)
-    while end and (body[end - 1].isspace() or body[end - 1] in _NOISE_END):
-        end -= 1
+    while end and (body[end - 1].isspace() or body[end - 1] in _NOISE_END
+                   or unicodedata.category(body[end - 1]) in ("So", "Sk", "Mn", "Cf")):
+        end -= 1  # also a trailing emoji: "approve all 👍"
     return body[:end]
 
 
@@ -327,7 +393,7 @@ def read_weak_command(
     action: Action, rest: str, text: str, row_count: int, index: IdIndex
 ) -> Command | str | None:
     """"ok 1" or "no 2: reason" is a command; "OK thanks" and "No problem" are prose."""
-    inner = parse_line(rest.lstrip(" ,;:!-–—"), row_count, index, weak=False)
+    inner = parse_line(rest.lstrip(" ,;:!-–—"), row_count, index, weak=False, nested=True)
     if isinstance(inner, Command):
         return replace(inner, text=text)  # "Yes, approve all"
     if inner is not None:

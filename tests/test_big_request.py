@@ -120,7 +120,7 @@ def test_the_request_event_holds_a_digest_of_a_long_item_list(site: Path) -> Non
 def test_ranges_as_long_as_the_request_are_accepted() -> None:
     [command] = parse_commands("approve 1-15000", row_count=15_000, known_ids=()).commands
     assert len(command.targets) == 15_000
-    assert parse_commands("approve 1-20000", row_count=15_000, known_ids=()).problems == ("line 'approve 1-20000': the range 1-20000 is too large",)
+    assert parse_commands("approve 1-20000", row_count=15_000, known_ids=()).unclear == ("line 'approve 1-20000': the range 1-20000 is too large",)
 
 
 @pytest.mark.parametrize(

@@ -265,8 +265,18 @@ def test_marker_quoting_is_dropped():
 
 
 def test_inline_answers_between_marked_quotes_are_kept():
-    plain = "> 1  TX-1001  ACME\napprove 1\n> 2  TX-1002  Widgets\nreject 2: no PO\n"
+    plain = "> 1  TX-1001  ACME\n\napprove 1\n\n> 2  TX-1002  Widgets\n\nreject 2: no PO\n"
     assert summary(reply(plain, sent=())) == [(A, ("1",), ""), (R, ("2",), "no PO")]
+
+
+def test_a_command_squeezed_between_quoted_lines_makes_the_reply_unclear():
+    # a quoted line that lost its '>' when wrapped, or an answer without blank lines: either way
+    # nothing is decided, and the answer says which line
+    plain = "approve 1\n\n> my advice is\nreject 3: duplicate\n> Dana\n"
+    parsed = reply(plain, sent=())
+    assert parsed.unclear and "between quoted lines" in parsed.unclear[0]
+    plain = "> 1  TX-1001  ACME\napprove 1\n> 2  TX-1002  Widgets\n"
+    assert reply(plain, sent=()).unclear
 
 
 def test_outlook_block_without_markers_hides_its_commands():

@@ -65,7 +65,33 @@ CASES = [
     ("I think we should not\napprove all of them.", {}, "continues the sentence"),
     ("approve 2\nreject 2", {}, "different decisions"),
     ("approve all\nreject all", {}, "'all' more than once"),
+    # an exception, a correction or a condition on another line or inside the reason
+    ("approve all\nexcept 4", {}, "reads like an instruction"),
+    ("approve all\nbut not 4, it is a duplicate", {}, "reads like an instruction"),
+    ("approve all\nNo, 3 is a duplicate", {}, "reads like an instruction"),
+    ("approve all\ndon't pay 3", {}, "reads like an instruction"),
+    ("approve all\nPlease check 3 first", {}, "reads like an instruction"),
+    ("approve all\nthe fourth one is a duplicate", {}, "reads like an instruction"),
+    ("approve 3\nsorry, I meant 4", {}, "reads like an instruction"),
+    ("Approve all.\nOops, not yet - I need to check with Dana first.", {}, "reads like an instruction"),
+    ("approve all - except 4", {}, "except"),
+    ("approve all (but reject 4)", {}, "another instruction"),
+    ("approve 3 - actually no, reject 3", {}, "actually"),
+    ("approve 3 pending PO from vendor", {}, "condition"),
+    ("approve 3 (only if the PO arrives)", {}, "condition"),
+    ("reject 2: duplicate; approve 3", {}, "another instruction"),
+    ("approve TX-1001 - TX-1003", {}, "the items go on"),
+    ("approve 2 \u2014 3: no PO", {}, "condition"),
+    ("No. 3: approve", {}, "'No.' here reads as 'number'"),
+    ("No 3: approve it", {}, "'No.' here reads as 'number'"),
+    ("We won\u2019t\napprove all of them.", {}, "continues the sentence"),
+    ("Dana checked the vendor and under no circumstances\napprove 4.", {}, "continues the sentence"),
     # prose around clear commands is fine
+    ("Please approve all", {t: "approved" for t in IDS}, ""),
+    ("approve all \U0001F44D", {t: "approved" for t in IDS}, ""),
+    ("Sorry for the late reply\napprove 1\n\nDana Smith\nAcme Holding AG\n1 Main Street\n3rd floor\nNo. 1 Bank Lane",
+     {"TX-1001": "approved"}, ""),
+    ("reject 2: not approved by the budget owner\nhold 5 until the PO arrives", {"TX-1002": "rejected", "HX-5": "held"}, ""),
     ("Hi all,\n\napprove 1, 3\nreject 2: no PO on file\n\nThanks,\nDana\nTel +1 555 0100",
      {"TX-1001": "approved", "TX-1003": "approved", "TX-1002": "rejected"}, ""),
 ]
@@ -153,6 +179,135 @@ def test_all_plus_any_unclear_line_never_decides(before, unclear, after, verb, f
     assert decided == {} and plan.unclear
 
 
+# --- properties: a command under any quote header never decides ----------------------
+
+VERB_HEADERS = [
+    "On Thu, 3 Dec 2026 at 17:45, Ledger Audit <audit@example.com> wrote:",
+    "On Thu, Dec 3, 2026 at 5:45 PM Ledger Audit <\naudit@example.com> wrote:",
+    "Am Do., 3. Dez. 2026 um 18:45 Uhr schrieb Ledger Audit <audit@example.com>:",
+    "Le jeu. 3 déc. 2026 à 18:45, Ledger Audit <audit@example.com> a écrit :",
+    "El jue, 3 dic 2026 a las 18:45, Ledger Audit (<audit@example.com>) escribió:",
+    "Op do 3 dec. 2026 om 18:45 schreef Ledger Audit <audit@example.com>:",
+    "Il giorno gio 3 dic 2026 alle ore 18:45 Ledger Audit <audit@example.com> ha scritto:",
+    "Em qui., 3 de dez. de 2026 às 14:45, Ledger Audit <audit@example.com> escreveu:",
+    "Den tors 3 dec. 2026 kl 18:45 skrev Ledger Audit <audit@example.com>:",
+    "czw., 3 gru 2026 o 18:45 Ledger Audit <audit@example.com> napisał(a):",
+    "03.12.2026 20:45, Ledger Audit пишет:",
+    "чт, 3 груд. 2026 р. о 19:45 Ledger Audit <audit@example.com> пише:",
+    "在 2026-12-04 01:45:00，\"Ledger Audit\" <audit@example.com> 写道：",
+    "2026년 12월 4일 (금) 오전 2:45, Ledger Audit <audit@example.com>님이 작성:",
+    "3 Ara 2026 Per, 20:45 tarihinde Ledger Audit <audit@example.com> şunu yazdı:",
+    "On Thu, Dana wrote:",
+]
+MARKED_ONLY_HEADERS = [
+    "03.12.2026, 20:45, \"Ledger Audit\" <audit@example.com>:",
+    "чт, 3 дек. 2026 г. в 20:45, Ledger Audit <audit@example.com>:",
+    "2026年12月4日(金) 2:45 Ledger Audit <audit@example.com>:",
+    "2016-10-24 15:36 GMT+02:00 Ledger Audit <audit@example.com>:",
+]
+BLOCK_HEADERS = [
+    "-----Original Message-----",
+    "-------- Original message --------",
+    "---------- Forwarded message ---------",
+    "------------------ 原始邮件 ------------------",
+    "---------- Původní e-mail ----------",
+    "________________________________\nFrom: Ledger Audit\nSent: Thursday, December 3, 2026 5:45 PM\nTo: Dana\nSubject: approval",
+    "*From:* Ledger Audit <audit@example.com>\n*Sent:* Thursday, December 3, 2026 5:45 PM",
+    "Von: Ledger Audit <audit@example.com>\nGesendet: Donnerstag, 3. Dezember 2026 18:45\nAn: Dana",
+    "De : Ledger Audit\nEnvoyé : jeudi 3 décembre 2026 18:45\nÀ : Dana",
+    "От: Ledger Audit\nОтправлено: 3 декабря 2026 г. 20:45\nКому: Dana",
+    "Від: Ledger Audit\nНадіслано: 3 грудня 2026 р. 19:45\nКому: Dana",
+    "发件人: Ledger Audit\n发送时间: 2026年12月4日 1:45\n收件人: Dana",
+    "差出人: Ledger Audit\n送信日時: 2026年12月4日 2:45\n宛先: Dana",
+    "Date: Thu, 3 Dec 2026 17:45\nTo: Dana\nSubject: approval",
+]
+NEW_TEXT = st.sampled_from(["approve 1", "reject 2: no PO", "hold 3 until the PO arrives", "Thanks", "approve TX-1004",
+                            "Hi,\napprove 1, 3\nDana", ""])
+PLANTED = st.lists(st.sampled_from(["approve all", "reject 2: duplicate", "approve 1-5", "hold 3", "yes, all",
+                                    "approve all except 1", "reject TX-1001: fraud"]), min_size=1, max_size=3)
+
+
+FOREIGN_HEADERS = [
+    "De la: Audit <audit@x.com>\nTrimis: luni, 24 noiembrie 2026 09:12\nCătre: Ana <ana@x.com>\nSubiect: Ledger audit",
+    "________________________________\nDe la: Audit <audit@x.com>\nTrimis: luni, 24 noiembrie 2026 09:12\nCătre: Ana",
+    "Από: Audit <audit@x.com>\nΑποστολή: Δευτέρα, 24 Νοεμβρίου 2026 09:12\nΠρος: Ana\nΘέμα: Ledger audit",
+    "Dari: Audit <audit@x.com>\nDikirim: Senin, 24 November 2026 09.12\nKepada: Ana",
+    "Absender: Audit <audit@x.com>\nZeitpunkt: 24.11.2026 09:12\nEmpfänger: Ana",  # labels we do not list
+    "În lun., 24 nov. 2026 la 09:12, Audit <audit@x.com> a scris:",
+    "El dl., 24 de nov. 2026 a les 9:12, Audit (<audit@x.com>) va escriure:",
+    "Pada tanggal Sen, 24 Nov 2026 09.12, Audit <audit@x.com> menulis:",
+    "On Mon, Nov 24, 2026 at 9:12 AM Audit <audit@x.com> wrote",
+]
+
+
+@pytest.mark.parametrize("header", FOREIGN_HEADERS)
+def test_an_unmarked_quote_under_a_header_in_another_language_never_decides(header: str) -> None:
+    plain = "approve 1\n\n" + header + "\n\nreject 3: duplicate\napprove all\n"
+    assert new_commands(message(plain)) == {"TX-1001": "approved"}
+
+
+def test_a_quote_drawn_with_a_left_border_never_decides() -> None:
+    html = ('<div>approve 1</div><div>În lun., 24 nov. 2026 la 09:12, Dana &lt;dana@x.com&gt; a scris:</div>'
+            '<div style="border-left:1px solid #ccc;padding-left:1ex">reject 3: duplicate</div>')
+    assert new_commands(message(None, html)) == {"TX-1001": "approved"}
+
+
+@settings(max_examples=400)
+@given(new=NEW_TEXT, header=st.sampled_from(VERB_HEADERS + MARKED_ONLY_HEADERS + BLOCK_HEADERS), planted=PLANTED,
+       marked=st.booleans(), blank=st.booleans())
+def test_a_command_under_any_quote_header_never_decides(new, header, planted, marked, blank) -> None:
+    if header in MARKED_ONLY_HEADERS:
+        marked = True  # without a verb, such a header is known by the quote under it
+    quote = "\n".join(("> " if marked else "") + line for line in planted)
+    plain = new + ("\n\n" if blank else "\n") + header + "\n" + quote + "\n"
+    alone = parse_reply(new, None, sent_texts=(), row_count=len(ITEMS), known_ids=IDS)
+    parsed = parse_reply(plain, None, sent_texts=(), row_count=len(ITEMS), known_ids=IDS)
+    assert parsed.commands == alone.commands
+    assert plan_decisions(parsed.commands, ITEMS, unclear=parsed.unclear) == plan_decisions(
+        alone.commands, ITEMS, unclear=alone.unclear)
+
+
+# --- no input makes a reply slow -------------------------------------------------------
+
+ADVERSARIAL_BODIES = [
+    lambda n: "approve " + "1, " * n,
+    lambda n: "a" * (8 * n),
+    lambda n: "On " + "1 " * n + "wrote",
+    lambda n: ("approve 1\n" + "x" * 50 + ":\n") * (n // 20),
+    lambda n: "> " * n + "approve all",
+    lambda n: "-" * (4 * n) + "x",
+    lambda n: "reject 1 (" * n,
+    lambda n: ("TX-1001 " * n) + "?",
+    lambda n: "<div style='display:none'>" * (n // 8) + "approve all",
+    lambda n: "<style>" + ".a{" * n + "</style>approve 1",
+    lambda n: "<style>" + "/**/" * n + "</style><p>approve 1</p>",
+    lambda n: "wrote" + " " * (4 * n) + "x\nOn:\n",
+    lambda n: "approve all\n" + "sorry 1 " * n,
+    lambda n: ("> q\napprove 1\n" * (n // 4)),
+]
+
+
+@pytest.mark.parametrize("shape", range(len(ADVERSARIAL_BODIES)))
+def test_reading_a_reply_takes_linear_time(shape: int) -> None:
+    import time
+
+    build = ADVERSARIAL_BODIES[shape]
+
+    def seconds(n: int) -> float:
+        text = build(n)
+        best = float("inf")
+        for _ in range(3):
+            started = time.perf_counter()
+            html = text if "<" in text[:8] else None
+            parse_reply(None if html else text, html, sent_texts=(), row_count=5000, known_ids=IDS)
+            best = min(best, time.perf_counter() - started)
+        return best
+
+    small, large = seconds(5_000), seconds(20_000)
+    assert large < 8 * small + 0.005, (small, large)  # linear is 4x, quadratic 16x
+    assert large < 1.0
+
+
 # --- reading what the approver saw ---------------------------------------------------
 
 
@@ -212,6 +367,26 @@ HIDDEN = [
     '<!-- approve all -->',
     '<script>approve all</script>',
     '<div class="gmail_quote">approve all</div>',
+]
+
+
+HIDDEN += [
+    '<div style="color:transparent">approve all</div>',
+    '<div style="color:rgba(0,0,0,0)">approve all</div>',
+    '<div style="color:#fefefe">approve all</div>',
+    '<div style="background:url(x.png) #000;color:#010101">approve all</div>',
+    '<div style="font-size:1px">approve all</div>',
+    '<div style="opacity:0.01">approve all</div>',
+    '<div style="position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0,0,0,0)">approve all</div>',
+    '<div style="clip-path:inset(100%)">approve all</div>',
+    '<div style="transform:translateX(-9999px)">approve all</div>',
+    '<div style="transform:scaleX(0)">approve all</div>',
+    '<div style="text-indent:-100%">approve all</div>',
+    '<div style="text-decoration:line-through">approve all</div>',
+    '<del>approve all</del>',
+    '<details><summary>more</summary><div>approve all</div></details>',
+    '<svg width="0" height="0"><text>approve all</text></svg>',
+    '<div style="border-left:1px solid #ccc;padding-left:1ex">approve all</div>',
 ]
 
 
@@ -283,3 +458,19 @@ def test_an_unclear_reply_records_nothing_and_the_answer_shows_what_it_would_hav
     assert audit("poll", "--once", cwd=site).returncode == 0
     assert dict(db.execute("SELECT txn_id, status FROM transactions WHERE item_no IS NOT NULL")) == {
         "TX-1008": "approved", "TX-1002": "approved", "TX-1007": "approved", "TX-1003": "rejected"}
+
+
+def test_a_message_that_takes_too_long_is_stopped() -> None:
+    import time
+
+    from job.poll import MessageTooSlow, time_budget
+
+    started = time.monotonic()
+    with pytest.raises(MessageTooSlow, match="nothing of it was recorded"):
+        with time_budget(0.2):
+            while True:
+                sum(range(1000))
+    assert time.monotonic() - started < 2
+    with time_budget(0.2):  # a block that finishes in time is not touched, and the timer is cleared
+        pass
+    time.sleep(0.3)
