@@ -18,7 +18,8 @@ from .message import Inbound, compose, message_id_for, new_token, render, reply_
 from .outbox import queue_message
 from .request import RequestItem, attachment_name, build_request_copies, fit_attachment, items_attachment
 
-__all__ = ["queue_answer", "queue_request_copies", "pending_views", "decision_view", "request_items", "pending_count"]
+__all__ = ["queue_answer", "queue_request_copies", "pending_views", "decision_view", "request_items", "pending_count",
+           "run_label", "sign_off_state"]
 
 
 def pending_views(conn, request_id: str, limit: int | None = None) -> list[dict]:
@@ -31,14 +32,35 @@ def pending_views(conn, request_id: str, limit: int | None = None) -> list[dict]
     return views
 
 
-def decision_view(conn, pk: int | None, decision: str, reason: str, no: int) -> dict:
+def decision_view(conn, pk: int | None, decision: str, reason: str, no: int, *, request_id: str | None = None) -> dict:
+    """What a confirmation lists for one decision; `label` names the item, or the run for a sign-off."""
     if pk is None:
-        return {"no": "-", "id": "run", "vendor": "all transactions", "amount": "-", "currency": "", "decision": "signed off", "reason": reason}
+        return {"label": run_label(conn, request_id), "decision": "signed off", "reason": sanitize_text(reason, 300)}
     row = conn.execute("SELECT txn_id, vendor, amount_minor, currency FROM transactions WHERE id = ?", (pk,)).fetchone()
+    amount = format_amount_display(row[2], row[3])
     return {
-        "no": no, "id": sanitize_text(row[0], 60), "vendor": sanitize_text(row[1], 80),
-        "amount": format_amount_display(row[2], row[3]), "currency": row[3], "decision": decision, "reason": sanitize_text(reason, 300),
+        "label": f"item {no} {sanitize_text(row[0], 60)} ({sanitize_text(row[1], 80)}, {amount} {row[3]})",
+        "decision": decision, "reason": sanitize_text(reason, 300),
     }
+
+
+def run_label(conn, request_id: str | None) -> str:
+    """"run 3 (ledger-2026-11-24.csv: 1,204 transactions, none flagged)": what a sign-off covers."""
+    row = conn.execute("SELECT r.id, r.transactions, r.flagged FROM runs r JOIN requests q ON q.run_id = r.id WHERE q.id = ?",
+                       (request_id,)).fetchone() if request_id else None
+    if row is None:
+        return "the run"
+    names = ", ".join(sanitize_text(n, 80) for (n,) in conn.execute("SELECT name FROM ledger_files WHERE run_id = ? ORDER BY id", (row[0],)))
+    flagged = f"{row[2]:,} flagged" if row[2] else "none flagged"
+    return f"run {row[0]} ({names or 'no ledger'}: {row[1]:,} transaction{'s' if row[1] != 1 else ''}, {flagged})"
+
+
+def sign_off_state(conn, request_id: str | None) -> str:
+    """"" for a request with items; else "signed off" or "waiting" (a run sent for sign-off)."""
+    if not request_id or conn.execute("SELECT items FROM requests WHERE id = ?", (request_id,)).fetchone()[0]:
+        return ""
+    done = conn.execute("SELECT 1 FROM decisions WHERE request_id = ? AND decision = 'signed_off'", (request_id,)).fetchone()
+    return "signed off" if done else "waiting"
 
 
 def queue_answer(conn, config: Config, inbound: Inbound | None, to: str, request_id: str | None, token: str | None, *,
@@ -76,6 +98,7 @@ def queue_answer(conn, config: Config, inbound: Inbound | None, to: str, request
         request_id=request_id or "-", received_at=now_utc(), head=head_hash(conn),
         recorded_more=recorded_total - len(recorded), recorded_totals=totals,
         unclear=unclear, would=list(would), would_more=max(0, would_total - len(would)),
+        sign_off=sign_off_state(conn, request_id),
     )
     domain = config.mail.from_address.rpartition("@")[2]
     references = [*inbound.references.split(), inbound.message_id] if inbound else []

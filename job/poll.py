@@ -315,12 +315,14 @@ def _judge(conn, config: Config, inbound: Inbound, sent_lines: SentLines) -> tup
         conn.execute("UPDATE requests SET status = 'closed', closed_at = ? WHERE id = ?", (now_utc(), request_id))
         closed = request_id
     limit = config.request.max_listed
-    recorded = [decision_view(conn, d.item.pk if d.item else None, d.decision, d.reason, d.item.no if d.item else 0)
+    recorded = [decision_view(conn, d.item.pk if d.item else None, d.decision, d.reason, d.item.no if d.item else 0,
+                           request_id=request_id)
                 for d in plan.decisions[:limit]]
     counts: dict[str, int] = {}
     for d in plan.decisions:
         counts[d.decision] = counts.get(d.decision, 0) + 1
-    would = [decision_view(conn, d.item.pk if d.item else None, d.decision, d.reason, d.item.no if d.item else 0)
+    would = [decision_view(conn, d.item.pk if d.item else None, d.decision, d.reason, d.item.no if d.item else 0,
+                           request_id=request_id)
              for d in plan.would[:limit]]
     text = queue_answer(conn, config, inbound, sender, request_id, token, problems=problems, show_grammar=not plan.decisions,
                         recorded=recorded, recorded_total=len(plan.decisions), recorded_counts=counts,

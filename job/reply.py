@@ -48,7 +48,7 @@ NO_COMMAND = "no command found"
 # Strong words are commands on their own; weak words ("ok", "no") are also prose, so they
 # count only when followed by targets or "all".
 _STRONG: dict[str, Action] = {
-    **dict.fromkeys("approve approved accept accepted signoff".split() + ["sign off"], "approve"),
+    **dict.fromkeys("approve approved accept accepted signoff signedoff".split() + ["sign off", "signed off"], "approve"),
     **dict.fromkeys(["reject", "rejected", "deny", "denied", "decline", "declined"], "reject"),
     **dict.fromkeys(["hold", "held", "defer", "deferred", "on hold"], "hold"),
 }
@@ -61,7 +61,7 @@ _WEAK: dict[str, Action] = {
 _VERB_FORMS = frozenset(
     "approve approves approved approving accept accepts accepted accepting reject rejects rejected rejecting"
     " deny denies denied denying decline declines declined declining hold holds held holding defer defers"
-    " deferred deferring signoff sign-off unapprove disapprove disapproved".split()
+    " deferred deferring signoff sign-off signedoff unapprove disapprove disapproved".split()
 )
 _TYPO_TARGETS = ("approve", "approved", "reject", "rejected", "decline", "declined", "accept", "accepted", "signoff")
 _LIKELY_TYPOS = ("approve", "approved", "reject", "rejected", "hold")
@@ -93,7 +93,7 @@ _POLITE = re.compile(r"^(?:please|pls|kindly)\s+(?=[^\W\d_])", re.IGNORECASE)
 
 _NOISE_START = re.compile(r"^[\s*•·◦▪‣+\-–—]+")
 _NOISE_END = frozenset(".,!*")
-_PHRASE_VERB = re.compile(r"(sign[\s-]*off|on\s+hold)(?![^\W\d_])", re.IGNORECASE)
+_PHRASE_VERB = re.compile(r"(sign(?:ed)?[\s-]*off|on\s+hold)(?![^\W\d_])", re.IGNORECASE)
 _WORD = re.compile(r"[^\W\d_]+")
 _SPACED_RANGE = re.compile(r"([0-9])\s*(?:[-–—]|\bto\b|\bthrough\b|\bthru\b)\s*([0-9])", re.I)
 _REASON_START = re.compile(
@@ -353,6 +353,8 @@ def read_command(action: Action, rest: str, text: str, row_count: int, index: Id
     targets, error, _ = read_targets(part, row_count, index)
     if error:
         return error
+    if targets == () and action == "approve" and row_count == 0:
+        return Command(action, None, reason, text)  # "signed off", "approve": a run with nothing to list
     if targets == ():
         return f"say '{action} all' or list the items"
     return Command(action, targets, reason, text)

@@ -28,7 +28,7 @@ __all__ = ["REPORT_FIELDS", "report_query", "iter_report_rows", "write_report", 
 
 REPORT_FIELDS = (
     "transaction_id", "date", "vendor", "amount", "currency", "memo", "flags",
-    "status", "decided_by", "decided_at", "reason", "request_id",
+    "status", "decided_by", "decided_at", "reason", "request_id", "signed_off_by", "signed_off_at",
 )
 
 
@@ -65,7 +65,7 @@ def report_query(*, since: str | None = None, until: str | None = None) -> tuple
     sql = (
         "SELECT t.txn_id AS transaction_id, t.date, t.vendor, t.amount_minor, t.currency, t.memo, t.flags, t.status,"
         " COALESCE(d.approver, '') AS decided_by, COALESCE(d.decided_at, '') AS decided_at, COALESCE(d.reason, '') AS reason,"
-        " COALESCE(t.request_id, '') AS request_id"
+        " COALESCE(t.request_id, '') AS request_id, t.run_id"
         f" FROM {rows} LEFT JOIN decisions d ON d.transaction_id = t.id AND d.request_id = t.request_id"
         f" {where} ORDER BY t.date, t.id"
     )
@@ -75,7 +75,12 @@ def report_query(*, since: str | None = None, until: str | None = None) -> tuple
 def iter_report_rows(db, *, since: str | None = None, until: str | None = None) -> Iterator[dict]:
     """One dict per transaction, oldest first; `since`/`until` bound the transaction date."""
     sql, params = report_query(since=since, until=until)
+    # the run-level sign-offs (approval_mode = "always"): few, so read once
+    sign_offs = {run_id: (who, when) for run_id, who, when in db.conn.execute(
+        "SELECT r.id, d.approver, d.decided_at FROM decisions d JOIN runs r ON r.request_id = d.request_id"
+        " WHERE d.transaction_id IS NULL AND d.decision = 'signed_off'")}
     for row in db.query(sql, params):  # sqlite-utils: rows as dicts, streamed
+        row["signed_off_by"], row["signed_off_at"] = sign_offs.get(row.pop("run_id"), ("", ""))
         amount_minor = row.pop("amount_minor")
         row["amount"] = format_amount(amount_minor, row["currency"])
         row["flags"] = [f["code"] for f in json.loads(row["flags"])]

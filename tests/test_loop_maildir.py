@@ -75,7 +75,7 @@ def test_reply_records_decisions_confirms_and_reports(site: Path) -> None:
     assert rows["TX-1001"]["status"] == "auto_approved" and rows["TX-1001"]["decided_by"] == ""
     assert set(rows["TX-1002"]) == {
         "transaction_id", "date", "vendor", "amount", "currency", "memo", "flags",
-        "status", "decided_by", "decided_at", "reason", "request_id",
+        "status", "decided_by", "decided_at", "reason", "request_id", "signed_off_by", "signed_off_at",
     }
 
     confirmation = maildir_messages(site / "var" / "mail" / "outbox")[-1]
@@ -94,7 +94,7 @@ def test_reply_records_decisions_confirms_and_reports(site: Path) -> None:
     assert rows["TX-1007"]["status"] == "rejected" and rows["TX-1003"]["status"] == "approved"
 
     csv_out = audit("report", "--format", "csv", cwd=site).stdout.splitlines()
-    assert csv_out[0] == "transaction_id,date,vendor,amount,currency,memo,flags,status,decided_by,decided_at,reason,request_id"
+    assert csv_out[0] == "transaction_id,date,vendor,amount,currency,memo,flags,status,decided_by,decided_at,reason,request_id,signed_off_by,signed_off_at"
     assert any(line.startswith("TX-1008,2026-11-24,Blue Harbor Holdings,2150.00,USD,Misc services,vague_memo;unfamiliar_vendor,approved,") for line in csv_out)
 
 
@@ -184,6 +184,43 @@ def test_always_mode_asks_for_sign_off_even_with_nothing_flagged(site: Path, tmp
     assert "1 decision(s) recorded" in result.stdout and "closed" in result.stdout
     db = sqlite3.connect(site / "audit.db")
     assert db.execute("SELECT decision, approver FROM decisions").fetchall() == [("signed_off", "controller@example.com")]
+
+
+@pytest.mark.parametrize("words", ["Signed off.", "signed off", "Sign-off", "approve", "Approved.", "approve all"])
+def test_a_run_with_nothing_flagged_is_signed_off_and_the_report_says_by_whom(site: Path, tmp_path: Path, words: str) -> None:
+    write_config(site / "audit.toml", {"db": "audit.db"}, policy={"known_vendors_file": "vendors.csv", "approval_mode": "always"},
+                 approvers={"addresses": ["controller@example.com"]})
+    clean = tmp_path / "clean.csv"
+    clean.write_text("id,date,amount,currency,vendor,memo\nC-1,2026-11-24,10.00,USD,Globex Travel,Taxi\n")
+    assert audit("run", "--ledger", str(clean), cwd=site).returncode == 0
+    request = maildir_messages(site / "var" / "mail" / "outbox")[0]
+    assert "To sign off this run, write:  signed off" in plain_body(request)
+    drop_reply(site / "var" / "mail", build_reply(request, f"{words}\nThanks, Dana", sender="controller@example.com"))
+    assert "1 decision(s) recorded" in audit("poll", "--once", cwd=site).stdout
+    confirmation = plain_body(maildir_messages(site / "var" / "mail" / "outbox")[-1])
+    assert "- run 1 (clean.csv: 1 transaction, none flagged): signed off" in confirmation
+    assert "The run is signed off; the request is closed." in confirmation
+    [row] = report_json(site)
+    decided_at = sqlite3.connect(site / "audit.db").execute("SELECT decided_at FROM decisions").fetchone()[0]
+    assert (row["status"], row["signed_off_by"], row["signed_off_at"]) == ("auto_approved", "controller@example.com", decided_at)
+    # a second sign-off is refused: the request is closed and decisions are final
+    drop_reply(site / "var" / "mail", build_reply(request, "signed off", sender="controller@example.com"))
+    assert "0 decision(s) recorded" in audit("poll", "--once", cwd=site).stdout
+    assert "already closed" in plain_body(maildir_messages(site / "var" / "mail" / "outbox")[-1])
+
+
+def test_a_sign_off_request_answered_unclearly_still_waits(site: Path, tmp_path: Path) -> None:
+    write_config(site / "audit.toml", {"db": "audit.db"}, policy={"known_vendors_file": "vendors.csv", "approval_mode": "always"},
+                 approvers={"addresses": ["controller@example.com"]})
+    clean = tmp_path / "clean.csv"
+    clean.write_text("id,date,amount,currency,vendor,memo\nC-1,2026-11-24,10.00,USD,Globex Travel,Taxi\n")
+    assert audit("run", "--ledger", str(clean), cwd=site).returncode == 0
+    request = maildir_messages(site / "var" / "mail" / "outbox")[0]
+    drop_reply(site / "var" / "mail", build_reply(request, "Signed off?", sender="controller@example.com"))
+    assert "0 decision(s) recorded" in audit("poll", "--once", cwd=site).stdout
+    answer = plain_body(maildir_messages(site / "var" / "mail" / "outbox")[-1])
+    assert "This run still waits for your sign-off." in answer and "write:  signed off" in answer
+    assert "the request is closed" not in answer
 
 
 def test_conversation_is_suspended_then_resumed_with_the_reply(site: Path) -> None:
