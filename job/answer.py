@@ -18,15 +18,16 @@ from .message import Inbound, compose, message_id_for, new_token, render, reply_
 from .outbox import queue_message
 from .request import RequestItem, attachment_name, build_request_copies, fit_attachment, items_attachment
 
-__all__ = ["queue_answer", "queue_request_copies", "pending_views", "decision_view", "request_items", "pending_count",
+__all__ = ["queue_answer", "queue_request_copies", "pending_views", "decision_view", "request_items", "pending_count", "open_count",
            "run_label", "sign_off_state"]
 
 
-def pending_views(conn, request_id: str, limit: int | None = None) -> list[dict]:
+def pending_views(conn, request_id: str, limit: int | None = None, *, status: str = "pending") -> list[dict]:
+    """The first `limit` items of a request in this status (pending, or held), as confirmations list them."""
     views = []
     for no, txn_id, vendor, amount, currency in conn.execute(
-        "SELECT item_no, txn_id, vendor, amount_minor, currency FROM transactions WHERE request_id = ? AND status = 'pending'"
-        " ORDER BY item_no LIMIT ?", (request_id, -1 if limit is None else limit)):
+        "SELECT item_no, txn_id, vendor, amount_minor, currency FROM transactions WHERE request_id = ? AND status = ?"
+        " ORDER BY item_no LIMIT ?", (request_id, status, -1 if limit is None else limit)):
         views.append({"no": no, "id": sanitize_text(txn_id, 60), "vendor": sanitize_text(vendor, 80),
                       "amount": format_amount_display(amount, currency), "currency": currency})
     return views
@@ -74,11 +75,14 @@ def queue_answer(conn, config: Config, inbound: Inbound | None, to: str, request
     limit = config.request.max_listed
     subject = "Ledger audit"
     pending: list[dict] = []
-    pending_total = 0
+    held: list[dict] = []
+    pending_total = held_total = 0
     if request_id:
         subject = conn.execute("SELECT subject FROM requests WHERE id = ?", (request_id,)).fetchone()[0] or subject
         pending = pending_views(conn, request_id, limit)
         pending_total = pending_count(conn, request_id)
+        held = pending_views(conn, request_id, limit, status="held")
+        held_total = pending_count(conn, request_id, status="held")
     if recorded_counts is None:
         recorded_counts = {}
         for d in recorded:
@@ -99,6 +103,7 @@ def queue_answer(conn, config: Config, inbound: Inbound | None, to: str, request
         recorded_more=recorded_total - len(recorded), recorded_totals=totals,
         unclear=unclear, would=list(would), would_more=max(0, would_total - len(would)),
         sign_off=sign_off_state(conn, request_id),
+        held=held, held_total=held_total, held_more=held_total - len(held),
     )
     domain = config.mail.from_address.rpartition("@")[2]
     references = [*inbound.references.split(), inbound.message_id] if inbound else []
@@ -114,34 +119,40 @@ def queue_answer(conn, config: Config, inbound: Inbound | None, to: str, request
     return plain
 
 
-def request_items(conn, request_id: str, *, pending_only: bool = True) -> Iterator[RequestItem]:
+def request_items(conn, request_id: str, *, pending_only: bool = True, open_only: bool = False) -> Iterator[RequestItem]:
     """A request's items in item order, as its email and attachment number them (those
-    still pending, or all of them), read as they are used."""
+    still pending, those still open (pending or held), or all of them), read as they are used."""
     import json
 
-    status = " AND status = 'pending'" if pending_only else ""
+    status = " AND status IN ('pending', 'held')" if open_only else " AND status = 'pending'" if pending_only else ""
     for no, txn_id, date, vendor, amount, currency, memo, flags, note in conn.execute(
         "SELECT item_no, txn_id, date, vendor, amount_minor, currency, memo, flags, agent_note FROM transactions"
         f" WHERE request_id = ?{status} ORDER BY item_no", (request_id,)):
         yield RequestItem(no, txn_id, date, vendor, amount, currency, memo, tuple(f["reason"] for f in json.loads(flags)), note)
 
 
-def pending_count(conn, request_id: str) -> int:
-    """How many of a request's items are still pending."""
-    return conn.execute("SELECT COUNT(*) FROM transactions WHERE request_id = ? AND status = 'pending'", (request_id,)).fetchone()[0]
+def pending_count(conn, request_id: str, *, status: str = "pending") -> int:
+    """How many of a request's items are still pending (or held)."""
+    return conn.execute("SELECT COUNT(*) FROM transactions WHERE request_id = ? AND status = ?", (request_id, status)).fetchone()[0]
+
+
+def open_count(conn, request_id: str) -> int:
+    """How many of a request's items keep it open: pending or held."""
+    return pending_count(conn, request_id) + pending_count(conn, request_id, status="held")
 
 
 def queue_request_copies(conn, config: Config, request_id: str, approvers: Sequence[str], *, kind: str, notice: str) -> list[str]:
-    """Send the still-pending items of a request again (reminder or escalation), one copy per
-    approver with a fresh token, threaded on that approver's original request when there is one."""
+    """Send the still-open (pending or held) items of a request again (reminder or escalation), one
+    copy per approver with a fresh token, threaded on that approver's original request when there is one."""
     run_id, subject, summary = conn.execute("SELECT run_id, subject, summary FROM requests WHERE id = ?", (request_id,)).fetchone()
     reviewer, review_summary, auto_approved = conn.execute(
         "SELECT reviewer, review_summary, auto_approved FROM runs WHERE id = ?", (run_id,)).fetchone()
     ledger_names = [n for (n,) in conn.execute("SELECT name FROM ledger_files WHERE run_id = ? ORDER BY id", (run_id,))]
     # the items are read as the attachment is written, never held: a request may hold millions
-    listed = list(itertools.islice(request_items(conn, request_id), config.request.max_listed))
-    total = pending_count(conn, request_id)
-    extra = items_attachment(attachment_name(ledger_names, run_id), request_items(conn, request_id)) if total > len(listed) else None
+    listed = list(itertools.islice(request_items(conn, request_id, open_only=True), config.request.max_listed))
+    total = open_count(conn, request_id)
+    extra = (items_attachment(attachment_name(ledger_names, run_id), request_items(conn, request_id, open_only=True))
+             if total > len(listed) else None)
     extra, withheld = fit_attachment(extra, config.request.max_attachment_bytes)
     copies = build_request_copies(
         request_id=request_id, run_id=run_id, listed=listed, total=total, attachment=extra, approvers=approvers, auto_approved=auto_approved, ledger_names=ledger_names,

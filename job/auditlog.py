@@ -107,7 +107,7 @@ def check_statuses(conn) -> str:
     """Every transaction's status agrees with the decisions (which the chain vouches for)."""
     row = conn.execute(
         "SELECT t.id, t.txn_id, t.status, d.decision FROM transactions t"
-        " LEFT JOIN decisions d ON d.transaction_id = t.id AND d.request_id = t.request_id"
+        " LEFT JOIN decisions d ON d.id = (SELECT MAX(id) FROM decisions WHERE transaction_id = t.id AND request_id = t.request_id)"
         " WHERE (d.id IS NOT NULL AND t.status != d.decision)"
         f" OR (d.id IS NULL AND t.status IN {DECIDED!r})"
         " OR (d.id IS NULL AND t.status = 'held' AND t.request_id IS NOT NULL)"

@@ -293,9 +293,11 @@ def status(
     else:
         typer.echo("last run: none")
     typer.echo(f"pending items: {info['pending_items']}")
+    typer.echo(f"held items: {info['held_items']}")
     typer.echo(f"open requests: {len(info['open_requests'])}")
     for r in info["open_requests"]:
-        typer.echo(f"  {r['request_id']}  age {r['age']}  {r['pending']} of {r['items']} pending  {r['subject']}")
+        held = f", {r['held']} held" if r["held"] else ""
+        typer.echo(f"  {r['request_id']}  age {r['age']}  {r['pending']} of {r['items']} pending{held}  {r['subject']}")
     typer.echo(f"audit log head: {info['audit_log_head']}")
     typer.echo(f"unsent mail: {len(info['unsent_mail'])}")
     for m in info["unsent_mail"]:

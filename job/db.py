@@ -336,6 +336,31 @@ MIGRATIONS: list[str] = [
     CREATE UNIQUE INDEX messages_out ON messages(message_id) WHERE direction = 'out';
     CREATE INDEX messages_refusals ON messages(recipients, request_id, created_at) WHERE direction = 'out' AND kind = 'refusal';
     """,
+    # 10: hold is a pause, not an end: a held item may later be approved, rejected or expire,
+    # so an item may have more than one decision, never the same one twice. Its status is its
+    # last decision's (`auditlog.check_statuses`).
+    """
+    CREATE TABLE decisions_v10 (
+        id INTEGER PRIMARY KEY,
+        request_id TEXT NOT NULL REFERENCES requests(id),
+        transaction_id INTEGER REFERENCES transactions(id),
+        item_no INTEGER,
+        decision TEXT NOT NULL CHECK (decision IN ('approved','rejected','held','signed_off','expired')),
+        reason TEXT NOT NULL DEFAULT '',
+        approver TEXT NOT NULL,
+        decided_at TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        UNIQUE (request_id, transaction_id, decision)
+    );
+    INSERT INTO decisions_v10 SELECT * FROM decisions;
+    DROP TABLE decisions;
+    ALTER TABLE decisions_v10 RENAME TO decisions;
+    CREATE TRIGGER decisions_no_update BEFORE UPDATE ON decisions
+        BEGIN SELECT RAISE(ABORT, 'decisions are append-only'); END;
+    CREATE TRIGGER decisions_no_delete BEFORE DELETE ON decisions
+        BEGIN SELECT RAISE(ABORT, 'decisions are append-only'); END;
+    CREATE INDEX decisions_transaction ON decisions(transaction_id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -2,8 +2,9 @@
 
 `plan_decisions` is pure: given the parsed commands and the request's items it says what
 to record and what to refuse, and why. Specific commands are applied before `all`, which
-covers only what is still pending (less the items after "except"). Decisions are final:
-naming an item that is already decided is refused.
+covers only what is still pending (less the items after "except"; a held item is decided
+only by naming it). Approved, rejected and expired are final: naming such an item is refused.
+Held is a pause: a held item may later be approved or rejected.
 
 It fails closed: when the reply has a line that is not clear (the parser's problems), or
 gives one item two different decisions, or says `all` with two verbs, nothing is recorded;
@@ -81,7 +82,10 @@ def plan_decisions(
             if item is None:
                 problems.append(f"'{command.text}': there is no item {target} in this request")
                 continue
-            if item.status != "pending":
+            if item.status == "held" and decision == "held":
+                problems.append(f"'{command.text}': item {item.no} ({item.txn_id}) is already held")
+                continue
+            if item.status not in ("pending", "held"):  # a held item may still be approved or rejected
                 problems.append(
                     f"'{command.text}': item {item.no} ({item.txn_id}) was already {item.status}"
                     + (f" by {item.decided_by}" if item.decided_by else "")
@@ -148,7 +152,7 @@ def record_decisions(conn, plan: Plan, *, request_id: str, approver: str, decide
         )
         if d.item is not None:
             changed = conn.execute(
-                "UPDATE transactions SET status = ? WHERE id = ? AND status = 'pending'", (d.decision, d.item.pk)
+                "UPDATE transactions SET status = ? WHERE id = ? AND status IN ('pending', 'held')", (d.decision, d.item.pk)
             ).rowcount
             if changed != 1:
-                raise RuntimeError(f"item {d.item.no} of request {request_id} was not pending when recorded")
+                raise RuntimeError(f"item {d.item.no} of request {request_id} was not open when recorded")

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from .answer import decision_view, pending_count, queue_answer
+from .answer import decision_view, open_count, queue_answer
 from .auditlog import append_event
 from .authenticate import check_authentication_results
 from .config import Config, format_duration
@@ -309,9 +309,8 @@ def _judge(conn, config: Config, inbound: Inbound, sent_lines: SentLines) -> tup
     decided_at = now_utc()
     record_decisions(conn, plan, request_id=request_id, approver=sender, decided_at=decided_at, message_id=inbound.message_id)
     sent_lines.update_items(request_id, plan, sender, decided_at)
-    pending = pending_count(conn, request_id)
     closed = None
-    if plan.decisions and pending == 0:
+    if plan.decisions and open_count(conn, request_id) == 0:  # held items keep a request open
         conn.execute("UPDATE requests SET status = 'closed', closed_at = ? WHERE id = ?", (now_utc(), request_id))
         closed = request_id
     limit = config.request.max_listed
@@ -370,7 +369,8 @@ def _last_refusal_answer(conn, config: Config, address: str, request_id: str | N
 def _items(conn, request_id: str) -> list[Item]:
     rows = conn.execute(
         "SELECT t.id, t.item_no, t.txn_id, t.status, COALESCE(d.approver, ''), COALESCE(d.decided_at, '')"
-        " FROM transactions t LEFT JOIN decisions d ON d.transaction_id = t.id AND d.request_id = t.request_id"
+        " FROM transactions t LEFT JOIN decisions d"  # the decision that set the status (a held item may have two)
+        " ON d.transaction_id = t.id AND d.request_id = t.request_id AND d.decision = t.status"
         " WHERE t.request_id = ? ORDER BY t.item_no",
         (request_id,),
     ).fetchall()

@@ -67,7 +67,7 @@ def chase_open_requests(db, config: Config, *, now: float | None = None) -> Chas
                 approvers = request_approvers(conn, request_id)
                 sent_to = queue_request_copies(
                     conn, config, request_id, approvers, kind="reminder",
-                    notice=f"Reminder: this request has waited {hours} hours; the items below are still pending",
+                    notice=f"Reminder: this request has waited {hours} hours; the items below are still open (pending or held)",
                 )
                 conn.execute("UPDATE requests SET reminded_at = ? WHERE id = ?", (now_utc(), request_id))
                 append_event(conn, "reminded", request_id=request_id, detail={"to": sent_to, "age_hours": hours})
@@ -76,11 +76,12 @@ def chase_open_requests(db, config: Config, *, now: float | None = None) -> Chas
 
 
 def expire_request(conn, config: Config, request_id: str, hours: int) -> None:
-    """Mark every pending item expired (never approved), close the request, tell everyone."""
+    """Mark every pending or held item expired (never approved), close the request, tell everyone."""
     from .decide import Decision, Item, Plan, record_decisions
 
-    items = [Item(pk, no, txn_id, "pending") for pk, no, txn_id in conn.execute(
-        "SELECT id, item_no, txn_id FROM transactions WHERE request_id = ? AND status = 'pending' ORDER BY item_no", (request_id,))]
+    items = [Item(pk, no, txn_id, status) for pk, no, txn_id, status in conn.execute(
+        "SELECT id, item_no, txn_id, status FROM transactions WHERE request_id = ? AND status IN ('pending', 'held')"
+        " ORDER BY item_no", (request_id,))]
     reason = f"no decision within {hours} hours"
     plan = Plan(tuple(Decision(i, "expired", reason) for i in items), ())
     record_decisions(conn, plan, request_id=request_id, approver="(expiry)", decided_at=now_utc(), message_id="")

@@ -64,9 +64,11 @@ def report_query(*, since: str | None = None, until: str | None = None) -> tuple
     where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
     sql = (
         "SELECT t.txn_id AS transaction_id, t.date, t.vendor, t.amount_minor, t.currency, t.memo, t.flags, t.status,"
-        " COALESCE(d.approver, '') AS decided_by, COALESCE(d.decided_at, '') AS decided_at, COALESCE(d.reason, '') AS reason,"
+        " COALESCE(d.approver, '') AS decided_by, COALESCE(d.decided_at, '') AS decided_at,"
+        " COALESCE(d.reason, CASE WHEN t.status = 'held' AND t.request_id IS NULL"
+        " THEN 'held: approval_mode is \"never\", so no approval was requested' ELSE '' END) AS reason,"
         " COALESCE(t.request_id, '') AS request_id, t.run_id"
-        f" FROM {rows} LEFT JOIN decisions d ON d.transaction_id = t.id AND d.request_id = t.request_id"
+        f" FROM {rows} LEFT JOIN decisions d ON d.transaction_id = t.id AND d.request_id = t.request_id AND d.decision = t.status"
         f" {where} ORDER BY t.date, t.id"
     )
     return sql, params
@@ -181,7 +183,7 @@ def _age(created_at: str) -> str:
 
 
 def collect_status(db) -> dict:
-    """Open requests with their age, pending items, unsent mail, and the last run."""
+    """Open requests with their age, pending and held items, unsent mail, and the last run."""
     from .answer import pending_count
 
     requests = []
@@ -190,6 +192,7 @@ def collect_status(db) -> dict:
     ):
         pending = pending_count(db.conn, rid)
         requests.append({"request_id": rid, "created_at": created, "age": _age(created), "items": items, "pending": pending,
+                         "held": pending_count(db.conn, rid, status="held"),
                          "subject": subject, "reminded_at": reminded, "escalated_at": escalated})
     last = db.conn.execute(
         "SELECT id, started_at, finished_at, reviewer, new_transactions, flagged, auto_approved, held, request_id,"
@@ -203,6 +206,7 @@ def collect_status(db) -> dict:
     return {
         "open_requests": requests,
         "pending_items": db.conn.execute("SELECT COUNT(*) FROM transactions WHERE status = 'pending'").fetchone()[0],
+        "held_items": db.conn.execute("SELECT COUNT(*) FROM transactions WHERE status = 'held'").fetchone()[0],
         "unsent_mail": unsent_messages(db),
         "last_run": last_run,
         "audit_log_head": head_hash(db.conn),

@@ -115,9 +115,24 @@ CASES = [
         id="already-decided-is-final",
     ),
     pytest.param(
-        [cmd("reject", "TX-1001")], items("held"),
-        [], ["'reject TX-1001': item 1 (TX-1001) was already held; decisions are final"],
-        id="already-held-without-approver",
+        [cmd("reject", "TX-1001", reason="no SOW")], items("held"),
+        [(1, "rejected", "no SOW")], [],
+        id="a-held-item-can-still-be-rejected",
+    ),
+    pytest.param(
+        [cmd("approve", "1")], items("held", "pending"),
+        [(1, "approved", "")], [],
+        id="a-held-item-can-still-be-approved",
+    ),
+    pytest.param(
+        [cmd("approve")], items("held", "pending"),
+        [(2, "approved", "")], [],
+        id="all-does-not-cover-held-items",
+    ),
+    pytest.param(
+        [cmd("hold", "1")], items("held", "pending"),
+        [], ["'hold 1': item 1 (TX-1001) is already held"],
+        id="holding-a-held-item-again-changes-nothing",
     ),
 ]
 

@@ -56,7 +56,8 @@ def test_full_loop_over_smtp_and_imap(site: Path, mailstack) -> None:
 
     result = audit("poll", "--once", cwd=site, env=ENV)
     assert result.returncode == 0, result.stderr
-    assert "1 processed" in result.stdout and "4 decision(s) recorded" in result.stdout and "closed" in result.stdout
+    assert "1 processed" in result.stdout and "4 decision(s) recorded" in result.stdout
+    assert "closed" not in result.stdout  # a held item keeps the request open
 
     rows = {r["transaction_id"]: r for r in report_json(site)}
     assert (rows["TX-1008"]["status"], rows["TX-1002"]["status"], rows["TX-1007"]["status"], rows["TX-1003"]["status"]) == (
@@ -71,10 +72,22 @@ def test_full_loop_over_smtp_and_imap(site: Path, mailstack) -> None:
     assert "item 4 TX-1003 (Contoso Consulting, 3,000.00 USD): held" in plain_body(confirmation)
     assert mailstack.flags(AUDIT) == [{"\\Seen"}]  # marked only after it was recorded
 
+    assert "Held for follow-up (1), still open until approved or rejected by name:" in plain_body(confirmation)
+
     # polling again reads nothing new and records nothing twice
     result = audit("poll", "--once", cwd=site, env=ENV)
     assert "0 message(s)" in result.stdout
     assert len(mailstack.messages(CONTROLLER)) == len(inbox)
+
+    # hold is a pause: a later reply decides the held item, and then the request closes
+    later = build_reply(request, "approve 4: the vendor sent the SOW", sender=f"Controller <{CONTROLLER}>")
+    mailstack.send(later, mail_from=CONTROLLER, rcpt_to=[request["Reply-To"]])
+    result = audit("poll", "--once", cwd=site, env=ENV)
+    assert "1 decision(s) recorded" in result.stdout and "closed" in result.stdout
+    row = {r["transaction_id"]: r for r in report_json(site)}["TX-1003"]
+    assert (row["status"], row["reason"], row["decided_by"]) == ("approved", "the vendor sent the SOW", CONTROLLER)
+    assert "Every item of this request is decided; the request is closed." in plain_body(parse(mailstack.messages(CONTROLLER)[-1]))
+    assert audit("verify", cwd=site, env=ENV).returncode == 0
 
 
 def test_replayed_message_is_not_processed_twice(site: Path, mailstack) -> None:

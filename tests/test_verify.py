@@ -34,12 +34,13 @@ def site(tmp_path_factory) -> Path:
     result = audit("run", "--ledger", str(EXAMPLE_LEDGER), cwd=site)
     assert result.returncode == 0, result.stderr
     [request] = maildir_messages(site / "var" / "mail" / "outbox")
-    for name, text in (("r1", "approve 1\nreject 2: no PO on file"), ("r2", "hold 3\napprove 4")):
+    # item 3 is held, then rejected: an item with two decisions, its status the last one's
+    for name, text in (("r1", "approve 1\nreject 2: no PO on file"), ("r2", "hold 3\napprove 4"), ("r3", "reject 3: no SOW")):
         drop_reply(site / "var" / "mail", build_reply(request, text, sender=APPROVER), name)
         result = audit("poll", "--once", cwd=site)
         assert result.returncode == 0, result.stderr
     with sqlite3.connect(site / "audit.db") as db:
-        assert db.execute("SELECT COUNT(*) FROM decisions").fetchone()[0] == 4
+        assert db.execute("SELECT COUNT(*) FROM decisions").fetchone()[0] == 5
         assert db.execute("SELECT status FROM requests").fetchone()[0] == "closed"
     return site
 
@@ -117,19 +118,19 @@ def test_confirmations_report_and_status_carry_the_head(site: Path) -> None:
     rows = events(site / "audit.db")
     position = {h: i for i, (_, _, h) in enumerate(rows)}
     confirmations = [m for m in maildir_messages(site / "var" / "mail" / "outbox") if str(m["Subject"]).startswith("Recorded: ")]
-    assert len(confirmations) == 2
+    assert len(confirmations) == 3
     heads = []
     for confirmation in confirmations:
         [head] = HEAD.findall(plain_body(confirmation))
         assert HEAD.findall(html_body(confirmation)) == [head]
         assert head in position  # the head of the log when it was written: a row of the chain
         heads.append(position[head])
-    assert heads[0] < heads[1] <= len(rows) - 1  # later confirmations carry later heads
+    assert heads[0] < heads[1] < heads[2] <= len(rows) - 1  # later confirmations carry later heads
 
-    # the second confirmation was composed after its decisions were logged: its head covers them
+    # the last confirmation was composed after its decisions were logged: its head covers them
     with sqlite3.connect(site / "audit.db") as db:
         last_decision = db.execute("SELECT MAX(id) FROM events WHERE kind = 'decision'").fetchone()[0]
-    assert rows[heads[1]][0] >= last_decision
+    assert rows[heads[2]][0] >= last_decision
 
     head = VERIFIED.fullmatch(verify(site).stdout.strip()).group(2)
     result = audit("report", "--format", "json", "--out", str(site / "report.json"), cwd=site)
