@@ -53,7 +53,7 @@ from .history import (
 )
 from .ingest import currency_exponent, format_amount
 from .ingest_fast import PY_WHITESPACE, Block, FrameLedger
-from .request import CSV_FIELDS, RequestItem, csv_attachment
+from .request import CSV_FIELDS, FORMULA_START, PLAIN_NUMBER, RequestItem, csv_attachment
 from .screen import PastPayment, structuring_band
 from .run import _existing, unseen_ledgers
 from .screen_frame import Compact, combine, in_band, row_hits, rule_hits
@@ -416,7 +416,8 @@ class FlaggedFrame:
         """`request.write_items_csv` for every flagged row, as polars writes CSV: the same bytes.
 
         Cells are cleaned as `message.sanitize_text` does and kept from being read as formulas
-        as `request._cell` does; amounts are exact, from the integers; empty cells unquoted.
+        as `request._cell` does (ids only kept from formulas, as `request.safe_cell` does);
+        amounts are exact, from the integers; empty cells unquoted.
         """
         out.write(("\ufeff" + ",".join(CSV_FIELDS) + "\r\n").encode("utf-8"))
         keys = pl.col("codes").list.join("\x1f")
@@ -431,7 +432,7 @@ class FlaggedFrame:
             rows = self.order.slice(start, CHUNK)
             chunk = self.items[rows].with_columns(no=pl.int_range(start + 1, start + 1 + rows.len(), dtype=pl.Int64))
             chunk.select(
-                "no", id=pl.col("txn_id"), date=pl.col("date").dt.to_string("%Y-%m-%d"), vendor=_cell(pl.col("vendor").cast(pl.String)),
+                "no", id=_safe_cell(pl.col("txn_id")), date=pl.col("date").dt.to_string("%Y-%m-%d"), vendor=_cell(pl.col("vendor").cast(pl.String)),
                 amount=_plain_amount(currencies), currency=pl.col("currency").cast(pl.String), memo=_cell(pl.col("memo")),
                 reasons=_cell(reasons.list.join("; ")), note=_cell(note),
             ).with_columns(pl.col(pl.String).replace("", None)).write_csv(
@@ -509,11 +510,22 @@ _PLAIN_JSON_TEXT = r'^[^"\\\x00-\x1f]*$'
 _CELL_CONTROLS = r"[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Co}]"  # what message.sanitize_text turns into spaces
 
 
+# `request.safe_cell`'s rule as patterns polars reads as Python does (characters by code)
+_FORMULA_START = "^[" + "".join(f"\\x{ord(c):02x}" for c in FORMULA_START) + "]"
+_PLAIN_NUMBER = "^" + PLAIN_NUMBER + "$"
+
+
+def _safe_cell(text: pl.Expr) -> pl.Expr:
+    """`request.safe_cell` as an expression."""
+    formula = text.str.contains(_FORMULA_START) & ~text.str.contains(_PLAIN_NUMBER)
+    return pl.when(formula).then(pl.lit("'") + text).otherwise(text)
+
+
 def _cell(text: pl.Expr) -> pl.Expr:
     """`request._cell` as an expression."""
     flat = (text.str.replace_all(_CELL_CONTROLS, " ").str.replace_all("[" + re.escape(PY_WHITESPACE) + "]+", " ")
             .str.strip_chars(" "))
-    return pl.when(flat.str.contains(r"^[=+\-@]")).then(pl.lit("'") + flat).otherwise(flat)
+    return _safe_cell(flat)
 
 
 def _plain_amount(currencies: Sequence[str]) -> pl.Expr:

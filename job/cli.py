@@ -237,7 +237,7 @@ def report(
     settings = _setup(config, db)
     database = open_db(settings.db, create=False)
     if out is None:
-        write_report(database, sys.stdout, format, since=first, until=last)
+        write_report(database, sys.stdout, format, since=first, until=last)  # no BOM: pipes expect plain UTF-8
         return
     count = write_report_file(database, out, format, since=first, until=last)
     typer.echo(f"wrote {count} row(s) to {out}; audit log head {head_hash(database.conn)} (also in {out}.manifest.json)", err=True)
@@ -260,7 +260,7 @@ def items(
     database = open_db(settings.db, create=False)
     found = find_request(database.conn, request_id)
     if out is None:
-        write_items(database.conn, sys.stdout, found, pending_only=pending)
+        write_items(database.conn, sys.stdout, found, pending_only=pending, bom=False)  # a BOM only in files
         return
     count = write_items_file(database.conn, out, found, pending_only=pending)
     typer.echo(f"wrote {count} item(s) of request {found} to {out}", err=True)

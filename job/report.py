@@ -22,8 +22,9 @@ from .db import now_utc
 from .errors import InputError
 from .ingest import format_amount
 from .outbox import unsent_messages
+from .request import safe_cell
 
-__all__ = ["REPORT_FIELDS", "report_query", "iter_report_rows", "write_report", "write_report_file", "collect_status", "parse_day",
+__all__ = ["REPORT_FIELDS", "report_query", "iter_report_rows", "csv_row", "write_report", "write_report_file", "collect_status", "parse_day",
            "find_request", "write_items", "write_items_file"]
 
 REPORT_FIELDS = (
@@ -89,15 +90,26 @@ def iter_report_rows(db, *, since: str | None = None, until: str | None = None) 
         yield {field: row[field] for field in REPORT_FIELDS}
 
 
-def write_report(db, out: io.TextIOBase, fmt: str, *, since: str | None = None, until: str | None = None) -> int:
-    """Write the report as csv or json; return the number of rows."""
+def csv_row(row: dict) -> list[str]:
+    """One report row as CSV cells: flags joined by `;`, every cell kept from being read as a
+    formula (`request.safe_cell`: amounts and other plain numbers stay as they are)."""
+    return [safe_cell(";".join(row[f]) if f == "flags" else str(row[f])) for f in REPORT_FIELDS]
+
+
+def write_report(db, out: io.TextIOBase, fmt: str, *, since: str | None = None, until: str | None = None,
+                 bom: bool = False) -> int:
+    """Write the report as csv or json; return the number of rows. CSV cells are spreadsheet-
+    safe (`csv_row`); `bom` starts a CSV with a UTF-8 BOM (files, not standard output).
+    JSON is the data exactly."""
     rows = iter_report_rows(db, since=since, until=until)
     count = 0
     if fmt == "csv":
-        writer = csv.DictWriter(out, fieldnames=REPORT_FIELDS, lineterminator="\n")
-        writer.writeheader()
+        if bom:
+            out.write("\ufeff")
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(REPORT_FIELDS)
         for row in rows:
-            writer.writerow({**row, "flags": ";".join(row["flags"])})
+            writer.writerow(csv_row(row))
             count += 1
         return count
     out.write("[")
@@ -109,13 +121,14 @@ def write_report(db, out: io.TextIOBase, fmt: str, *, since: str | None = None, 
 
 
 def write_report_file(db, out: Path, fmt: str, *, since: str | None = None, until: str | None = None) -> int:
-    """Write the report to a file atomically, with a manifest carrying the audit log's head hash."""
+    """Write the report to a file atomically, with a manifest carrying the audit log's head hash;
+    a CSV file starts with a UTF-8 BOM, so spreadsheets read its accents."""
     tmp = out.with_name(out.name + ".tmp")
     manifest = out.with_name(out.name + ".manifest.json")
     try:
         with open(tmp, "w", encoding="utf-8", newline="") as handle:
-            count = write_report(db, handle, fmt, since=since, until=until)
-        digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+            count = write_report(db, handle, fmt, since=since, until=until, bom=True)
+        digest = hashlib.sha256(tmp.read_bytes()).hexdigest()  # of the bytes written, BOM and all
         manifest_tmp = manifest.with_name(manifest.name + ".tmp")
         manifest_tmp.write_text(json.dumps({
             "report": out.name, "format": fmt, "rows": count, "sha256": digest, "since": since, "until": until,
@@ -144,8 +157,9 @@ def find_request(conn, given: str) -> str:
     return found[0]
 
 
-def write_items(conn, out: IO[str], request_id: str, *, pending_only: bool = False) -> int:
-    """A request's items as its email's CSV attachment (`request.write_items_csv`); how many."""
+def write_items(conn, out: IO[str], request_id: str, *, pending_only: bool = False, bom: bool = True) -> int:
+    """A request's items as its email's CSV attachment (`request.write_items_csv`); how many.
+    `bom=False` leaves out the UTF-8 BOM (for standard output)."""
     from .answer import request_items
     from .request import write_items_csv
 
@@ -157,7 +171,7 @@ def write_items(conn, out: IO[str], request_id: str, *, pending_only: bool = Fal
             count += 1
             yield item
 
-    write_items_csv(out, counted())
+    write_items_csv(out, counted(), bom=bom)
     return count
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import shutil
 import tempfile
 import zipfile
@@ -29,11 +30,14 @@ from .message import compose, hash_token, message_id_for, new_token, render, rep
 
 __all__ = [
     "RequestItem", "ApproverCopy", "build_request_copies", "item_view", "write_items_csv", "attachment_name",
-    "items_attachment", "csv_attachment", "fit_attachment", "CSV_FIELDS",
+    "items_attachment", "csv_attachment", "fit_attachment", "CSV_FIELDS", "FORMULA_START", "PLAIN_NUMBER", "safe_cell",
 ]
 
 CSV_FIELDS = ("no", "id", "date", "vendor", "amount", "currency", "memo", "reasons", "note")
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # spreadsheets run cells that start like this
+# ... but a plain decimal number (an amount such as -12.50, or +3) is read as the number it is
+PLAIN_NUMBER = r"[+-]?[0-9]+(?:\.[0-9]+)?"
+_PLAIN_NUMBER = re.compile(PLAIN_NUMBER)
 ZIP_ABOVE_BYTES = 5_000_000  # a bigger CSV is attached zipped (about a tenth of the size)
 
 MEMO_LIMIT = 200
@@ -83,16 +87,26 @@ def request_subject(total: int, run_id: int) -> str:
     return f"Ledger audit run {run_id}: {total:,} transaction{'s' if total != 1 else ''} need{'s' if total == 1 else ''} your approval"
 
 
+def safe_cell(text: str) -> str:
+    """A CSV cell a spreadsheet never runs as a formula: text that starts with one of
+    `FORMULA_START` gets a leading apostrophe, unless it is a plain number (`PLAIN_NUMBER`).
+    Nothing else changes. `bulk._safe_cell` is the same rule for polars."""
+    if text.startswith(FORMULA_START) and not _PLAIN_NUMBER.fullmatch(text):
+        return "'" + text
+    return text
+
+
 def _cell(text: str) -> str:
     """Ledger text for a spreadsheet cell: flattened, and never read as a formula."""
-    flat = sanitize_text(text)
-    return "'" + flat if flat.startswith(FORMULA_START) else flat
+    return safe_cell(sanitize_text(text))
 
 
-def write_items_csv(out: IO[str], items: Iterable[RequestItem]) -> None:
-    """Every item, numbered as in replies, with exact amounts; a BOM first, so spreadsheets
-    read UTF-8. `items` may be a generator: nothing is held but the distinct texts."""
-    out.write("\ufeff")
+def write_items_csv(out: IO[str], items: Iterable[RequestItem], *, bom: bool = True) -> None:
+    """Every item, numbered as in replies, with exact amounts; a BOM first (unless `bom` is
+    false, for standard output), so spreadsheets read UTF-8. `items` may be a generator:
+    nothing is held but the distinct texts."""
+    if bom:
+        out.write("\ufeff")
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_FIELDS)
     cells: dict[str, str] = {}  # vendors, reasons and notes repeat: clean each text once
@@ -106,7 +120,7 @@ def write_items_csv(out: IO[str], items: Iterable[RequestItem]) -> None:
         return value
 
     writer.writerows(
-        (item.no, item.txn_id, item.date, cell(item.vendor), format_amount(item.amount_minor, item.currency), item.currency,
+        (item.no, safe_cell(item.txn_id), item.date, cell(item.vendor), format_amount(item.amount_minor, item.currency), item.currency,
          cell(item.memo), cell("; ".join(item.reasons)), cell(item.note))
         for item in items
     )
