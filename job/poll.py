@@ -5,8 +5,10 @@ what it decided (or why it was refused or ignored), the answer to send, and the 
 watermark. Only after that commit is the message marked on the server (or moved to
 `inbox/cur`); a message seen again is recognised by its Message-ID and its content (trace
 headers left out) and skipped, while another message reusing a Message-ID is handled on its
-own merits. A refusal is answered (to an approver only) at most once per address and request
-in `mail.refusal_interval`, so forged mail cannot flood an approver with answers. A message
+own merits. A token works only while its address is still current in the configuration
+(`remind.is_current_approver`): a removed address is refused and not answered. A refusal is
+answered (to an approver only) at most once per address and request in
+`mail.refusal_interval`, so forged mail cannot flood an approver with answers. A message
 that fails is retried by the next polls and, after `mail.max_attempts`, moved aside with
 its error recorded; it never stops the others. Then open requests are chased (reminders,
 escalation, expiry), and when a request has no pending item left the finance agent's
@@ -32,7 +34,7 @@ from .decide import Item, plan_decisions, record_decisions
 from .faults import crash_point, fail_point
 from .message import Inbound, content_id, find_tokens, hash_token, read_inbound, sanitize_text
 from .outbox import FlushResult, flush_outbox
-from .remind import ChaseResult, chase_open_requests
+from .remind import ChaseResult, chase_open_requests, is_current_approver
 from .reply import IdIndex, collect_sent_lines, extract_new_text, parse_commands, parse_line
 from .transport import Received, open_inbox
 
@@ -139,6 +141,7 @@ async def poll_replies(db, config: Config) -> PollResult:
         await inbox.mark_all_done(done)
     result.chased = chase_open_requests(db, config)
     result.closed_requests.extend(result.chased.expired)
+    result.warnings.extend(result.chased.warnings)
     crash_point("poll:before-summaries")
     result.warnings.extend(await summarize_closed_requests(db, config))
     sent = await flush_outbox(db, config.mail)
@@ -274,9 +277,11 @@ def _judge(conn, config: Config, inbound: Inbound, sent_lines: SentLines) -> tup
         row = conn.execute("SELECT request_id, approver FROM request_tokens WHERE token_hash = ?", (hash_token(token),)).fetchone()
         if row:
             matches.append((token, row[0], row[1]))
-    # approvers: the configured ones, and escalation addresses a request was escalated to
-    answerable = sender in config.approvers or conn.execute(
-        "SELECT 1 FROM request_tokens WHERE approver = ? LIMIT 1", (sender,)).fetchone() is not None
+    # approvers: the configured ones, and escalation addresses a request was escalated to; an
+    # address removed from the configuration holds tokens still, but they are revoked and it
+    # gets no answer
+    holder = conn.execute("SELECT 1 FROM request_tokens WHERE approver = ? LIMIT 1", (sender,)).fetchone() is not None
+    answerable = sender in config.approvers or (holder and sender in config.reminders.escalation_addresses)
     request_hint = matches[0][1] if matches else None
     if config.sender_auth.enabled:
         problem = check_authentication_results(inbound.auth_results, config.sender_auth.authserv_ids, sender)
@@ -284,7 +289,8 @@ def _judge(conn, config: Config, inbound: Inbound, sent_lines: SentLines) -> tup
             return _refuse(conn, config, inbound, sender if answerable else None, request_hint,
                            f"sender authentication failed: {problem}", sent_lines)
     if not answerable:
-        return Outcome("refused", f"{sender} is not an approver"), request_hint, ""
+        reason = _revoked(sender) if holder else f"{sender} is not an approver"
+        return Outcome("refused", reason), request_hint, ""
     if not matches:
         return _refuse(conn, config, inbound, sender, None, "no valid reply token (reply to the request email itself)", sent_lines)
     own = [m for m in matches if m[2] == sender]
@@ -292,6 +298,8 @@ def _judge(conn, config: Config, inbound: Inbound, sent_lines: SentLines) -> tup
         return _refuse(conn, config, inbound, sender, request_hint,
                        f"the reply token was issued to another approver, not to {sender}", sent_lines)
     token, request_id, _ = own[0]
+    if not is_current_approver(conn, config, request_id, sender):  # e.g. an approver now only an escalation address
+        return Outcome("refused", _revoked(sender, this_request=True)), request_id, ""
     status = conn.execute("SELECT status FROM requests WHERE id = ?", (request_id,)).fetchone()[0]
     items = sent_lines.get_items(conn, request_id)
     index = IdIndex([i.txn_id for i in items])
@@ -334,6 +342,12 @@ def _judge(conn, config: Config, inbound: Inbound, sent_lines: SentLines) -> tup
     if plan.unclear and parsed.commands:
         return Outcome("refused", "reply not clear, nothing recorded: " + "; ".join(problems)[:500]), request_id, new_text
     return Outcome("refused" if final else "processed", "nothing decided: " + "; ".join(problems)[:500]), request_id, new_text
+
+
+def _revoked(sender: str, *, this_request: bool = False) -> str:
+    if this_request:
+        return f"{sender} is no longer an approver of this request in the configuration; its reply tokens for it are revoked"
+    return f"{sender} is no longer an approver in the configuration; its reply tokens are revoked"
 
 
 def _refuse(conn, config: Config, inbound: Inbound, answer_to: str | None, request_id: str | None, reason: str,

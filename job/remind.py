@@ -4,7 +4,9 @@ Run by every `poll`. Each step happens at most once per request, recorded on the
 and in the audit log: a reminder in the approvers' thread listing only what is pending;
 an escalation that makes the escalation addresses approvers of that request and sends
 them the pending items; and at the end, expiry: what is still pending becomes `expired`
-(never approved), the request closes, and everyone is told.
+(never approved), the request closes, and everyone is told. "The approvers" and "everyone"
+are only those still current (`current_approvers`): an address removed from the
+configuration gets no more mail, and a request left with nobody current is warned about.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from .auditlog import append_event
 from .config import Config
 from .db import now_utc, transaction
 
-__all__ = ["ChaseResult", "chase_open_requests"]
+__all__ = ["ChaseResult", "chase_open_requests", "current_approvers", "is_current_approver"]
 
 
 @dataclass(slots=True)
@@ -26,6 +28,7 @@ class ChaseResult:
     reminded: list[str] = field(default_factory=list)
     escalated: list[str] = field(default_factory=list)
     expired: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def _age_seconds(created_at: str, now: float) -> float:
@@ -38,6 +41,29 @@ def request_approvers(conn, request_id: str) -> list[str]:
         "SELECT approver FROM request_tokens WHERE request_id = ? ORDER BY rowid", (request_id,))))
 
 
+def is_current_approver(conn, config: Config, request_id: str, address: str) -> bool:
+    """Whether `address`, holding a token for this request, may still use it: it is an approver
+    in the current configuration, or a current escalation address the request was escalated to.
+    Otherwise it was removed from the configuration and its tokens are revoked."""
+    if address in config.approvers:
+        return True
+    return address in config.reminders.escalation_addresses and conn.execute(
+        "SELECT 1 FROM messages WHERE direction = 'out' AND kind = 'escalation' AND request_id = ? AND recipients = ? LIMIT 1",
+        (request_id, address)).fetchone() is not None
+
+
+def current_approvers(conn, config: Config, request_id: str) -> list[str]:
+    """Those of `request_approvers` still current (`is_current_approver`): the only ones
+    who get reminders and notices about the request."""
+    return [a for a in request_approvers(conn, request_id) if is_current_approver(conn, config, request_id, a)]
+
+
+def _no_current_approver(conn, request_id: str, what: str) -> str:
+    removed = request_approvers(conn, request_id)
+    return (f"request {request_id} has no current approver: {', '.join(removed)} {'is' if len(removed) == 1 else 'are'}"
+            f" no longer in the configuration (reply tokens revoked); {what}")
+
+
 def chase_open_requests(db, config: Config, *, now: float | None = None) -> ChaseResult:
     """Take the next due step for every open request."""
     now = time.time() if now is None else now
@@ -48,10 +74,13 @@ def chase_open_requests(db, config: Config, *, now: float | None = None) -> Chas
     for request_id, created_at, reminded_at, escalated_at in rows:
         age = _age_seconds(created_at, now)
         hours = int(age // 3600)
+        current = current_approvers(db.conn, config, request_id)
         if settings.expire_after is not None and age >= settings.expire_after:
             with transaction(db) as conn:
                 expire_request(conn, config, request_id, hours)
             result.expired.append(request_id)
+            if not current:
+                result.warnings.append(_no_current_approver(db.conn, request_id, "it expired and nobody was told"))
         elif (settings.escalate_after is not None and settings.escalation_addresses and not escalated_at
               and age >= settings.escalate_after):
             with transaction(db) as conn:
@@ -62,11 +91,12 @@ def chase_open_requests(db, config: Config, *, now: float | None = None) -> Chas
                 conn.execute("UPDATE requests SET escalated_at = ? WHERE id = ?", (now_utc(), request_id))
                 append_event(conn, "escalated", request_id=request_id, detail={"to": sent_to, "age_hours": hours})
             result.escalated.append(request_id)
+        elif not current:  # nobody to remind; said on every poll until it is escalated, expires or someone is added back
+            result.warnings.append(_no_current_approver(db.conn, request_id, "nobody can decide it and no reminder is sent"))
         elif settings.remind_after is not None and not reminded_at and not escalated_at and age >= settings.remind_after:
             with transaction(db) as conn:
-                approvers = request_approvers(conn, request_id)
                 sent_to = queue_request_copies(
-                    conn, config, request_id, approvers, kind="reminder",
+                    conn, config, request_id, current, kind="reminder",
                     notice=f"Reminder: this request has waited {hours} hours; the items below are still open (pending or held)",
                 )
                 conn.execute("UPDATE requests SET reminded_at = ? WHERE id = ?", (now_utc(), request_id))
@@ -76,7 +106,8 @@ def chase_open_requests(db, config: Config, *, now: float | None = None) -> Chas
 
 
 def expire_request(conn, config: Config, request_id: str, hours: int) -> None:
-    """Mark every pending or held item expired (never approved), close the request, tell everyone."""
+    """Mark every pending or held item expired (never approved), close the request, tell everyone
+    still current."""
     from .decide import Decision, Item, Plan, record_decisions
 
     items = [Item(pk, no, txn_id, status) for pk, no, txn_id, status in conn.execute(
@@ -89,6 +120,6 @@ def expire_request(conn, config: Config, request_id: str, hours: int) -> None:
     append_event(conn, "expired", request_id=request_id, detail={"items": [i.txn_id for i in items], "age_hours": hours})
     # the notice lists the first `max_listed` items and counts the rest, as a confirmation does
     recorded = [decision_view(conn, i.pk, "expired", reason, i.no) for i in items[: config.request.max_listed]]
-    for approver in request_approvers(conn, request_id):
+    for approver in current_approvers(conn, config, request_id):
         queue_answer(conn, config, None, approver, request_id, None, problems=[], show_grammar=False, recorded=recorded,
                      recorded_total=len(items), recorded_counts={"expired": len(items)}, heading_prefix="Expired: ", kind="expiry")
