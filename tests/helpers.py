@@ -7,9 +7,11 @@ import email.policy
 import email.utils
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterable
 from email.message import EmailMessage
@@ -156,3 +158,42 @@ def report_json(cwd: Path, *extra: str) -> list[dict]:
 def errors_of(result: subprocess.CompletedProcess) -> str:
     """stderr without warning lines (e.g. the sender-authentication-off warning)."""
     return "".join(line for line in result.stderr.splitlines(keepends=True) if not line.startswith("audit: warning:"))
+
+
+def run_site(site: Path, ledger: Path = EXAMPLE_LEDGER) -> str:
+    """`audit run` on a site; the id of the request it queued."""
+    result = audit("run", "--ledger", str(ledger), cwd=site)
+    assert result.returncode == 0, result.stderr
+    return re.search(r"request (\w+) queued", result.stdout).group(1)
+
+
+def poll_site(site: Path) -> subprocess.CompletedProcess:
+    """`audit poll --once` on a site, which must succeed."""
+    result = audit("poll", "--once", cwd=site)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def age_request(site: Path, request_id: str, minutes: int) -> None:
+    """Make a request look `minutes` old (requests.created_at is not an append-only column)."""
+    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - minutes * 60))
+    db = sqlite3.connect(site / "audit.db")
+    with db:
+        assert db.execute("UPDATE requests SET created_at = ? WHERE id = ?", (created, request_id)).rowcount == 1
+    db.close()
+
+
+class Outbox:
+    """What a site has sent so far; `new()` returns what was sent since the last call."""
+
+    def __init__(self, site: Path) -> None:
+        self.folder = site / "var" / "mail" / "outbox"
+        self.seen: set[str] = set()
+
+    def all(self) -> list:
+        return maildir_messages(self.folder)
+
+    def new(self) -> list:
+        fresh = [m for m in self.all() if m["Message-ID"] not in self.seen]
+        self.seen.update(m["Message-ID"] for m in fresh)
+        return fresh

@@ -171,13 +171,18 @@ def test_never_mode_holds_flagged_items_and_sends_nothing(site: Path) -> None:
     assert statuses["TX-1002"] == "held" and "approved" not in statuses.values()
 
 
-def test_always_mode_asks_for_sign_off_even_with_nothing_flagged(site: Path, tmp_path: Path) -> None:
+def send_sign_off_request(site: Path, tmp_path: Path):
+    """Run a ledger with nothing to flag under approval_mode = "always"; the request sent."""
     write_config(site / "audit.toml", {"db": "audit.db"}, policy={"known_vendors_file": "vendors.csv", "approval_mode": "always"},
                  approvers={"addresses": ["controller@example.com"]})
     clean = tmp_path / "clean.csv"
     clean.write_text("id,date,amount,currency,vendor,memo\nC-1,2026-11-24,10.00,USD,Globex Travel,Taxi\n")
     assert audit("run", "--ledger", str(clean), cwd=site).returncode == 0
-    request = maildir_messages(site / "var" / "mail" / "outbox")[0]
+    return maildir_messages(site / "var" / "mail" / "outbox")[0]
+
+
+def test_always_mode_asks_for_sign_off_even_with_nothing_flagged(site: Path, tmp_path: Path) -> None:
+    request = send_sign_off_request(site, tmp_path)
     assert "nothing flagged, sign-off requested" in request["Subject"]
     drop_reply(site / "var" / "mail", build_reply(request, "approve all", sender="controller@example.com"))
     result = audit("poll", "--once", cwd=site)
@@ -188,12 +193,7 @@ def test_always_mode_asks_for_sign_off_even_with_nothing_flagged(site: Path, tmp
 
 @pytest.mark.parametrize("words", ["Signed off.", "signed off", "Sign-off", "approve", "Approved.", "approve all"])
 def test_a_run_with_nothing_flagged_is_signed_off_and_the_report_says_by_whom(site: Path, tmp_path: Path, words: str) -> None:
-    write_config(site / "audit.toml", {"db": "audit.db"}, policy={"known_vendors_file": "vendors.csv", "approval_mode": "always"},
-                 approvers={"addresses": ["controller@example.com"]})
-    clean = tmp_path / "clean.csv"
-    clean.write_text("id,date,amount,currency,vendor,memo\nC-1,2026-11-24,10.00,USD,Globex Travel,Taxi\n")
-    assert audit("run", "--ledger", str(clean), cwd=site).returncode == 0
-    request = maildir_messages(site / "var" / "mail" / "outbox")[0]
+    request = send_sign_off_request(site, tmp_path)
     assert "To sign off this run, write:  signed off" in plain_body(request)
     drop_reply(site / "var" / "mail", build_reply(request, f"{words}\nThanks, Dana", sender="controller@example.com"))
     assert "1 decision(s) recorded" in audit("poll", "--once", cwd=site).stdout
@@ -210,12 +210,7 @@ def test_a_run_with_nothing_flagged_is_signed_off_and_the_report_says_by_whom(si
 
 
 def test_a_sign_off_request_answered_unclearly_still_waits(site: Path, tmp_path: Path) -> None:
-    write_config(site / "audit.toml", {"db": "audit.db"}, policy={"known_vendors_file": "vendors.csv", "approval_mode": "always"},
-                 approvers={"addresses": ["controller@example.com"]})
-    clean = tmp_path / "clean.csv"
-    clean.write_text("id,date,amount,currency,vendor,memo\nC-1,2026-11-24,10.00,USD,Globex Travel,Taxi\n")
-    assert audit("run", "--ledger", str(clean), cwd=site).returncode == 0
-    request = maildir_messages(site / "var" / "mail" / "outbox")[0]
+    request = send_sign_off_request(site, tmp_path)
     drop_reply(site / "var" / "mail", build_reply(request, "Signed off?", sender="controller@example.com"))
     assert "0 decision(s) recorded" in audit("poll", "--once", cwd=site).stdout
     answer = plain_body(maildir_messages(site / "var" / "mail" / "outbox")[-1])

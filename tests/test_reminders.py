@@ -9,17 +9,18 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import time
 from pathlib import Path
 
 import pytest
 
 from helpers import (
-    EXAMPLE_LEDGER,
+    Outbox,
+    age_request as age,
+    poll_site as poll,
+    run_site as run,
     audit,
     build_reply,
     drop_reply,
-    maildir_messages,
     plain_body,
     report_json,
     write_site,
@@ -34,43 +35,6 @@ CFO = "cfo@example.com"  # the escalation address: not an approver until a reque
 def site(tmp_path: Path) -> Path:
     return write_site(tmp_path / "site", [CONTROLLER, AP],
                       reminders={"remind_after": "1h", "escalate_after": "2h", "escalation_addresses": [CFO], "expire_after": "3h"})
-
-
-def run(site: Path, ledger: Path = EXAMPLE_LEDGER) -> str:
-    result = audit("run", "--ledger", str(ledger), cwd=site)
-    assert result.returncode == 0, result.stderr
-    return re.search(r"request (\w+) queued", result.stdout).group(1)
-
-
-def poll(site: Path):
-    result = audit("poll", "--once", cwd=site)
-    assert result.returncode == 0, result.stderr
-    return result
-
-
-def age(site: Path, request_id: str, minutes: int) -> None:
-    """Make the request look `minutes` old."""
-    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - minutes * 60))
-    db = sqlite3.connect(site / "audit.db")
-    with db:
-        assert db.execute("UPDATE requests SET created_at = ? WHERE id = ?", (created, request_id)).rowcount == 1
-    db.close()
-
-
-class Outbox:
-    """What has been sent so far; `new()` returns what was sent since the last call."""
-
-    def __init__(self, site: Path) -> None:
-        self.folder = site / "var" / "mail" / "outbox"
-        self.seen: set[str] = set()
-
-    def all(self) -> list:
-        return maildir_messages(self.folder)
-
-    def new(self) -> list:
-        fresh = [m for m in self.all() if m["Message-ID"] not in self.seen]
-        self.seen.update(m["Message-ID"] for m in fresh)
-        return fresh
 
 
 def listed_items(msg) -> list[tuple[str, str]]:

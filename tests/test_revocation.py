@@ -9,12 +9,10 @@ the config is rewritten between commands as an operator would.
 from __future__ import annotations
 
 import json
-import re
-import sqlite3
-import time
 from pathlib import Path
 
-from helpers import EXAMPLE_LEDGER, audit, build_reply, db_rows, drop_reply, maildir_messages, plain_body, report_json, write_site
+from helpers import Outbox, age_request as age, audit, build_reply, db_rows, drop_reply, plain_body, report_json, write_site
+from helpers import poll_site as poll, run_site as run
 
 CONTROLLER = "controller@example.com"
 CFO = "cfo@example.com"
@@ -24,40 +22,6 @@ AUDITOR = "auditor@example.com"  # an escalation address
 def configure(site: Path, approvers: list[str], **reminders) -> Path:
     """Write (or rewrite) the site's config: these approvers, these [reminders] settings."""
     return write_site(site, approvers, **({"reminders": reminders} if reminders else {}))
-
-
-def run(site: Path) -> str:
-    result = audit("run", "--ledger", str(EXAMPLE_LEDGER), cwd=site)
-    assert result.returncode == 0, result.stderr
-    return re.search(r"request (\w+) queued", result.stdout).group(1)
-
-
-def poll(site: Path):
-    result = audit("poll", "--once", cwd=site)
-    assert result.returncode == 0, result.stderr
-    return result
-
-
-def age(site: Path, request_id: str, minutes: int) -> None:
-    """Make the request look `minutes` old."""
-    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - minutes * 60))
-    db = sqlite3.connect(site / "audit.db")
-    with db:
-        assert db.execute("UPDATE requests SET created_at = ? WHERE id = ?", (created, request_id)).rowcount == 1
-    db.close()
-
-
-class Outbox:
-    """What has been sent so far; `new()` returns what was sent since the last call."""
-
-    def __init__(self, site: Path) -> None:
-        self.folder = site / "var" / "mail" / "outbox"
-        self.seen: set[str] = set()
-
-    def new(self) -> list:
-        fresh = [m for m in maildir_messages(self.folder) if m["Message-ID"] not in self.seen]
-        self.seen.update(m["Message-ID"] for m in fresh)
-        return fresh
 
 
 def statuses(site: Path) -> dict[str, str]:
