@@ -60,13 +60,14 @@ def _resolve(target: str, by_no: dict[int, Item], by_id: dict[str, Item], index:
 
 
 def plan_decisions(
-    commands: Sequence[Command], items: Sequence[Item], *, signed_off: bool = False, unclear: Sequence[str] = ()
+    commands: Sequence[Command], items: Sequence[Item], *, signed_off: bool = False, unclear: Sequence[str] = (),
+    index: IdIndex | None = None,
 ) -> Plan:
     """What the commands decide about these items (pure); nothing when `unclear` lists a
     line the parser could not read, or when the commands contradict each other."""
     by_no = {i.no: i for i in items}
     by_id = {i.txn_id: i for i in items}
-    index = IdIndex(list(by_id))
+    index = index or IdIndex(list(by_id))  # the parser's, when the caller has it
     problems: list[str] = list(unclear)
     blocked = bool(unclear)
     wanted: dict[int, tuple[str, str, str]] = {}  # item no -> (decision, reason, source text)

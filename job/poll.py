@@ -68,16 +68,24 @@ class Outcome:
 
 
 class SentLines:
-    """What one poll keeps per request: the normalized lines of everything we sent, and the
-    request's items. Cleared whenever a message's transaction is rolled back."""
+    """What one poll keeps per request: the normalized lines of everything we sent, the
+    request's items and its id index. Cleared whenever a message's transaction is rolled back."""
 
     def __init__(self) -> None:
         self.by_request: dict[str, set[str]] = {}
         self.items: dict[str, list[Item]] = {}
+        self.indexes: dict[str, IdIndex] = {}
 
     def clear(self) -> None:
         self.by_request.clear()
         self.items.clear()
+        self.indexes.clear()
+
+    def get_index(self, request_id: str) -> IdIndex:
+        """The request's ids for resolving replies (ids never change; read after get_items)."""
+        if request_id not in self.indexes:
+            self.indexes[request_id] = IdIndex([i.txn_id for i in self.items[request_id]])
+        return self.indexes[request_id]
 
     def get_items(self, conn, request_id: str) -> list[Item]:
         if request_id not in self.items:
@@ -302,7 +310,7 @@ def _judge(conn, config: Config, inbound: Inbound, sent_lines: SentLines) -> tup
         return Outcome("refused", _revoked(sender, this_request=True)), request_id, ""
     status = conn.execute("SELECT status FROM requests WHERE id = ?", (request_id,)).fetchone()[0]
     items = sent_lines.get_items(conn, request_id)
-    index = IdIndex([i.txn_id for i in items])
+    index = sent_lines.get_index(request_id)
     new_text = extract_new_text(inbound.plain, inbound.html, (), sent_lines=sent_lines.get(conn, request_id),
                                 is_command=lambda line: parse_line(line, len(items), index) is not None)
     parsed = parse_commands(new_text, row_count=len(items), known_ids=index)
@@ -312,7 +320,7 @@ def _judge(conn, config: Config, inbound: Inbound, sent_lines: SentLines) -> tup
                                 sent_lines, token=token)
         return outcome, request_id, new_text
     signed_off = conn.execute("SELECT 1 FROM decisions WHERE request_id = ? AND transaction_id IS NULL", (request_id,)).fetchone() is not None
-    plan = plan_decisions(parsed.commands, items, signed_off=signed_off, unclear=parsed.unclear)
+    plan = plan_decisions(parsed.commands, items, signed_off=signed_off, unclear=parsed.unclear, index=index)
     problems = list(plan.problems) + [p for p in parsed.problems if p not in parsed.unclear]
     decided_at = now_utc()
     record_decisions(conn, plan, request_id=request_id, approver=sender, decided_at=decided_at, message_id=inbound.message_id)
