@@ -45,3 +45,51 @@ def test_at_least_95_percent_are_trimmed_exactly() -> None:
 def test_the_ids_of_the_corpus_request_are_the_ones_it_lists() -> None:
     for txn_id in IDS:
         assert txn_id in SENT
+
+
+# --- through the real poll: a sample of the corpus answers a live request ---------------
+
+SAMPLE = ["de-outlook-desktop-top", "en-thunderbird-flowed-bottom", "en-thunderbird-flowed-delsp-top", "ru-yandex-web-top",
+          "ja-iphone-top", "zh-qqmail-nbsp-planted", "en-neomutt-pipe-quote", "mixed-gmail-inline-cs"]
+
+
+@pytest.fixture(scope="module")
+def corpus_site(tmp_path_factory):
+    import shutil
+
+    from helpers import EXAMPLES, EXAMPLE_LEDGER, audit, write_config
+
+    def make(name: str):
+        site = tmp_path_factory.mktemp(name)
+        shutil.copy(EXAMPLES / "vendors.csv", site / "vendors.csv")
+        write_config(site / "audit.toml", {"db": "audit.db"}, policy={"known_vendors_file": "vendors.csv"},
+                     approvers={"addresses": ["controller@example.com"]})
+        assert audit("run", "--ledger", str(EXAMPLE_LEDGER), cwd=site).returncode == 0
+        return site
+    return make
+
+
+@pytest.mark.parametrize("stem", SAMPLE)
+def test_a_corpus_reply_decides_through_a_real_poll_what_its_new_text_says(corpus_site, stem: str) -> None:
+    import re
+    import sqlite3
+
+    from helpers import audit, drop_reply, maildir_messages
+    from job.decide import Item, plan_decisions
+    from job.reply import parse_commands
+
+    site = corpus_site(stem)
+    [request] = maildir_messages(site / "var" / "mail" / "outbox")
+    token = re.search(r"\+([a-z2-7]{26})@", request["Reply-To"]).group(1)
+    corpus_dir = Path(__file__).parent / "fixtures" / "replies"
+    raw = (corpus_dir / f"{stem}.eml").read_bytes().replace(b"ryxwhubddvyyuln5pl6flh5u3e", token.encode())
+    drop_reply(site / "var" / "mail", raw)
+    assert audit("poll", "--once", cwd=site).returncode == 0
+
+    expected = (corpus_dir / f"{stem}.expected").read_text("utf-8")
+    items = [Item(n, n, txn, "pending") for n, txn in enumerate(IDS, 1)]
+    parsed = parse_commands(expected, row_count=len(IDS), known_ids=IDS)
+    plan = plan_decisions(parsed.commands, items, unclear=parsed.unclear)
+    db = sqlite3.connect(site / "audit.db")
+    recorded = dict(db.execute("SELECT t.txn_id, d.decision FROM decisions d JOIN transactions t ON t.id = d.transaction_id"))
+    assert recorded == {d.item.txn_id: d.decision for d in plan.decisions}
