@@ -11,7 +11,10 @@ or written between quoted lines, and drops:
 * everything after a separator ("-----Original Message-----", "-------- Original message
   --------", "原始邮件", a forward marker, a `____` rule before a header block) or after a
   header block ("From:/Sent:/To:" or "Date:/To:/Subject:" without From, in many languages,
-  decorated with `*` or `_` or not);
+  decorated with `*` or `_` or not, or any three "Label: value" lines naming an address and
+  a date);
+* a line squeezed between two quoted lines (a command there is kept, marked, so that the
+  reply is unclear rather than decided);
 * a signature after "-- " and everything after a mobile footer ("Sent from my iPhone");
 * every line equal, after normalising, to a line of a message we sent in the thread.
 
@@ -28,7 +31,7 @@ from collections.abc import Callable, Collection, Sequence
 
 from .htmltext import convert_html_to_text
 
-__all__ = ["extract_new_text", "collect_sent_lines", "normalize_line", "find_quote_start", "MAX_BODY"]
+__all__ = ["extract_new_text", "collect_sent_lines", "normalize_line", "MAX_BODY"]
 
 MAX_BODY = 1_000_000  # characters read from each part; new text is at the top anyway
 MAX_HEADER_LINE = 300
@@ -171,14 +174,6 @@ def next_text_line(lines: Sequence[str], i: int) -> int | None:
             return i
         i += 1
     return None
-
-
-def find_quote_start(lines: Sequence[str]) -> int:
-    """Index of the first line of an unmarked quote or of a quote header, or len(lines)."""
-    for i in range(len(lines)):
-        if starts_unmarked_quote(lines, i) or header_span(lines, i, lambda line: False):
-            return i
-    return len(lines)
 
 
 def starts_unmarked_quote(lines: Sequence[str], i: int) -> bool:

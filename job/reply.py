@@ -241,8 +241,9 @@ def is_question(line: str) -> bool:
 
 
 def looks_like_instruction(line: str, row_count: int, index: IdIndex) -> bool:
-    """A line that is not a command but names a decision verb (or a near miss), an id of the
-    request, an item reference ("item 3", "#3", "[3]"), or only item numbers."""
+    """A line that is not a command but names a decision verb (or a near miss), an exception
+    or a correction ("except", "oops"), an item of the request (`names_an_item`), or "all",
+    "it" or an ordinal together with a doubt ("don't", "not", "only", "check")."""
     text = line.strip().replace("\u2019", "'")
     if not text:
         return False
