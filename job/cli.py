@@ -222,13 +222,14 @@ def report(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write here instead of stdout."),
     since: Optional[str] = typer.Option(None, help="First transaction date to include (YYYY-MM-DD)."),
     until: Optional[str] = typer.Option(None, help="Last transaction date to include (YYYY-MM-DD)."),
+    unverified: bool = typer.Option(False, "--unverified", help="Export even if the audit log does not verify (the manifest says so)."),
     config: Optional[Path] = ConfigOption,
     db: Optional[Path] = DbOption,
 ) -> None:
-    """Export who decided what, when and why: one row per transaction."""
+    """Export who decided what, when and why: one row per transaction (exit 10 if the audit log does not verify)."""
+    from .auditlog import head_hash, verify_log
     from .db import open_db
     from .errors import InputError
-    from .auditlog import head_hash
     from .report import parse_day, write_report, write_report_file
 
     if format not in ("csv", "json"):
@@ -236,10 +237,16 @@ def report(
     first, last = parse_day(since, "--since"), parse_day(until, "--until")
     settings = _setup(config, db)
     database = open_db(settings.db, create=False)
+    checked = verify_log(database.conn)  # a report of a tampered log would lend it credibility
+    if not checked.ok and not unverified:
+        _fail(f"{settings.db}: audit log does not verify: {checked.problem}; no report written"
+              " (--unverified exports it anyway, marked as unverified)", EXIT_TAMPERED)
+    if not checked.ok:
+        typer.echo(f"audit: warning: exporting an UNVERIFIED report: the audit log does not verify: {checked.problem}", err=True)
     if out is None:
         write_report(database, sys.stdout, format, since=first, until=last)  # no BOM: pipes expect plain UTF-8
         return
-    count = write_report_file(database, out, format, since=first, until=last)
+    count = write_report_file(database, out, format, since=first, until=last, unverified="" if checked.ok else checked.problem)
     typer.echo(f"wrote {count} row(s) to {out}; audit log head {head_hash(database.conn)} (also in {out}.manifest.json)", err=True)
 
 

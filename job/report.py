@@ -120,9 +120,11 @@ def write_report(db, out: io.TextIOBase, fmt: str, *, since: str | None = None, 
     return count
 
 
-def write_report_file(db, out: Path, fmt: str, *, since: str | None = None, until: str | None = None) -> int:
-    """Write the report to a file atomically, with a manifest carrying the audit log's head hash;
-    a CSV file starts with a UTF-8 BOM, so spreadsheets read its accents."""
+def write_report_file(db, out: Path, fmt: str, *, since: str | None = None, until: str | None = None,
+                      unverified: str = "") -> int:
+    """Write the report to a file atomically, with a manifest carrying the audit log's head hash
+    and whether the log verified (`unverified` is why not, when exported anyway); a CSV file
+    starts with a UTF-8 BOM, so spreadsheets read its accents."""
     tmp = out.with_name(out.name + ".tmp")
     manifest = out.with_name(out.name + ".manifest.json")
     try:
@@ -133,6 +135,7 @@ def write_report_file(db, out: Path, fmt: str, *, since: str | None = None, unti
         manifest_tmp.write_text(json.dumps({
             "report": out.name, "format": fmt, "rows": count, "sha256": digest, "since": since, "until": until,
             "generated_at": now_utc(), "audit_log_head": head_hash(db.conn),
+            "audit_log_verified": not unverified, **({"audit_log_problem": unverified} if unverified else {}),
             "reviewers": [r for (r,) in db.conn.execute("SELECT DISTINCT reviewer FROM runs ORDER BY reviewer")],
         }, indent=2) + "\n", encoding="utf-8")
         tmp.replace(out)  # never leave half a report behind

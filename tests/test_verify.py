@@ -314,3 +314,27 @@ def test_verify_catches_a_transaction_status_edited_behind_the_decisions(tmp_pat
         result = audit("verify", "--db", str(copy), cwd=tmp_path)
         assert result.returncode == 10, result.stderr
         assert expected in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_a_report_of_a_log_that_does_not_verify_is_refused_unless_marked_unverified(site: Path) -> None:
+    import json
+
+    good = audit("report", "--format", "json", "--out", str(site / "good.json"), cwd=site)
+    assert good.returncode == 0, good.stderr
+    assert json.loads((site / "good.json.manifest.json").read_text())["audit_log_verified"] is True
+
+    tampered = copy_db(site, "tampered-report")
+    with sqlite3.connect(tampered) as db:
+        db.execute("UPDATE decisions SET reason = 'approved by phone' WHERE id = 2")
+    refused = audit("report", "--db", str(tampered), "--out", str(site / "bad.csv"), cwd=site)
+    assert refused.returncode == 10
+    assert refused.stderr.strip().count("\n") == 0 and "audit log does not verify: decisions row 2" in refused.stderr
+    assert "--unverified" in refused.stderr and not (site / "bad.csv").exists()
+    assert audit("report", "--db", str(tampered), cwd=site).stdout == ""  # nothing on stdout either
+
+    marked = audit("report", "--db", str(tampered), "--unverified", "--out", str(site / "bad.csv"), cwd=site)
+    assert marked.returncode == 0, marked.stderr
+    assert "exporting an UNVERIFIED report" in marked.stderr
+    manifest = json.loads((site / "bad.csv.manifest.json").read_text())
+    assert manifest["audit_log_verified"] is False and "decisions row 2" in manifest["audit_log_problem"]
+    assert "approved by phone" in (site / "bad.csv").read_text("utf-8-sig")
