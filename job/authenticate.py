@@ -33,6 +33,10 @@ __all__ = ["header_end", "Identity", "normalize_address", "identify_sender", "ch
 # values are refused unparsed: the standard library's address parser is quadratic on some
 # shapes (tens of seconds for 80,000 quote characters).
 MAX_ADDRESS_HEADER = 2000
+# An encoded word inside a quoted display name breaks RFC 2047, but QQ Mail, Naver, ukr.net and
+# others write names that way: '"=?utf-8?B?64uk64KY?=" <controller@example.com>'. Tolerated
+# beside an angle address only; the decoded name is still checked for another address.
+TOLERATED_DEFECTS = frozenset({"encoded word inside quoted string", "missing trailing whitespace after encoded-word"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +109,8 @@ def _single_address(raw_values: Sequence[str], name: str) -> tuple[str | None, s
     addresses = getattr(parsed_header, "addresses", ()) if parsed_header is not None else ()
     if len(addresses) != 1:
         return None, f"{name} holds {len(addresses)} addresses; exactly one is required"
-    if getattr(parsed_header, "defects", None):
+    defects = [str(d) for d in getattr(parsed_header, "defects", ())]
+    if any(d not in TOLERATED_DEFECTS for d in defects) or (defects and "<" not in raw):
         return None, f"{name} header is malformed"
     entry = addresses[0]
     angle = raw[raw.rfind("<") :] if "<" in raw else raw

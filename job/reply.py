@@ -110,6 +110,7 @@ _ITEM_REFERENCE = re.compile(
 )
 # a line that starts with an item number: not "12:30", "3.5", "2026-11-24" or a phone number "1 555 0100"
 _LEADING_NUMBER = re.compile(r"([0-9]+)(?![0-9]|[.,:/][0-9]|-[0-9]{3}|\s+[0-9]{3})")
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 _NUMBER_THEN_VERB = re.compile(r"\.?[ \t]*#?[0-9]{1,9}[ \t.:)\-–—]{0,9}(?:approv|reject|hold|ok\b|yes\b|den|decl)", re.IGNORECASE)
 _ADDRESS_AFTER = re.compile(r"\s+[A-Z][a-z]|[A-Za-z]")  # "1 Main Street", "3rd floor": an address, not an item
 _STANDALONE_NUMBER = re.compile(r"(?<![\w.,:/-])([0-9]{1,6})(?![\w.,:/-]*[0-9])")
@@ -351,6 +352,11 @@ def read_command(action: Action, rest: str, text: str, row_count: int, index: Id
         if not excluded:
             return f"name the items after '{excepted.group(0).strip()}'"
         return Command(action, None, reason, text, excluded)
+    cjk = _CJK.search(part)
+    if cjk and action != "approve" and not index.mentions(part[cjk.start():].split()[0]):
+        # "hold 3 等采购订单": in Chinese, Japanese or Korean a reason needs no separator (never
+        # for an approval, whose reason is checked for conditions)
+        part, reason = part[: cjk.start()], (part[cjk.start() :] + (" " + reason if reason else "")).strip()
     targets, error, _ = read_targets(part, row_count, index)
     if error:
         return error

@@ -86,6 +86,9 @@ CASES = [
     ("No 3: approve it", {}, "'No.' here reads as 'number'"),
     ("We won\u2019t\napprove all of them.", {}, "continues the sentence"),
     ("Dana checked the vendor and under no circumstances\napprove 4.", {}, "continues the sentence"),
+    # in Chinese, Japanese or Korean a reason needs no separator, but never after an approval
+    ("hold 3 等采购订单\nreject 2 与上月运费重复", {"TX-1003": "held", "TX-1002": "rejected"}, ""),
+    ("approve 1 等一下", {}, "is not an item number"),
     # prose around clear commands is fine
     ("Please approve all", {t: "approved" for t in IDS}, ""),
     ("approve all \U0001F44D", {t: "approved" for t in IDS}, ""),
