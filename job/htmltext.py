@@ -21,7 +21,7 @@ __all__ = ["convert_html_to_text"]
 _SPACES = re.compile(r"[ \t\r\n\f]+")
 _BORDER_TOP = re.compile(r"border-top\s*:", re.IGNORECASE)
 _BORDER_LEFT = re.compile(r"border-left\s*:\s*[^;]*(?:solid|[0-9]px)", re.IGNORECASE)
-MAX_HTML = 300_000  # characters of HTML read: the new text is at the top, and the parser is slow on some markup
+MAX_HTML = 150_000  # characters of HTML read: the new text is at the top, and the parser is slow on some markup
 
 _NAMED_COLORS = {
     "white": "ffffff", "black": "000000", "red": "ff0000", "green": "008000", "blue": "0000ff",

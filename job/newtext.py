@@ -49,7 +49,8 @@ _ATTRIBUTION_VERB = re.compile(
     re.IGNORECASE,
 )
 # an attribution that names no verb ends with ":" right after an address, a date or a time
-_ADDRESS_END = re.compile(r"(?:<[^<>\s]*@[^<>\s]*>|\[mailto:[^\]\s]*\]|\([^()\s]*@[^()\s]*\)|[^\s<>]+@[^\s<>]+>?)\s*[:：]\s*$")
+_ADDRESS_END = re.compile(  # character classes that do not overlap, so a long line of '@' stays linear
+    r"(?:<[^<>\s@]*@[^<>\s@]*>|\[mailto:[^\]\s]*\]|\([^()\s@]*@[^()\s@]*\)|[^\s<>@]+@[^\s<>@]+>?)\s*[:：]\s*$")
 _DATE = re.compile(r"\d{1,4}\s*[./\-年]\s*\d{1,2}|\d{1,2}:\d{2}|\b(?:19|20)\d{2}\b")
 _SEPARATOR = re.compile(
     r"^[\s*_>|]*(?:-{2,}|={2,}|_{2,}|\*{2,})\s*(?:original message|ursprüngliche nachricht|original-nachricht"

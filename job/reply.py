@@ -88,7 +88,12 @@ _ITEMISH = frozenset(
     "all everything it them that this these those one ones first second third fourth fifth last rest others".split()
 )
 # an approval that comes with one of these is conditional, and a condition is not an approval
-_CONDITIONS = frozenset("if unless only pending until till not no wait provided once after when".split())
+_CONDITIONS = frozenset(
+    "if unless only pending until till not no wait provided providing once after when assuming assume subject"
+    " contingent conditional conditionally provisional provisionally tentative tentatively maybe perhaps probably"
+    " yet don't dont hold".split()
+)
+_TAKE_BACK = frozenset("except excluding instead oops meant actually cancel undo retract scratch ignore jk kidding joking".split())
 _POLITE = re.compile(r"^(?:please|pls|kindly)\s+(?=[^\W\d_])", re.IGNORECASE)
 
 _NOISE_START = re.compile(r"^[\s*•·◦▪‣+\-–—]+")
@@ -100,7 +105,8 @@ _REASON_START = re.compile(
     r":|\s-+\s|\s-+$|[–—]|\(|\bbecause\b|\bsince\b|\buntil\b|\btill\b|\bdue to\b|\bpending\b", re.IGNORECASE
 )
 _EXCEPT = re.compile(r"\b(?:except(?:\s+for)?|but\s+not|but|excluding|other\s+than|apart\s+from|besides)\b", re.I)
-_TOKEN_SPLIT = re.compile(r"[\s,;&]+")
+_TOKEN_SPLIT = re.compile(r"[\s,;&，、；]+")
+_FREE_TOKEN = re.compile(r"[^\s,;&，、；]+")
 _DIGITS = re.compile(r"[0-9]+")
 _RANGE = re.compile(r"([0-9]+)-([0-9]+)")
 _QUESTION = re.compile(r"[?？؟¿](?:$|[\s\"'’”)\]*_.!]|[?？])")
@@ -110,8 +116,19 @@ _ITEM_REFERENCE = re.compile(
 )
 # a line that starts with an item number: not "12:30", "3.5", "2026-11-24" or a phone number "1 555 0100"
 _LEADING_NUMBER = re.compile(r"([0-9]+)(?![0-9]|[.,:/][0-9]|-[0-9]{3}|\s+[0-9]{3})")
+_CONFUSABLES = str.maketrans(
+    "аеорсухіјѕԁԛԝАВЕКМНОРСТХІЈЅΑΒΕΖΗΙΚΜΝΟΡΤΥΧαονρτ",
+    "aeopcyxijsdqwABEKMHOPCTXIJSABEZHIKMNOPTYXaovpt",
+)
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 _NUMBER_THEN_VERB = re.compile(r"\.?[ \t]*#?[0-9]{1,9}[ \t.:)\-–—]{0,9}(?:approv|reject|hold|ok\b|yes\b|den|decl)", re.IGNORECASE)
+_NOT_ITEMS = frozenset(  # words beside a number that make it a date, a time, a quantity or an address
+    "jan feb mar apr may jun jul aug sep sept oct nov dec january february march april june july august september"
+    " october november december mon tue wed thu fri sat sun monday tuesday wednesday thursday friday saturday sunday"
+    " day days hour hours hrs h week weeks month months year years minute minutes min mins am pm o'clock percent %"
+    " room suite floor building apt unit tel phone fax ext mobile box po street st road rd avenue ave"
+    " invoices invoice pages page attachments attachments people times".split()
+)
 _ADDRESS_AFTER = re.compile(r"\s+[A-Z][a-z]|[A-Za-z]")  # "1 Main Street", "3rd floor": an address, not an item
 _STANDALONE_NUMBER = re.compile(r"(?<![\w.,:/-])([0-9]{1,6})(?![\w.,:/-]*[0-9])")
 _WORDS = re.compile(r"[^\W_]+(?:[-'][^\W_]+)*")
@@ -146,10 +163,12 @@ def fold_id(text: str) -> str:
 class IdIndex:
     """The transaction ids of one request, for resolving what an approver wrote."""
 
-    __slots__ = ("exact", "folded")
+    __slots__ = ("exact", "folded", "row_of")
 
     def __init__(self, ids: Collection[str]) -> None:
+        """`ids` in item order: the first is item 1."""
         self.exact = frozenset(ids)
+        self.row_of = {known: n for n, known in reversed(list(enumerate(ids, 1)))}
         folded: dict[str, list[str]] = {}
         for known in dict.fromkeys(ids):
             folded.setdefault(fold_id(known), []).append(known)
@@ -194,6 +213,7 @@ def parse_commands(text: str, *, row_count: int, known_ids: Collection[str] | Id
     problems: list[str] = []
     above = ""
     for line in text.splitlines():
+        line = strip_invisible(line)
         result = parse_line(line, row_count, index)
         if isinstance(result, Command):
             if is_question(line):
@@ -223,6 +243,19 @@ def parse_commands(text: str, *, row_count: int, known_ids: Collection[str] | Id
     return ParsedReply(tuple(commands), tuple(problems))
 
 
+def strip_invisible(line: str) -> str:
+    """A line without zero-width and direction marks (Unicode format characters), which change
+    nothing a reader sees but would hide a word from us ("ex\u200bcept")."""
+    if line.isascii():
+        return line
+    return "".join(ch for ch in line if unicodedata.category(ch) != "Cf")
+
+
+def unconfuse(word: str) -> str:
+    """A word with Cyrillic and Greek letters that look Latin read as Latin ("exсept" -> "except")."""
+    return word.translate(_CONFUSABLES) if not word.isascii() else word
+
+
 def shorten(text: str, limit: int = MAX_QUOTED_LINE) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -248,7 +281,7 @@ def looks_like_instruction(line: str, row_count: int, index: IdIndex) -> bool:
     text = line.strip().replace("\u2019", "'")
     if not text:
         return False
-    original = _WORDS.findall(text)
+    original = [unconfuse(w) for w in _WORDS.findall(text)]
     # a verb counts in lower case, in capitals or first on the line; "Acme Holding AG" is a name
     words = [w.casefold() for n, w in enumerate(original) if n == 0 or w.islower() or w.isupper()]
     if any(w in _VERB_FORMS or near_verb(w) for w in words) or "sign off" in " ".join(words):
@@ -261,8 +294,9 @@ def looks_like_instruction(line: str, row_count: int, index: IdIndex) -> bool:
 
 
 def names_an_item(text: str, row_count: int, index: IdIndex) -> bool:
-    """Whether prose names an item of the request: an id, "item 3", "#3", "[3]", a leading
-    item number ("3 is a duplicate", "1, 3"), but not "1 Main Street" or "3rd floor"."""
+    """Whether prose names an item of the request: an id, "item 3", "#3", "[3]", or any number
+    of an item ("P.S. 4 is a dupe", "außer 4", "❌ 4"), but not a date, a time, a duration or
+    an address ("Dec 3", "2 days", "1 Main Street", "Room 3", "3rd floor")."""
     for token in _ID_TOKEN_SPLIT.split(text):
         token = token.strip(".,:;!?*_")
         if token and not token.isdigit() and index.mentions(token):
@@ -270,14 +304,16 @@ def names_an_item(text: str, row_count: int, index: IdIndex) -> bool:
     for match in _ITEM_REFERENCE.finditer(text):
         if 1 <= read_number(match.group(1)) <= max(row_count, 0) and not _ADDRESS_AFTER.match(text, match.end()):
             return True
-    body = strip_noise(text)
-    leading = _LEADING_NUMBER.match(body)
-    if leading and _ADDRESS_AFTER.match(body, leading.end()):
-        return False
-    if leading and 1 <= read_number(leading.group(1)) <= row_count:
-        return True
-    if any(w in _WEAK_DOUBT for w in _WORDS.findall(text.casefold())):
-        return any(1 <= read_number(n) <= row_count for n in _STANDALONE_NUMBER.findall(text))
+    for match in _STANDALONE_NUMBER.finditer(text):
+        if not 1 <= read_number(match.group(1)) <= row_count or _ADDRESS_AFTER.match(text, match.end()):
+            continue
+        before = text[: match.start()].split()[-1:]
+        after = text[match.end() :].split()[:1]
+        neighbours = {w.strip(",.;:()[]'\"").casefold() for w in before + after}
+        if text[: match.start()].endswith("+") or any(w.isdigit() and len(w) >= 3 for w in neighbours):
+            continue  # a phone number: "+1 555 0100"
+        if not neighbours & _NOT_ITEMS:
+            return True
     return False
 
 
@@ -344,19 +380,27 @@ def read_command(action: Action, rest: str, text: str, row_count: int, index: Id
     if excepted:
         head, tail = part[: excepted.start()], part[excepted.end() :]
         targets, error, _ = read_targets(head, row_count, index)
-        if error or targets is not None:
+        if error or targets == ():
             return f"write '{action} all except' and the items, or list the items to {action}"
         excluded, error, _ = read_targets(tail, row_count, index)
         if error:
             return error
         if not excluded:
             return f"name the items after '{excepted.group(0).strip()}'"
-        return Command(action, None, reason, text, excluded)
-    cjk = _CJK.search(part)
-    if cjk and action != "approve" and not index.mentions(part[cjk.start():].split()[0]):
-        # "hold 3 等采购订单": in Chinese, Japanese or Korean a reason needs no separator (never
-        # for an approval, whose reason is checked for conditions)
-        part, reason = part[: cjk.start()], (part[cjk.start() :] + (" " + reason if reason else "")).strip()
+        if targets is None:
+            return Command(action, None, reason, text, excluded)
+        if not set(excluded) <= set(targets):  # "approve 1-5 except 3": the exceptions as the items were written
+            return f"the items after '{excepted.group(0).strip()}' are not among those listed before it"
+        return Command(action, tuple(t for t in targets if t not in excluded), reason, text)
+    if action != "approve" and not _EXCEPT.search(part):
+        # "hold 4 until the PO arrives" in any language ("hold 4 пока …", "hold 4，等…",
+        # "reject 2, duplicate"): after the items, the first word that is none starts the reason.
+        # Never for an approval, whose reason must follow a mark and is checked for conditions.
+        part, free = split_free_reason(part, row_count, index)
+        problem = check_reason(action, free, row_count, index) if free and not nested else ""
+        if problem:
+            return problem
+        reason = (free + (" " + reason if reason else "")).strip() if free else reason
     targets, error, _ = read_targets(part, row_count, index)
     if error:
         return error
@@ -371,7 +415,7 @@ def check_reason(action: Action, reason: str, row_count: int, index: IdIndex) ->
     """Why a reason is not just a reason: it holds another instruction ("reject 2: dup; approve 3"),
     goes on with the items ("approve TX-1001 - TX-1003"), takes the decision back ("approve 3 -
     actually no, reject 3"), or makes an approval conditional ("approve 3 (only if the PO arrives)")."""
-    words = _WORDS.findall(reason.casefold().replace("\u2019", "'"))
+    words = [unconfuse(w) for w in _WORDS.findall(strip_invisible(reason).casefold().replace("\u2019", "'"))]
     first = _TOKEN_SPLIT.split(reason.strip(), maxsplit=1)[0].strip("()[]\"'.!?:;")
     if first and (read_rows(first.lstrip("#"), row_count)[0] or index.resolve(first)[0] is not None):
         return "the items go on after the reason mark; list them first, then the reason after ':'"
@@ -379,7 +423,7 @@ def check_reason(action: Action, reason: str, row_count: int, index: IdIndex) ->
         if word in _VERB_FORMS and (n + 1 == len(words) or words[n + 1] in _ITEMISH or words[n + 1].isdigit()
                                     or index.mentions(words[n + 1]) or words[n + 1] in ("item", "items", "row", "no")):
             return "the reason holds another instruction; write one instruction per line"
-        if word in ("except", "excluding", "instead", "oops", "meant", "actually", "cancel", "undo", "retract"):
+        if word in _TAKE_BACK:
             return f"the reason says '{word}'; write exactly what to decide, one instruction per line"
     if action == "approve" and any(w in _CONDITIONS for w in words):
         return "an approval with a condition is not an approval; approve when the condition is met, or hold the item"
@@ -436,6 +480,28 @@ def diagnose_typo(word: str, rest: str, row_count: int, index: IdIndex) -> str |
     return None
 
 
+def split_free_reason(part: str, row_count: int, index: IdIndex) -> tuple[str, str]:
+    """("4", "пока Contoso …") for "4 пока Contoso …": items first, then words that are not
+    items; ("4 пока", "") unchanged when no item comes first."""
+    seen_target = False
+    for token in _FREE_TOKEN.finditer(part):
+        word = token.group(0).strip("()[]\"'.!?").lstrip("#")
+        folded = word.casefold()
+        if not word or folded in _FILLERS or folded in _ALL:
+            continue
+        cjk = _CJK.search(word)
+        if cjk and cjk.start() > 0 and read_rows(word[: cjk.start()], row_count)[0]:
+            return part[: token.start() + cjk.start()].strip(), part[token.start() + cjk.start() :].strip()  # "4等…"
+        is_target = bool(read_rows(unicodedata.normalize("NFKC", word), row_count)[0]) or index.resolve(word)[0] is not None
+        if is_target:
+            seen_target = True
+        elif seen_target:
+            return part[: token.start()].strip(), part[token.start() :].strip(" ,;，、")
+        else:
+            break
+    return part, ""
+
+
 def split_reason(rest: str) -> tuple[str, str]:
     """Split "1, 3 - 4: no PO on file" into ("1, 3-4", "no PO on file")."""
     rest = _SPACED_RANGE.sub(r"\1-\2", rest)
@@ -468,7 +534,10 @@ def read_targets(
         if folded in _ALL:
             saw_all = True
             continue
-        rows, problem = read_rows(token, row_count)
+        rows, problem = read_rows(unicodedata.normalize("NFKC", token) if not token.isascii() else token, row_count)
+        if rows and token in index.exact and index.row_of.get(token) != int(rows[0]):
+            error = error or f"{token} is item {token} and also the id of item {index.row_of[token]}; write the other item's number"
+            continue
         if rows:
             targets.extend(rows)
             continue

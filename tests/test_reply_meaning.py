@@ -50,9 +50,13 @@ CASES = [
     ("approve all but TX-1004", {"TX-1001": "approved", "TX-1002": "approved", "TX-1003": "approved", "HX-5": "approved"}, ""),
     # not clear: nothing at all is recorded
     ("approve all\nrejct 4: fraud", {}, "did you mean 'reject'"),
-    ("approve all\nreject 4 fraud", {}, "'fraud' is not an item number"),
+    ("approve all\nreject 4 fraud",  # a reject's reason may follow its items without a mark, in any language
+     {"TX-1001": "approved", "TX-1002": "approved", "TX-1003": "approved", "TX-1004": "rejected", "HX-5": "approved"}, ""),
+    ("hold 4 пока Contoso не пришлёт акт", {"TX-1004": "held"}, ""),
+    ("hold 2 and approve 3", {}, "another instruction"),
+    ("approve 2 nice", {}, "'nice' is not an item number"),
     ("approve all except 9", {}, "there is no item 9"),
-    ("approve 1 except 3", {}, "approve all except"),
+    ("approve 1 except 3", {}, "not among those listed"),
     ("OK, all of them?", {}, "question"),
     ("approve 2?", {}, "question"),
     ("approve 1\nCould you send me the invoice for item 2?", {}, "question"),
@@ -165,7 +169,7 @@ def test_ids_never_resolve_to_another_item_than_the_exact_one(ids, pick, written
 # --- properties: "all" plus anything unclear never decides ---------------------------
 
 UNCLEAR_LINES = st.sampled_from([
-    "rejct 4: fraud", "reject 4 fraud", "OK, all of them?", "don't approve 3", "I approve all", "TX-1003 is wrong",
+    "rejct 4: fraud", "approve 4 fraud", "OK, all of them?", "don't approve 3", "I approve all", "TX-1003 is wrong",
     "item 2 is a duplicate", "2 is a duplicate", "Hold on", "approve 99", "hodl 3", "approve 1 - reject 2",
     "aprove 2", "reject", "Should we pay #4?", "no 9", "approve all except", "approve 2 but", "approve 1?",
 ])
