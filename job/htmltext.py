@@ -31,7 +31,9 @@ _NAMED_COLORS = {
 
 SKIP_TAGS = frozenset({"blockquote", "style", "script", "head", "title", "template", "noscript", "object", "iframe",
                        "noframes", "svg", "math", "del", "s", "strike", "details", "select", "textarea", "button"})
-QUOTE_CLASSES = ("gmail_quote", "gmail_attr", "yahoo_quoted", "moz-cite-prefix", "protonmail_quote",
+# Gmail's quote is its <blockquote>; what its "gmail_quote" <div> holds besides that and the
+# attribution is the approver's own inline answers
+QUOTE_CLASSES = ("gmail_attr", "yahoo_quoted", "moz-cite-prefix", "protonmail_quote",
                  "zmail_extra", "ms-outlook-mobile-reference-message")
 STOP_IDS = frozenset({"divrplyfwdmsg", "appendonsend", "mail-editor-reference-message-container"})
 BREAK_TAGS = frozenset("br p div tr li ul ol table hr pre h1 h2 h3 h4 h5 h6 dl dt dd section article header footer".split())
@@ -55,19 +57,26 @@ def normalize_color(value: str) -> str | None:
         return _NAMED_COLORS[value]
     if value.startswith("#"):
         digits = value[1:]
+        if not all(c in "0123456789abcdef" for c in digits) or len(digits) not in (3, 4, 6, 8):
+            return None
         if len(digits) in (3, 4):
-            digits = "".join(c * 2 for c in digits[:3])
-        digits = digits[:6]
-        return digits if len(digits) == 6 and all(c in "0123456789abcdef" for c in digits) else None
-    if value.startswith(("rgb(", "rgba(")):
+            digits = "".join(c * 2 for c in digits)
+        if len(digits) == 8 and int(digits[6:], 16) < 52:  # alpha under 20%
+            return "transparent"
+        return digits[:6]
+    if value.startswith(("rgb(", "rgba(", "hsl(", "hsla(")):
         inner = value[value.index("(") + 1 :].rstrip(")").replace("/", ",")
         parts = [p.strip() for p in inner.replace(" ", ",").split(",") if p.strip()]
         try:
+            if len(parts) >= 4 and (float(parts[3].rstrip("%")) / (100 if parts[3].endswith("%") else 1)) < 0.2:
+                return "transparent"
+            if value.startswith("hsl"):
+                lightness = float(parts[2].rstrip("%")) / 100
+                gray = round(255 * lightness)  # hue and saturation matter little next to lightness here
+                return f"{gray:02x}" * 3
             channels = [round(float(p[:-1]) * 2.55) if p.endswith("%") else int(float(p)) for p in parts[:3]]
-        except ValueError:
+        except (ValueError, IndexError):
             return None
-        if len(parts) >= 4 and _is_zero(parts[3]):
-            return "transparent"
         return "".join(f"{max(0, min(255, c)):02x}" for c in channels) if len(channels) == 3 else None
     return None
 
@@ -120,6 +129,13 @@ def _pixels(value: str) -> float | None:
     return None
 
 
+def _float(text: str, default: float) -> float:
+    try:
+        return float(text.strip())
+    except ValueError:
+        return default
+
+
 def _tiny(value: str, limit: float) -> bool:
     """A length under `limit` pixels (zero included)."""
     pixels = _pixels(value)
@@ -135,8 +151,13 @@ def hides(declarations: dict[str, str]) -> bool:
         return True
     if "line-through" in get("text-decoration", "") + get("text-decoration-line", ""):
         return True  # struck out: the approver took it back
-    if "font-size" in declarations and (_tiny(get("font-size", ""), 4) or _is_zero(get("font-size", ""))):
+    size = get("font-size", "")
+    if size and (_tiny(size, 4) or _is_zero(size) or (size.endswith("%") and _float(size[:-1], 100) < 40)):
         return True
+    if "opacity(" in get("filter", "").replace(" ", "") and _float(get("filter", "").split("opacity(")[1].split(")")[0].rstrip("%"), 1) < 0.2:
+        return True
+    if get("clip-path", "none") not in ("none", "") or get("clip", "auto") not in ("auto", ""):
+        return True  # clipped text is at best partly visible
     try:
         if "opacity" in declarations and float(get("opacity", "1").rstrip("%")) / (100 if get("opacity", "").endswith("%") else 1) < 0.2:
             return True
@@ -150,7 +171,7 @@ def hides(declarations: dict[str, str]) -> bool:
         return True
     for name in ("text-indent", "left", "right", "top", "bottom", "margin-left", "margin-right", "margin-top"):
         value = get(name, "")
-        if value.startswith("-") and (_is_far_negative(value) or value.endswith(("%", "vw", "vh")) or (_pixels(value) or 0) <= -500):
+        if value.startswith("-") and (_is_far_negative(value) or value.endswith(("%", "vw", "vh")) or (_pixels(value) or 0) <= -100):
             return True
     transform = get("transform", "").replace(" ", "")
     if any(f in transform for f in ("scale(0", "scalex(0", "scaley(0", "scale(0.0")):
@@ -249,7 +270,8 @@ class _VisibleText(HTMLParser):
                     break
         if new_background and new_background != "transparent":
             background = new_background
-        new_color = normalize_color(declarations["color"]) if "color" in declarations else None
+        color_value = declarations.get("-webkit-text-fill-color") or declarations.get("color")
+        new_color = normalize_color(color_value) if color_value else None
         if new_color:
             color = new_color
         hidden = (
@@ -267,9 +289,7 @@ class _VisibleText(HTMLParser):
                 self.pre_depth += 1
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in VOID_TAGS:
-            self.handle_starttag(tag, attrs)
-        # a self-closed non-void element (<div/>) holds nothing
+        self.handle_starttag(tag, attrs)  # browsers ignore the '/' of '<div/>': it opens an element
 
     def handle_endtag(self, tag: str) -> None:
         if self.stopped:
@@ -293,6 +313,20 @@ class _VisibleText(HTMLParser):
         self.parts.append(data if self.pre_depth else _SPACES.sub(" ", data))
 
 
+def drop_comments(html: str) -> str:
+    """The markup without comments, each ended where a browser ends it ("-->", "--!>"), in one pass."""
+    kept, position = [], 0
+    while (start := html.find("<!--", position)) >= 0:
+        kept.append(html[position:start])
+        ends = [e for e in (html.find("-->", start + 4), html.find("--!>", start + 4)) if e >= 0]
+        if not ends:
+            return "".join(kept)
+        end = min(ends)
+        position = end + (3 if html.startswith("-->", end) else 4)
+    kept.append(html[position:])
+    return "".join(kept)
+
+
 def convert_html_to_text(html: str) -> str:
     """Visible text of an HTML body, one line per block, quoted and hidden parts left out."""
     html = html[:MAX_HTML]
@@ -310,7 +344,7 @@ def convert_html_to_text(html: str) -> str:
     rules = {key: d for key, d in rules.items() if hides(d) or "color" in d or "background-color" in d or "background" in d}
     parser = _VisibleText(rules)
     try:
-        parser.feed(html)
+        parser.feed(drop_comments(html))
         parser.close()
     except (AssertionError, ValueError):
         pass  # malformed markup: keep the text read before it, which is the newest part

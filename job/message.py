@@ -356,14 +356,17 @@ def _own_parts(part: email.message.Message):
 
 
 def _body_parts(msg: email.message.Message) -> tuple[str | None, str | None]:
-    plain = html = None
+    """The plain and HTML text of the body: every inline part of each kind, in order, as a mail
+    client shows them one after another (not only the first)."""
+    plains: list[str] = []
+    htmls: list[str] = []
     for part in _own_parts(msg):
         ctype = part.get_content_type()
-        if ctype == "text/plain" and plain is None:
-            plain = _part_text(part)
-        elif ctype == "text/html" and html is None:
-            html = _part_text(part)
-    return plain, html
+        if ctype in ("text/plain", "text/html"):
+            text = _part_text(part)
+            if text is not None:
+                (plains if ctype == "text/plain" else htmls).append(text)
+    return ("\n".join(plains) if plains else None), ("\n".join(htmls) if htmls else None)
 
 
 TRACE_HEADERS = re.compile(rb"^(received|return-path|delivered-to|x-original-to|authentication-results|dkim-signature"

@@ -35,7 +35,8 @@ __all__ = ["extract_new_text", "collect_sent_lines", "normalize_line", "MAX_BODY
 
 MAX_BODY = 1_000_000  # characters read from each part; new text is at the top anyway
 MAX_HEADER_LINE = 300
-BETWEEN_QUOTES = "(between quoted lines, no blank line around it)"  # a command that may be part of the quote  # longer lines are not quote headers or separators
+BETWEEN_QUOTES = "(between quoted lines, no blank line around it)"  # a command that may be part of the quote
+INDENTED = "(indented like a quote)"  # longer lines are not quote headers or separators
 
 _ATTRIBUTION_VERB = re.compile(
     r"(?:\bwrote|\bwrites|\bsaid|\ba [ée]crit|\bescribi[óo]|\bha scritto|\bescreveu|\bpisze|\bnapisa[łl](?:\(a\))?"
@@ -63,12 +64,15 @@ _SEPARATOR = re.compile(
     re.IGNORECASE,
 )
 _FORWARD_MARKER = re.compile(
-    r"^(?:begin forwarded message|début du message réexpédié|anfang der weitergeleiteten nachricht"
+    r"^(?:begin forwarded message|forwarded message|forwarded|fwd|début du message réexpédié|anfang der weitergeleiteten nachricht"
     r"|inicio del mensaje reenviado|início da mensagem reencaminhada|begin doorgestuurd bericht)\s*:?\s*$",
     re.IGNORECASE,
 )
 _OPENER = re.compile(
     r"^(?:on|am|le|el|op|il|em|den|w dniu|dne|в|у|在|при|na|the|po|el día|le jour)\b", re.IGNORECASE)
+_BRACKETED_ADDRESS = re.compile(r"<[^<>\s@]+@[^<>\s@]+>|\([^()\s@]+@[^()\s@]+\)|\[mailto:[^\]\s]+\]")
+_WRITING_VERB = re.compile(r"\b(?:wrote|writes|said|says|quoting|schrieb|a écrit|escribió|scrisse|schreef|skrev|napsal|пишет|написал)\b",
+                           re.IGNORECASE)
 _RULE = re.compile(r"^\s*(?:_{8,}|-{8,}|={8,}|—{4,})\s*$")
 _FIELD_LABELS = (
     "from|sent|date|to|cc|bcc|subject|reply-to|von|gesendet|datum|an|betreff|cc|de|envoyé|envoye|à|a|objet|date|para"
@@ -155,9 +159,12 @@ def keep_own_lines(lines: Sequence[str], is_command: Callable[[str], bool]) -> l
             if is_command(line):  # the approver's or the quote's? it cannot decide either way
                 kept.append(f"{BETWEEN_QUOTES} {line.strip()}")
             continue
+        if line.startswith(("\t", "    ")) and is_command(line):  # an indented quote, or not: never decides
+            kept.append(f"{INDENTED} {line.strip()}")
+            continue
         if starts_unmarked_quote(lines, i):
             break
-        span = header_span(lines, i, is_command)
+        span = header_span(lines, i, is_command) or (1 if names_a_sender(line.strip()) else 0)
         if span:
             del kept[len(kept) - (span - 1) :]  # the wrapped start of the header
             follows = next_text_line(lines, i + 1)
@@ -190,6 +197,17 @@ def starts_unmarked_quote(lines: Sequence[str], i: int) -> bool:
         following = next_text_line(lines, i + 1)
         return following is not None and following - i <= 2 and bool(_HEADER_FIELD.match(lines[following].strip()))
     return is_header_block(lines, i)
+
+
+def names_a_sender(stripped: str) -> bool:
+    """A line that introduces someone's message, in any wording: it holds an address in angle
+    brackets, parentheses or [mailto:], and ends with ':' or a dashed rule, names a verb of
+    writing, or is a lone "From:" field ("Quoting Bob <bob@x.com>:", "---- On … Bob <bob@x.com>
+    wrote ----", "Bob (bob@x.com) said on 12/3/2026:", "From: Bob <bob@x.com>")."""
+    if "@" not in stripped or not _BRACKETED_ADDRESS.search(stripped):
+        return False
+    return (stripped.endswith((":", "：", "--")) or bool(_FROM_FIELD.match(stripped))
+            or bool(_WRITING_VERB.search(stripped)))
 
 
 def is_dashed_title(stripped: str) -> bool:

@@ -35,7 +35,7 @@ from .faults import crash_point, fail_point
 from .message import Inbound, content_id, find_tokens, hash_token, read_inbound, sanitize_text
 from .outbox import FlushResult, flush_outbox
 from .remind import ChaseResult, chase_open_requests, is_current_approver
-from .reply import IdIndex, collect_sent_lines, extract_new_text, parse_commands, parse_line
+from .reply import IdIndex, collect_sent_lines, read_reply
 from .transport import Received, open_inbox
 
 __all__ = ["PollResult", "poll_replies", "process_message"]
@@ -311,9 +311,8 @@ def _judge(conn, config: Config, inbound: Inbound, sent_lines: SentLines) -> tup
     status = conn.execute("SELECT status FROM requests WHERE id = ?", (request_id,)).fetchone()[0]
     items = sent_lines.get_items(conn, request_id)
     index = sent_lines.get_index(request_id)
-    new_text = extract_new_text(inbound.plain, inbound.html, (), sent_lines=sent_lines.get(conn, request_id),
-                                is_command=lambda line: parse_line(line, len(items), index) is not None)
-    parsed = parse_commands(new_text, row_count=len(items), known_ids=index)
+    new_text, parsed = read_reply(inbound.plain, inbound.html, sent_lines=sent_lines.get(conn, request_id),
+                                  row_count=len(items), known_ids=index)
     new_text = new_text[:20000]
     if status != "open":
         outcome, _, _ = _refuse(conn, config, inbound, sender, request_id, "this request is already closed; decisions are final",

@@ -35,6 +35,7 @@ __all__ = [
     "extract_new_text",
     "parse_commands",
     "parse_reply",
+    "read_reply",
     "fold_id",
 ]
 
@@ -196,9 +197,42 @@ def parse_reply(
     sent_texts: Sequence[str], row_count: int, known_ids: Collection[str],
 ) -> ParsedReply:
     """Read the commands in the new text of a reply."""
+    return read_reply(plain, html, sent_lines=collect_sent_lines(sent_texts), row_count=row_count, known_ids=known_ids)[1]
+
+
+def read_reply(
+    plain: str | None, html: str | None, *,
+    sent_lines: Collection[str], row_count: int, known_ids: Collection[str] | IdIndex,
+) -> tuple[str, ParsedReply]:
+    """(new text, commands) of a reply. The plain part is read; when there is an HTML part too,
+    it is read as well and must say the same: a reader sees one or the other, so a reply whose
+    two versions differ (a struck-out item, a line only one of them has) is unclear."""
     index = known_ids if isinstance(known_ids, IdIndex) else IdIndex(known_ids)
-    text = extract_new_text(plain, html, sent_texts, is_command=lambda line: parse_line(line, row_count, index) is not None)
-    return parse_commands(text, row_count=row_count, known_ids=index)
+
+    def is_command(line: str) -> bool:
+        return parse_line(line, row_count, index) is not None
+
+    text = extract_new_text(plain, html, (), sent_lines=sent_lines, is_command=is_command)
+    parsed = parse_commands(text, row_count=row_count, known_ids=index)
+    if not (plain and plain.strip() and html and html.strip()) or not parsed.commands:
+        return text, parsed
+    other = parse_commands(extract_new_text(None, html, (), sent_lines=sent_lines, is_command=is_command),
+                           row_count=row_count, known_ids=index)
+    if meaning(other) != meaning(parsed):
+        differs = ("the plain-text and HTML versions of your reply say different things"
+                   f" (plain: {describe(parsed)}; HTML: {describe(other)}); write the instructions again")
+        return text, ParsedReply(parsed.commands, (*parsed.problems, differs))
+    return text, parsed
+
+
+def meaning(parsed: ParsedReply) -> tuple:
+    """What a parsed reply would decide, as comparable data: its commands, and whether it is unclear."""
+    return tuple(sorted((c.action, c.targets or (), c.targets is None, c.excluded) for c in parsed.commands)), bool(parsed.unclear)
+
+
+def describe(parsed: ParsedReply) -> str:
+    commands = "; ".join(c.text for c in parsed.commands[:3]) or "no instruction"
+    return shorten(commands + (", with lines not understood" if parsed.unclear else ""), 120)
 
 
 # --- reading commands ----------------------------------------------------------------

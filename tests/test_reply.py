@@ -364,10 +364,19 @@ def test_gmail_html_quote_is_dropped():
     html = (
         '<div dir="ltr">reject 1<br></div><br><div class="gmail_quote gmail_quote_container">'
         '<div dir="ltr" class="gmail_attr">On Tue, 24 Nov 2026 at 09:00, Audit &lt;'
-        'audit@example.com&gt; wrote:<br></div><div>approve all</div>'
-        '<blockquote class="gmail_quote"><div>hold 2</div></blockquote></div>'
+        'audit@example.com&gt; wrote:<br></div>'
+        '<blockquote class="gmail_quote"><div>approve all</div><div>hold 2</div></blockquote></div>'
     )
     assert summary(reply("", html, sent=())) == [(R, ("1",), "")]
+
+
+def test_gmail_inline_answers_between_its_quotes_are_kept():
+    html = (
+        '<div dir="ltr">Hi,</div><div class="gmail_quote"><div class="gmail_attr">On Tue, 24 Nov 2026, Audit '
+        '&lt;audit@example.com&gt; wrote:</div><blockquote class="gmail_quote">[1] TX-1001 | ACME<br>approve all</blockquote>'
+        '<div>approve 1</div><blockquote class="gmail_quote">[2] TX-1002 | Widgets</blockquote><div>reject 2: no PO</div></div>'
+    )
+    assert summary(reply(None, html, sent=())) == [(A, ("1",), ""), (R, ("2",), "no PO")]
 
 
 def test_outlook_html_reply_header_and_everything_after_is_dropped():

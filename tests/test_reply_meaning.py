@@ -93,6 +93,18 @@ CASES = [
     # in Chinese, Japanese or Korean a reason needs no separator, but never after an approval
     ("hold 3 等采购订单\nreject 2 与上月运费重复", {"TX-1003": "held", "TX-1002": "rejected"}, ""),
     ("approve 1 等一下", {}, "is not an item number"),
+    # an item named in prose, in any language, or hidden from us by invisible or look-alike letters
+    ("approve all\nP.S. 4 is a dupe", {}, "reads like an instruction"),
+    ("approve all\naußer 4", {}, "reads like an instruction"),
+    ("approve all\n\u274c 4", {}, "reads like an instruction"),
+    ("approve all\nex\u200bcept 4", {}, "reads like an instruction"),
+    ("approve all\nexc\u0435pt TX-1004", {}, "reads like an instruction"),
+    ("approve 2 - subject to PO", {}, "condition"),
+    ("approve 2 - jk", {}, "the reason says 'jk'"),
+    ("approve 1-5 except 3", {"TX-1001": "approved", "TX-1002": "approved", "TX-1004": "approved", "HX-5": "approved"}, ""),
+    ("\u200fapprove 2", {"TX-1002": "approved"}, ""),
+    ("approve \uff13", {"TX-1003": "approved"}, ""),
+    ("approve all\nI was out 2 days, sorry\nSee you on Dec 3", {t: "approved" for t in IDS}, ""),
     # prose around clear commands is fine
     ("Please approve all", {t: "approved" for t in IDS}, ""),
     ("approve all \U0001F44D", {t: "approved" for t in IDS}, ""),
@@ -130,6 +142,14 @@ def test_an_exact_id_wins_over_its_lookalike() -> None:
     for written, meant in (("RT-K7", "RT-K7"), (KELVIN, KELVIN)):
         decided, plan = decide(f"approve {written}", items, [i.txn_id for i in items])
         assert decided == {meant: "approved"}, written
+
+
+def test_a_number_that_is_also_another_items_id_is_refused() -> None:
+    items = [Item(1, 1, "2", "pending"), Item(2, 2, "TX-1002", "pending")]
+    decided, plan = decide("approve 2", items, ["2", "TX-1002"])
+    assert decided == {} and "also the id of item 1" in plan.problems[0]
+    decided, _ = decide("approve TX-1002", items, ["2", "TX-1002"])
+    assert decided == {"TX-1002": "approved"}
 
 
 def test_ids_that_collide_under_folding_are_ambiguous() -> None:
@@ -235,6 +255,13 @@ PLANTED = st.lists(st.sampled_from(["approve all", "reject 2: duplicate", "appro
 
 
 FOREIGN_HEADERS = [
+    "Quoting Bob <bob@x.com>:",
+    "---- On Mon, 03 Dec 2026 09:12:00 +0100 Bob <bob@x.com> wrote ----",
+    "Bob <bob@x.com> wrote on Dec 3, 2026 9:12:",
+    "Bob Smith (bob@x.com) said on 12/3/2026:",
+    "2026年12月3日(木) 9:12 Bob <bob@x.com>:",
+    "From: Bob <bob@x.com>",
+    "Forwarded message:",
     "De la: Audit <audit@x.com>\nTrimis: luni, 24 noiembrie 2026 09:12\nCătre: Ana <ana@x.com>\nSubiect: Ledger audit",
     "________________________________\nDe la: Audit <audit@x.com>\nTrimis: luni, 24 noiembrie 2026 09:12\nCătre: Ana",
     "Από: Audit <audit@x.com>\nΑποστολή: Δευτέρα, 24 Νοεμβρίου 2026 09:12\nΠρος: Ana\nΘέμα: Ledger audit",
@@ -373,7 +400,7 @@ HIDDEN = [
     '<head><title>approve all</title></head>',
     '<!-- approve all -->',
     '<script>approve all</script>',
-    '<div class="gmail_quote">approve all</div>',
+    '<blockquote class="gmail_quote">approve all</blockquote>',
 ]
 
 
@@ -397,11 +424,48 @@ HIDDEN += [
 ]
 
 
+HIDDEN += [
+    '<p style="color:hsl(0,0%,100%)">approve all</p>',
+    '<p style="-webkit-text-fill-color:#fff">approve all</p>',
+    '<p style="filter:opacity(0)">approve all</p>',
+    '<p style="clip-path:circle(0)">approve all</p>',
+    '<p style="font-size:1%">approve all</p>',
+    '<p style="color:rgba(0,0,0,0.01)">approve all</p>',
+    '<p style="color:#0000">approve all</p>',
+    '<p style="position:absolute;left:-400px">approve all</p>',
+    '<p style="text-indent:-400px;overflow:hidden">approve all</p>',
+    '<div style="display:none"/><p>approve all</p></div>',  # a browser ignores the '/': the div holds the text
+    '<!-- -- >approve all-->',  # a browser ends this comment only at '-->'
+]
+
+
 @pytest.mark.parametrize("hidden", HIDDEN)
 def test_text_a_reader_would_not_see_never_counts(hidden: str) -> None:
     html = f"<html><body><div>reject 2: no PO</div>{hidden}</body></html>"
     assert "approve all" not in convert_html_to_text(html)
     assert new_commands(message(None, html)) == {"TX-1002": "rejected"}
+
+
+@pytest.mark.parametrize(("plain", "html"), [
+    ("approve 1, 2, 4", "<p>approve 1, 2, <s>4</s></p>"),  # struck out in what the approver saw
+    ("approve all", "<p>approve all</p><p>except 4</p>"),
+    ("approve all", "<p>approve 1</p>"),
+])
+def test_plain_and_html_versions_that_disagree_decide_nothing(plain: str, html: str) -> None:
+    assert new_commands(message(plain, html)) == {}
+    assert new_commands(message(plain, f"<p>{plain}</p>")) != {}  # the same words in both: recorded
+
+
+def test_every_inline_text_part_is_read() -> None:
+    msg = EmailMessage(policy=email.policy.SMTP)
+    msg["From"] = "controller@example.com"
+    msg["Message-ID"] = "<m3@client.test>"
+    msg.set_content("approve all\n")
+    msg.add_attachment("except 4\n", subtype="plain", disposition="inline")
+    part = msg.get_payload()[1]
+    del part["Content-Disposition"]
+    part["Content-Disposition"] = "inline"
+    assert new_commands(msg.as_bytes()) == {}
 
 
 def test_visible_coloured_text_still_counts() -> None:
