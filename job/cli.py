@@ -10,7 +10,7 @@ import sqlite3
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -314,18 +314,30 @@ def status(
 @app.command()
 @guarded
 def verify(
+    witness: Optional[List[Path]] = typer.Option(
+        None, "--witness", help="Report manifests, saved emails, a maildir or an mbox whose audit log heads must all be in the chain."),
     config: Optional[Path] = ConfigOption,
     db: Optional[Path] = DbOption,
 ) -> None:
-    """Recompute the audit log's hash chain; exit 10 naming the first row that does not match."""
+    """Recompute the audit log's hash chain; exit 10 naming the first row that does not match, or
+    a head kept outside the database (--witness) that the chain no longer holds."""
     from .auditlog import verify_log
     from .db import open_db
+    from .witness import collect_heads
 
     settings = _setup(config, db)
-    result = verify_log(open_db(settings.db, create=False).conn)
+    conn = open_db(settings.db, create=False).conn
+    result = verify_log(conn)
     if not result.ok:
         _fail(f"{settings.db}: audit log does not verify: {result.problem}", EXIT_TAMPERED)
-    typer.echo(f"audit log verified: {result.rows} event(s), head {result.head}")
+    heads = [found for path in witness or () for found in collect_heads(path)]
+    chain = {h for (h,) in conn.execute("SELECT row_hash FROM events")} if heads else set()
+    for where, head in heads:
+        if head not in chain:
+            _fail(f"{settings.db}: the audit log head {head} published in {where} is not in the chain:"
+                  " the log was rewritten after it was published", EXIT_TAMPERED)
+    typer.echo(f"audit log verified: {result.rows} event(s), head {result.head}"
+               + (f"; all {len(heads)} head(s) kept outside it are in the chain" if heads else ""))
 
 
 @app.command()

@@ -338,3 +338,42 @@ def test_a_report_of_a_log_that_does_not_verify_is_refused_unless_marked_unverif
     manifest = json.loads((site / "bad.csv.manifest.json").read_text())
     assert manifest["audit_log_verified"] is False and "decisions row 2" in manifest["audit_log_problem"]
     assert "approved by phone" in (site / "bad.csv").read_text("utf-8-sig")
+
+
+def test_heads_kept_outside_the_database_catch_a_rewritten_chain(site: Path) -> None:
+    """`verify --witness` reads the heads that left the database (confirmations in a maildir or
+    an mbox, report manifests) and finds each in the chain; a rewritten chain loses them."""
+    import mailbox
+
+    outbox = site / "var" / "mail" / "outbox"
+    result = audit("verify", "--witness", str(outbox), cwd=site)
+    assert result.returncode == 0, result.stderr
+    confirmations = [m for m in maildir_messages(outbox) if str(m["Subject"]).startswith("Recorded: ")]
+    assert f"all {len(confirmations)} head(s) kept outside it are in the chain" in result.stdout
+    assert audit("report", "--out", str(site / "witness-report.csv"), cwd=site).returncode == 0
+    saved = mailbox.mbox(str(site / "saved.mbox"))
+    for message in confirmations:
+        saved.add(message.as_bytes())
+    saved.flush()
+
+    copy = copy_db(site, "rewritten-witness")
+    k = first_event(copy, "decision")
+    with sqlite3.connect(copy) as db:  # the careful forger of the test above: the log verifies on its own
+        edit_event_detail(db, k)
+        decision_id = json.loads(db.execute("SELECT detail FROM events WHERE id = ?", (k,)).fetchone()[0])["decision_id"]
+        db.execute("UPDATE decisions SET decision = 'rejected' WHERE id = ?", (decision_id,))
+        db.execute("UPDATE transactions SET status = 'rejected' WHERE id = (SELECT transaction_id FROM decisions WHERE id = ?)",
+                   (decision_id,))
+        rehash_from(db, k)
+    assert verify(site, copy).returncode == 0
+    for witness in (outbox, site / "saved.mbox"):
+        caught = audit("verify", "--db", str(copy), "--witness", str(witness), cwd=site)
+        assert caught.returncode == 10, (witness, caught.stdout)
+        assert "is not in the chain: the log was rewritten after it was published" in caught.stderr
+        assert caught.stderr.strip().count("\n") == 0
+    # the report's manifest holds a head written after the last decision: the rewrite loses it too
+    caught = audit("verify", "--db", str(copy), "--witness", str(site / "witness-report.csv.manifest.json"), cwd=site)
+    assert caught.returncode == 10 and "witness-report.csv.manifest.json" in caught.stderr
+
+    nothing = audit("verify", "--witness", str(site / "vendors.csv"), cwd=site)
+    assert nothing.returncode == 4 and "no audit log head found" in nothing.stderr
