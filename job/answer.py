@@ -19,7 +19,7 @@ from .outbox import queue_message
 from .request import RequestItem, attachment_name, build_request_copies, fit_attachment, items_attachment
 
 __all__ = ["queue_answer", "queue_request_copies", "pending_views", "decision_view", "request_items", "pending_count", "open_count",
-           "run_label", "sign_off_state"]
+           "run_label", "sign_off_state", "queue_head_notices"]
 
 
 def pending_views(conn, request_id: str, limit: int | None = None, *, status: str = "pending") -> list[dict]:
@@ -117,6 +117,25 @@ def queue_answer(conn, config: Config, inbound: Inbound | None, to: str, request
                   message_id=msg["Message-ID"], sender=config.mail.from_address, recipients=[to], subject=heading,
                   raw=msg.as_bytes(), text=plain, in_reply_to=inbound.message_id if inbound else "")
     return plain
+
+
+def queue_head_notices(conn, config: Config, what: str) -> None:
+    """Mail the audit log's head to `[audit] witness_addresses` (inside the caller's transaction):
+    copies kept outside the database, which `audit verify --witness` checks against the chain."""
+    if not config.witness_addresses:
+        return
+    head = head_hash(conn)
+    events = conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+    subject = f"Ledger audit log head after {what}"
+    text = (f"The ledger audit's log after {what} holds {events:,} events.\n\naudit log head {head}\n\n"
+            "Keep this message. 'audit verify --witness FOLDER' with the folder or mbox it is saved in\n"
+            "checks that the audit log still holds this head; a log rewritten afterwards does not.\n")
+    domain = config.mail.from_address.rpartition("@")[2]
+    for address in config.witness_addresses:
+        msg = compose(sender=config.mail.from_address, to=[address], subject=subject, plain=text, html=None,
+                      message_id=message_id_for(new_token(), domain, kind="wit"))
+        queue_message(conn, kind="witness", request_id=None, message_id=msg["Message-ID"], sender=config.mail.from_address,
+                      recipients=[address], subject=subject, raw=msg.as_bytes(), text=text)
 
 
 def request_items(conn, request_id: str, *, pending_only: bool = True, open_only: bool = False) -> Iterator[RequestItem]:

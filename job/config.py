@@ -251,6 +251,7 @@ class Config:
     sender_auth: SenderAuth = field(default_factory=SenderAuth)
     request: RequestSettings = field(default_factory=RequestSettings)
     reminders: Reminders = field(default_factory=Reminders)
+    witness_addresses: tuple[str, ...] = ()  # [audit]: who gets the log's head after each run and poll that recorded something
 
 
 def find_config_path(explicit: str | os.PathLike | None) -> Path | None:
@@ -474,6 +475,9 @@ def build_config(data: dict[str, Any], *, base: Path, where: str) -> Config:
     auth_t = top.table("sender_auth")
     sender_auth = SenderAuth(authserv_ids=tuple(a.strip().lower() for a in auth_t.strings("authserv_ids", ()) if a.strip()))
     auth_t.finish()
+    audit_t = top.table("audit")
+    witness_addresses = _addresses(audit_t, "witness_addresses", audit_t.strings("witness_addresses", ()))
+    audit_t.finish()
     req_t = top.table("request")
     request = RequestSettings(max_listed=req_t.integer("max_listed", 50, minimum=1, maximum=10_000),
                               max_attachment_bytes=req_t.integer("max_attachment_bytes", 7_000_000, minimum=0))
@@ -491,7 +495,7 @@ def build_config(data: dict[str, Any], *, base: Path, where: str) -> Config:
     top.finish()
     return Config(
         db=db, policy=policy, approvers=approvers, mail=mail, llm=llm, ledger=ledger, sender_auth=sender_auth,
-        request=request, reminders=reminders,
+        request=request, reminders=reminders, witness_addresses=witness_addresses,
     )
 
 
@@ -704,6 +708,12 @@ remind_after = "24h"                 # remind the approvers in the same thread, 
 escalate_after = "72h"               # send the request to escalation_addresses (who may then decide)
 escalation_addresses = []
 expire_after = "7d"                  # mark what is still pending as expired (never approved); tell everyone
+
+[audit]
+witness_addresses = []               # e.g. ["audit-witness@example.com"]: after each run and each poll that
+                                     # recorded something, the audit log's head hash is mailed here, a
+                                     # copy kept outside the database; `audit verify --witness` checks
+                                     # the saved mail against the chain, which catches a rewritten log.
 
 [sender_auth]
 authserv_ids = []                    # e.g. ["mx.example.com"]: trust only the topmost Authentication-Results

@@ -25,8 +25,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from .answer import decision_view, open_count, queue_answer
-from .auditlog import append_event
+from .answer import decision_view, open_count, queue_answer, queue_head_notices
+from .auditlog import append_event, head_hash
 from .authenticate import check_authentication_results
 from .config import Config, format_duration
 from .db import content_sha256, now_utc, transaction
@@ -118,6 +118,7 @@ class SentLines:
 async def poll_replies(db, config: Config) -> PollResult:
     """Fetch new replies once, handle each, chase open requests, resume finished ones, send."""
     result = PollResult()
+    head_before = head_hash(db.conn)
     retried = await flush_outbox(db, config.mail)  # what earlier runs or polls could not send
     sent_lines = SentLines()
     async with open_inbox(config.mail) as inbox:
@@ -152,6 +153,9 @@ async def poll_replies(db, config: Config) -> PollResult:
     result.warnings.extend(result.chased.warnings)
     crash_point("poll:before-summaries")
     result.warnings.extend(await summarize_closed_requests(db, config))
+    if config.witness_addresses and head_hash(db.conn) != head_before:  # this poll recorded something
+        with transaction(db) as conn:
+            queue_head_notices(conn, config, "a poll")
     sent = await flush_outbox(db, config.mail)
     result.sent = FlushResult(retried.sent + sent.sent, retried.failed + sent.failed, tuple(dict.fromkeys(retried.errors + sent.errors)))
     return result

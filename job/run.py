@@ -32,6 +32,7 @@ from .db import Writer, now_utc, transaction
 from .errors import ConfigError
 from .history import DigestPart, digest_parts, history_needs, recent_payments, vendor_hash, write_digests
 from .ingest import Ledger, LedgerFormat, Transaction, format_amount, read_ledger
+from .answer import queue_head_notices
 from .outbox import FlushResult, flush_outbox, queue_message
 from .request import RequestItem, attachment_name, build_request_copies, fit_attachment, items_attachment
 from .screen import Flag, PastPayment, Screening, normalize_vendor, screen_transactions, structuring_band
@@ -575,6 +576,7 @@ async def _run_audit(db, config: Config, ledgers: Sequence, *, reviewer: str, ru
         })
         if draft is not None:
             await _record_request(conn, db, config, request_id, draft, run_id, flagged, review.summary, result)
+        queue_head_notices(conn, config, f"run {run_id}")
         crash_point("run:before-commit")
     crash_point("run:committed")
     result.request_id = request_id

@@ -80,7 +80,7 @@ def test_settings_objects_default_to_the_same_values() -> None:
 
 def test_default_config_text_shows_every_top_level_section() -> None:
     data = tomllib.loads(DEFAULT_CONFIG_TEXT)
-    assert set(data) == {"db", "policy", "approvers", "ledger", "mail", "llm", "sender_auth", "request", "reminders"}
+    assert set(data) == {"db", "policy", "approvers", "ledger", "mail", "llm", "sender_auth", "request", "reminders", "audit"}
     assert set(data["mail"]) >= {"smtp", "imap"}
     assert set(data["policy"]) >= {"structuring", "duplicates", "round_amounts"}
 

@@ -377,3 +377,39 @@ def test_heads_kept_outside_the_database_catch_a_rewritten_chain(site: Path) -> 
 
     nothing = audit("verify", "--witness", str(site / "vendors.csv"), cwd=site)
     assert nothing.returncode == 4 and "no audit log head found" in nothing.stderr
+
+
+def test_witness_addresses_get_the_head_after_each_run_and_poll_that_recorded_something(tmp_path: Path) -> None:
+    from helpers import EXAMPLES, EXAMPLE_LEDGER, write_config
+
+    site = tmp_path
+    shutil.copy(EXAMPLES / "vendors.csv", site / "vendors.csv")
+    write_config(site / "audit.toml", {"db": "audit.db"}, policy={"known_vendors_file": "vendors.csv"},
+                 audit={"witness_addresses": ["witness@example.org"]})
+    assert audit("run", "--ledger", str(EXAMPLE_LEDGER), cwd=site).returncode == 0
+    outbox = site / "var" / "mail" / "outbox"
+
+    def notices() -> list:
+        return [m for m in maildir_messages(outbox) if m["To"] == "witness@example.org"]
+
+    [after_run] = notices()
+    assert after_run["Subject"] == "Ledger audit log head after run 1"
+    [head] = HEAD.findall(plain_body(after_run))
+    with sqlite3.connect(site / "audit.db") as db:  # the head once the run was recorded, before its mail went out
+        position = db.execute("SELECT id FROM events WHERE row_hash = ?", (head,)).fetchone()[0]
+        run_event = db.execute("SELECT MAX(id) FROM events WHERE kind IN ('run', 'request')").fetchone()[0]
+    assert position == run_event
+
+    assert audit("poll", "--once", cwd=site).returncode == 0  # nothing to read: nothing recorded, no notice
+    assert len(notices()) == 1
+    request = [m for m in maildir_messages(outbox) if m["To"] != "witness@example.org"][0]
+    drop_reply(site / "var" / "mail", build_reply(request, "approve 1", sender=APPROVER))
+    assert audit("poll", "--once", cwd=site).returncode == 0
+    assert [m["Subject"] for m in notices()][1] == "Ledger audit log head after a poll"
+
+    witnessed = site / "witness-mail"  # what the witness saved
+    (witnessed / "cur").mkdir(parents=True)
+    for n, message in enumerate(notices()):
+        (witnessed / "cur" / f"{n}.eml").write_bytes(message.as_bytes())
+    result = audit("verify", "--witness", str(witnessed), cwd=site)
+    assert result.returncode == 0 and "all 2 head(s) kept outside it are in the chain" in result.stdout
