@@ -103,19 +103,6 @@ def _is_zero(value: str) -> bool:
         return False
 
 
-def _is_far_negative(value: str) -> bool:
-    """A position or indent that pushes text off the screen (-1000px or more)."""
-    number = value.strip().lower()
-    for unit in ("px", "pt", "em", "rem"):
-        if number.endswith(unit):
-            scale = 16 if unit in ("em", "rem") else 1
-            try:
-                return float(number[: -len(unit)]) * scale <= -1000
-            except ValueError:
-                return False
-    return False
-
-
 def _pixels(value: str) -> float | None:
     """A CSS length in pixels (em and rem as 16 px, pt as 4/3 px); None for % and the rest."""
     number = value.strip().lower()
@@ -171,7 +158,7 @@ def hides(declarations: dict[str, str]) -> bool:
         return True
     for name in ("text-indent", "left", "right", "top", "bottom", "margin-left", "margin-right", "margin-top"):
         value = get(name, "")
-        if value.startswith("-") and (_is_far_negative(value) or value.endswith(("%", "vw", "vh")) or (_pixels(value) or 0) <= -100):
+        if value.startswith("-") and (value.endswith(("%", "vw", "vh")) or (_pixels(value) or 0) <= -100):
             return True
     transform = get("transform", "").replace(" ", "")
     if any(f in transform for f in ("scale(0", "scalex(0", "scaley(0", "scale(0.0")):

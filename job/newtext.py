@@ -232,10 +232,8 @@ def is_header_block(lines: Sequence[str], i: int) -> bool:
     window = [line.strip() for line in lines[i + 1 : i + 6]]
     if _FROM_FIELD.match(stripped):
         return any(_HEADER_FIELD.match(line) for line in window if len(line) <= MAX_HEADER_LINE)
-    following = [line for line in window[:3] if line]
-    return len(following) >= 1 and all(
-        len(line) <= MAX_HEADER_LINE and _HEADER_FIELD.match(line) for line in following[:2]
-    ) and len(following) >= 2
+    following = [line for line in window[:3] if line][:2]
+    return len(following) == 2 and all(len(line) <= MAX_HEADER_LINE and _HEADER_FIELD.match(line) for line in following)
 
 
 def is_foreign_header_block(lines: Sequence[str], i: int) -> bool:

@@ -333,15 +333,15 @@ def _judge(conn, config: Config, inbound: Inbound, sent_lines: SentLines) -> tup
         conn.execute("UPDATE requests SET status = 'closed', closed_at = ? WHERE id = ?", (now_utc(), request_id))
         closed = request_id
     limit = config.request.max_listed
-    recorded = [decision_view(conn, d.item.pk if d.item else None, d.decision, d.reason, d.item.no if d.item else 0,
-                           request_id=request_id)
-                for d in plan.decisions[:limit]]
+
+    def views(decisions) -> list[dict]:
+        return [decision_view(conn, d.item.pk if d.item else None, d.decision, d.reason, d.item.no if d.item else 0,
+                              request_id=request_id) for d in decisions[:limit]]
+
+    recorded, would = views(plan.decisions), views(plan.would)
     counts: dict[str, int] = {}
     for d in plan.decisions:
         counts[d.decision] = counts.get(d.decision, 0) + 1
-    would = [decision_view(conn, d.item.pk if d.item else None, d.decision, d.reason, d.item.no if d.item else 0,
-                           request_id=request_id)
-             for d in plan.would[:limit]]
     text = queue_answer(conn, config, inbound, sender, request_id, token, problems=problems, show_grammar=not plan.decisions,
                         recorded=recorded, recorded_total=len(plan.decisions), recorded_counts=counts,
                         would=would, would_total=len(plan.would), unclear=plan.unclear and bool(parsed.commands))

@@ -394,7 +394,7 @@ def parse_line(
     if word == "no" and _NUMBER_THEN_VERB.match(rest):
         return "'No.' here reads as 'number'; write 'reject' and the items, or 'approve' and the items"
     if word in _WEAK:
-        return read_weak_command(_WEAK[word], rest, text, row_count, index) if weak else None
+        return read_weak_command(_WEAK[word], rest, text, row_count, index, nested=nested) if weak else None
     if word not in _STRONG:
         return diagnose_typo(word, rest, row_count, index)
     action = _STRONG[word]
@@ -477,10 +477,11 @@ def strip_noise(text: str) -> str:
 
 
 def read_weak_command(
-    action: Action, rest: str, text: str, row_count: int, index: IdIndex
+    action: Action, rest: str, text: str, row_count: int, index: IdIndex, *, nested: bool = False
 ) -> Command | str | None:
-    """"ok 1" or "no 2: reason" is a command; "OK thanks" and "No problem" are prose."""
-    inner = parse_line(rest.lstrip(" ,;:!-–—"), row_count, index, weak=False, nested=True)
+    """"ok 1" or "no 2: reason" is a command; "OK thanks" and "No problem" are prose. What
+    follows is read as any command is, its reason checked too ("Yes, approve 1 - reject 2")."""
+    inner = parse_line(rest.lstrip(" ,;:!-–—"), row_count, index, weak=False, nested=nested)
     if isinstance(inner, Command):
         return replace(inner, text=text)  # "Yes, approve all"
     if inner is not None:

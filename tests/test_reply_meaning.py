@@ -65,6 +65,8 @@ CASES = [
     ("approve all\n3 is a duplicate", {}, "reads like an instruction"),
     ("approve all\nitem 4 looks wrong", {}, "reads like an instruction"),
     ("approve all\nHold on, let me check", {}, "'hold on'"),
+    ("Yes, approve 1 - reject 2", {}, "another instruction"),  # a weak verb first does not skip the reason check
+    ("ok, approve 3 (only if the PO arrives)", {}, "condition"),
     ("approve all\napprove 1 - reject 2", {}, "one instruction per line"),
     ("I think we should not\napprove all of them.", {}, "continues the sentence"),
     ("approve 2\nreject 2", {}, "different decisions"),
@@ -545,3 +547,21 @@ def test_a_message_that_takes_too_long_is_stopped() -> None:
     with time_budget(0.2):  # a block that finishes in time is not touched, and the timer is cleared
         pass
     time.sleep(0.3)
+
+
+def test_an_encoded_display_name_never_lends_another_address() -> None:
+    """Real clients put encoded words inside quoted names, and that is tolerated; a name that
+    decodes to another address, or an encoded word where the address belongs, is still refused."""
+    import base64
+
+    from job.authenticate import identify_sender
+
+    def sender(from_value: str):
+        return identify_sender(f"From: {from_value}\r\nTo: audit@example.com\r\n\r\napprove all\r\n".encode())
+
+    name = base64.b64encode("Dana Контролер".encode()).decode()
+    assert sender(f'"=?utf-8?B?{name}?=" <controller@example.com>').address == "controller@example.com"
+    spoof = base64.b64encode("controller@example.com".encode()).decode()
+    assert "names another address" in sender(f'"=?utf-8?B?{spoof}?=" <mallory@evil.test>').problem
+    assert sender(f'"=?utf-8?B?{spoof}?="@evil.test').problem
+    assert sender(f'=?utf-8?B?{spoof}?=').problem

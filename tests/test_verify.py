@@ -273,6 +273,17 @@ def test_verify_names_the_first_row_that_does_not_match(site: Path, name: str, t
     assert verify(site).returncode == 0  # the original is untouched
 
 
+def rewrite_decision_and_rehash(db: sqlite3.Connection, k: int) -> None:
+    """A careful forger: turn the decision of event `k` into a rejection, make the decision row
+    and the item's status agree with it, and re-hash the chain from there on."""
+    edit_event_detail(db, k)
+    decision_id = json.loads(db.execute("SELECT detail FROM events WHERE id = ?", (k,)).fetchone()[0])["decision_id"]
+    db.execute("UPDATE decisions SET decision = 'rejected' WHERE id = ?", (decision_id,))
+    db.execute("UPDATE transactions SET status = 'rejected' WHERE id = (SELECT transaction_id FROM decisions WHERE id = ?)",
+               (decision_id,))
+    rehash_from(db, k)
+
+
 def test_a_rewritten_chain_no_longer_matches_the_published_head(site: Path) -> None:
     """Whoever rewrites the whole chain after an edit gets a log that verifies on its own, but
     the head already sent out in a confirmation is no longer part of it."""
@@ -280,13 +291,8 @@ def test_a_rewritten_chain_no_longer_matches_the_published_head(site: Path) -> N
     [published] = HEAD.findall(plain_body(confirmation))
     copy = copy_db(site, "rewritten")
     k = first_event(copy, "decision")
-    with sqlite3.connect(copy) as db:  # a careful forger: the decision and its event agree, the chain is rehashed
-        edit_event_detail(db, k)
-        decision_id = json.loads(db.execute("SELECT detail FROM events WHERE id = ?", (k,)).fetchone()[0])["decision_id"]
-        db.execute("UPDATE decisions SET decision = 'rejected' WHERE id = ?", (decision_id,))
-        db.execute("UPDATE transactions SET status = 'rejected' WHERE id = (SELECT transaction_id FROM decisions WHERE id = ?)",
-                   (decision_id,))
-        rehash_from(db, k)
+    with sqlite3.connect(copy) as db:
+        rewrite_decision_and_rehash(db, k)
     result = verify(site, copy)
     assert result.returncode == 0, result.stderr
     assert published not in {h for _, _, h in events(copy)}
@@ -358,13 +364,8 @@ def test_heads_kept_outside_the_database_catch_a_rewritten_chain(site: Path) -> 
 
     copy = copy_db(site, "rewritten-witness")
     k = first_event(copy, "decision")
-    with sqlite3.connect(copy) as db:  # the careful forger of the test above: the log verifies on its own
-        edit_event_detail(db, k)
-        decision_id = json.loads(db.execute("SELECT detail FROM events WHERE id = ?", (k,)).fetchone()[0])["decision_id"]
-        db.execute("UPDATE decisions SET decision = 'rejected' WHERE id = ?", (decision_id,))
-        db.execute("UPDATE transactions SET status = 'rejected' WHERE id = (SELECT transaction_id FROM decisions WHERE id = ?)",
-                   (decision_id,))
-        rehash_from(db, k)
+    with sqlite3.connect(copy) as db:
+        rewrite_decision_and_rehash(db, k)
     assert verify(site, copy).returncode == 0
     for witness in (outbox, site / "saved.mbox"):
         caught = audit("verify", "--db", str(copy), "--witness", str(witness), cwd=site)
