@@ -42,7 +42,7 @@ def load_rows(ledger: Path) -> dict[str, list]:
     """The ledger's columns as the product binds them (exact integer cents; ids in order)."""
     import polars as pl
 
-    from job.screen import normalize_vendor
+    from job.screening.screen import normalize_vendor
 
     frame = pl.read_csv(ledger, infer_schema=False, empty_string_is_null=False)
     amount = pl.col("amount").str.replace_all(",", "", literal=True)
@@ -72,7 +72,7 @@ def write_product(folder: Path, rows: dict[str, list], *, fk: bool = True, uniqu
     import polars as pl
 
     from job.bulk import Outcomes, _insert_statement
-    from job.db import open_db
+    from job.store.db import open_db
 
     db = open_db(folder / "audit.db")
     conn = db.conn

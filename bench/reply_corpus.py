@@ -20,10 +20,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from job.htmltext import convert_html_to_text  # noqa: E402
-from job.message import read_inbound  # noqa: E402
-from job.newtext import extract_new_text  # noqa: E402
-from job.reply import IdIndex, parse_commands, parse_line  # noqa: E402
+from job.mail.htmltext import convert_html_to_text  # noqa: E402
+from job.mail.message import read_inbound  # noqa: E402
+from job.mail.newtext import extract_new_text  # noqa: E402
+from job.approval.reply import IdIndex, parse_commands, parse_line  # noqa: E402
 
 CORPUS = ROOT / "tests" / "fixtures" / "replies"
 IDS = ["TX-1008", "TX-1002", "TX-1007", "TX-1003"]

@@ -38,7 +38,7 @@ TIMED = [
     ("job.bulk", "FrameBatch", "digests"),
     ("job.bulk", "FrameBatch", "insert_rows"),
     ("job.bulk", "FrameBatch", "write_extras"),
-    ("job.db", "Writer", "close"),
+    ("job.store.db", "Writer", "close"),
     ("job.run", None, "_record_request"),
 ]
 NAMES = {"close": "writer wait"}
@@ -88,7 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import contextlib
 
-        from job import cli, db, run
+        from job import cli
+
+        from job.store import db
+
+        from job import run
 
         found: list = []
         for module, owner, name in TIMED:

@@ -1,5 +1,5 @@
 """`python -m job` runs the `audit` command line."""
 
-from .cli import main
+from job.cli import main
 
 main()

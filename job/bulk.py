@@ -37,9 +37,13 @@ from typing import NamedTuple
 
 import polars as pl
 
-from .config import Policy
-from .faults import crash_point
-from .history import (
+from job.approval.request import CSV_FIELDS, FORMULA_START, PLAIN_NUMBER, RequestItem, csv_attachment
+from job.config import Policy
+from job.faults import crash_point
+from job.ledger.ingest import currency_exponent, format_amount
+from job.ledger.ingest_fast import PY_WHITESPACE, Block, FrameLedger
+from job.run import _existing, unseen_ledgers
+from job.screening.history import (
     PART_SIZE,
     DigestPart,
     HistoryNeeds,
@@ -51,12 +55,8 @@ from .history import (
     window_days,
     write_digests,
 )
-from .ingest import currency_exponent, format_amount
-from .ingest_fast import PY_WHITESPACE, Block, FrameLedger
-from .request import CSV_FIELDS, FORMULA_START, PLAIN_NUMBER, RequestItem, csv_attachment
-from .screen import PastPayment, structuring_band
-from .run import _existing, unseen_ledgers
-from .screen_frame import Compact, combine, in_band, row_hits, rule_hits
+from job.screening.screen import PastPayment, structuring_band
+from job.screening.screen_frame import Compact, combine, in_band, row_hits, rule_hits
 
 __all__ = ["FrameBatch", "FlaggedFrame", "WRITE_BATCH"]
 
@@ -109,7 +109,7 @@ class FrameBatch:
     # --- choosing the new rows --------------------------------------------------------
 
     @classmethod
-    def select(cls, conn, source: str, ledgers: Sequence[FrameLedger]) -> tuple["FrameBatch", list[tuple[FrameLedger, int, bool]], list[str]]:
+    def select(cls, conn, source: str, ledgers: Sequence[FrameLedger]) -> tuple[FrameBatch, list[tuple[FrameLedger, int, bool]], list[str]]:
         """The rows not yet recorded (first occurrence wins), per ledger not yet imported.
 
         Returns the batch, (ledger, new rows, already imported) per ledger, and the ids a
@@ -131,8 +131,12 @@ class FrameBatch:
                 ids = block.load(["txn_id"])["txn_id"]
                 recorded: set[str] = set()
                 if low is not None:
-                    recorded = _existing(conn, "SELECT txn_id FROM transactions WHERE source = ? AND txn_id IN ({marks})",
-                                         ids.filter(ids.is_between(pl.lit(low), pl.lit(high))).to_list(), source)
+                    recorded = _existing(
+                        conn,
+                        "SELECT txn_id FROM transactions WHERE source = ? AND txn_id IN ({marks})",
+                        ids.filter(ids.is_between(pl.lit(low), pl.lit(high))).to_list(),
+                        source,
+                    )
                 keep = ~ids.is_in(list(recorded)) if recorded else None
                 if earlier is not None:
                     again = ids.hash(seed=0).is_in(earlier)
@@ -155,7 +159,7 @@ class FrameBatch:
         return cls(parts), outcomes, changed
 
     def vendor_keys(self) -> set[str]:
-        from .screen import normalize_vendor
+        from job.screening.screen import normalize_vendor
 
         return {normalize_vendor(name) for name in self._vendor_names()}
 
@@ -180,7 +184,7 @@ class FrameBatch:
         self.compact = compact
         self._past = self._history(conn, policy) if compact.frame.height else []
 
-    def screen(self, policy: Policy, known: set[str], rules: Sequence = ()) -> "FlaggedFrame":
+    def screen(self, policy: Policy, known: set[str], rules: Sequence = ()) -> FlaggedFrame:
         """Every rule over every row (after `look_back`); the flagged rows, most important first."""
         compact = self.compact
         hits: list[pl.DataFrame] = []
@@ -193,12 +197,14 @@ class FrameBatch:
         flagged = combine(hits)  # in position order
         del hits
         details = self.gather(flagged["pos"], _DETAILS, ascending=True).with_columns(
-            vendor=pl.col("vendor").cast(pl.Categorical), currency=pl.col("currency").cast(pl.Categorical))
+            vendor=pl.col("vendor").cast(pl.Categorical), currency=pl.col("currency").cast(pl.Categorical)
+        )
         items = flagged.hstack(details)
         # most rule findings first, then the largest amount, then file order: kept as a
         # permutation, so the wide rows are never copied into that order
-        order = items.select(pl.arg_sort_by([pl.col("codes").list.len(), pl.col("amount_minor").abs(), pl.col("pos")],
-                                            descending=[True, True, False])).to_series()
+        order = items.select(
+            pl.arg_sort_by([pl.col("codes").list.len(), pl.col("amount_minor").abs(), pl.col("pos")], descending=[True, True, False])
+        ).to_series()
         return FlaggedFrame(items, order)
 
     def _history(self, conn, policy: Policy) -> list[PastPayment]:
@@ -218,11 +224,15 @@ class FrameBatch:
         digests = list(read_digests(conn, first, last, currencies))
         if not digests:
             return past
-        entries = pl.concat([
-            pl.DataFrame({"vh": d.vendor_hashes, "amount": d.amounts, "pk": d.transaction_ids}, schema={"vh": pl.Int64, "amount": pl.Int64, "pk": pl.Int64})
-            .with_columns(cur=pl.lit(currencies.index(d.currency), dtype=pl.UInt16), day=pl.lit(d.day))
-            for d in digests
-        ])
+        entries = pl.concat(
+            [
+                pl.DataFrame(
+                    {"vh": d.vendor_hashes, "amount": d.amounts, "pk": d.transaction_ids},
+                    schema={"vh": pl.Int64, "amount": pl.Int64, "pk": pl.Int64},
+                ).with_columns(cur=pl.lit(currencies.index(d.currency), dtype=pl.UInt16), day=pl.lit(d.day))
+                for d in digests
+            ]
+        )
         tonight = base.select(vh=pl.col("vkey").replace_strict(dict(enumerate(hashes)), return_dtype=pl.Int64), cur="cur", amount="amount")
         wanted: list[pl.DataFrame] = []
         if dup_days is not None:
@@ -252,19 +262,27 @@ class FrameBatch:
             if not rows:
                 found.append((None, None, None, None))
                 continue
-            days = pl.concat([b.load(["date"]).select(
-                low=pl.col("date").min(), high=pl.col("date").max()) for b in blocks if b.rows])
+            days = pl.concat([b.load(["date"]).select(low=pl.col("date").min(), high=pl.col("date").max()) for b in blocks if b.rows])
             found.append((pk, pk + rows - 1, days["low"].min().isoformat(), days["high"].max().isoformat()))
             pk += rows
         return found
 
     @staticmethod
-    def flagged_rows(flagged: "FlaggedFrame", status: str, request_id: str | None, next_pk: int) -> "Outcomes":
+    def flagged_rows(flagged: FlaggedFrame, status: str, request_id: str | None, next_pk: int) -> Outcomes:
         """What `insert_rows` writes for the flagged rows beyond their ledger columns."""
         return Outcomes(status, request_id, flagged.row_values(request_id, next_pk))
 
-    def insert_rows(self, conn, *, run_id: int, source: str, file_ids: Sequence[int], next_pk: int,
-                    flagged_rows: "Outcomes", progress: Callable[[int, int], None] | None = None) -> None:
+    def insert_rows(
+        self,
+        conn,
+        *,
+        run_id: int,
+        source: str,
+        file_ids: Sequence[int],
+        next_pk: int,
+        flagged_rows: Outcomes,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
         """Insert every new row, in id order from `next_pk`: the flagged ones with their
         `flagged_rows` outcome, the others clean and auto-approved.
 
@@ -286,12 +304,13 @@ class FrameBatch:
         # skipped for these rows.
         conn.execute("PRAGMA ignore_check_constraints = ON")
         try:
-            for (ledger, blocks), file_id in zip(self.parts, file_ids):
+            for (_ledger, blocks), file_id in zip(self.parts, file_ids):
                 for block in blocks:
                     frame = block.load()
                     first_id = next_pk + done
-                    sql, names = _insert_statement(frame, source=source, file_id=file_id, run_id=run_id, first_id=first_id,
-                                                   outcomes=flagged_rows)
+                    sql, names = _insert_statement(
+                        frame, source=source, file_id=file_id, run_id=run_id, first_id=first_id, outcomes=flagged_rows
+                    )
                     for start in range(0, frame.height, WRITE_BATCH):
                         piece = frame.slice(start, WRITE_BATCH)
                         low = first_id + start
@@ -324,12 +343,26 @@ class FrameBatch:
         for day, cur in groups:
             rows = base if len(groups) == 1 else base.filter((pl.col("day") == day) & (pl.col("cur") == cur))
             for part, start in enumerate(range(0, rows.height, PART_SIZE)):
-                chunk = rows.slice(start, PART_SIZE).select(
-                    vh=pl.col("vkey").replace_strict(hashes, return_dtype=pl.Int64), amount="amount",
-                    pk=(pl.col("row").cast(pl.Int64) + next_pk),
-                ).sort("vh", "amount", "pk")
-                parts.append(digest_part(self._day(day), compact.currencies[cur], part, _ints(chunk["vh"]),
-                                         _ints(chunk["amount"]), _ints(chunk["pk"]), chunk.height))
+                chunk = (
+                    rows.slice(start, PART_SIZE)
+                    .select(
+                        vh=pl.col("vkey").replace_strict(hashes, return_dtype=pl.Int64),
+                        amount="amount",
+                        pk=(pl.col("row").cast(pl.Int64) + next_pk),
+                    )
+                    .sort("vh", "amount", "pk")
+                )
+                parts.append(
+                    digest_part(
+                        self._day(day),
+                        compact.currencies[cur],
+                        part,
+                        _ints(chunk["vh"]),
+                        _ints(chunk["amount"]),
+                        _ints(chunk["pk"]),
+                        chunk.height,
+                    )
+                )
         compact.frame = None
         return parts
 
@@ -340,8 +373,10 @@ class FrameBatch:
         names: dict[str, str] = {}
         for name in self._vendor_names():
             names.setdefault(key_of[name], name)
-        conn.executemany("INSERT OR IGNORE INTO vendors (vendor_key, name, first_run_id) VALUES (?,?,?)",
-                         [(key, name, run_id) for key, name in names.items()])
+        conn.executemany(
+            "INSERT OR IGNORE INTO vendors (vendor_key, name, first_run_id) VALUES (?,?,?)",
+            [(key, name, run_id) for key, name in names.items()],
+        )
         write_digests(conn, run_id, digests)
 
 
@@ -365,17 +400,19 @@ class FlaggedFrame:
 
     def review_items(self) -> list:
         """Every flagged row as the agent is shown it (a model reviews every one)."""
-        from .agent import ReviewItem
+        from job.review.agent import ReviewItem
 
         found = []
         for _, rows in self._chunks(["txn_id", "date", "vendor", "amount_minor", "currency", "memo", "codes", "reasons"]):
-            found += [ReviewItem(t, d.isoformat(), v, format_amount(a, c), c, m, tuple(zip(codes, reasons)))
-                      for t, d, v, a, c, m, codes, reasons in rows]
+            found += [
+                ReviewItem(t, d.isoformat(), v, format_amount(a, c), c, m, tuple(zip(codes, reasons)))
+                for t, d, v, a, c, m, codes, reasons in rows
+            ]
         return found
 
     def review_groups(self) -> list:
         """(first item, how many) per group of rows with the same findings, in order."""
-        from .agent import ReviewItem
+        from job.review.agent import ReviewItem
 
         keys = self.items.select(key=pl.col("codes").list.join("\x1f"))["key"]  # per row
         ranked = keys.gather(self.order)
@@ -424,19 +461,32 @@ class FlaggedFrame:
         group_notes = {"\x1f".join(codes): note for codes, note in self.group_notes.items()}
         currencies = self.items["currency"].cast(pl.String).unique().to_list()
         # the mappings become expressions once, not once per chunk
-        concern = pl.col("txn_id").replace_strict(self.concerns, default=None, return_dtype=pl.String) if self.concerns else pl.lit(None, pl.String)
+        concern = (
+            pl.col("txn_id").replace_strict(self.concerns, default=None, return_dtype=pl.String)
+            if self.concerns
+            else pl.lit(None, pl.String)
+        )
         note = pl.col("txn_id").replace_strict(self.notes, default=None, return_dtype=pl.String) if self.notes else pl.lit(None, pl.String)
         note = note.fill_null(keys.replace_strict(group_notes, default="", return_dtype=pl.String) if group_notes else pl.lit(""))
-        reasons = pl.when(concern.is_null()).then(pl.col("reasons")).otherwise(pl.col("reasons").list.concat(concern.cast(pl.List(pl.String))))
+        reasons = (
+            pl.when(concern.is_null()).then(pl.col("reasons")).otherwise(pl.col("reasons").list.concat(concern.cast(pl.List(pl.String))))
+        )
         for start in range(0, self.count, CHUNK):
             rows = self.order.slice(start, CHUNK)
             chunk = self.items[rows].with_columns(no=pl.int_range(start + 1, start + 1 + rows.len(), dtype=pl.Int64))
             chunk.select(
-                "no", id=_safe_cell(pl.col("txn_id")), date=pl.col("date").dt.to_string("%Y-%m-%d"), vendor=_cell(pl.col("vendor").cast(pl.String)),
-                amount=_plain_amount(currencies), currency=pl.col("currency").cast(pl.String), memo=_cell(pl.col("memo")),
-                reasons=_cell(reasons.list.join("; ")), note=_cell(note),
+                "no",
+                id=_safe_cell(pl.col("txn_id")),
+                date=pl.col("date").dt.to_string("%Y-%m-%d"),
+                vendor=_cell(pl.col("vendor").cast(pl.String)),
+                amount=_plain_amount(currencies),
+                currency=pl.col("currency").cast(pl.String),
+                memo=_cell(pl.col("memo")),
+                reasons=_cell(reasons.list.join("; ")),
+                note=_cell(note),
             ).with_columns(pl.col(pl.String).replace("", None)).write_csv(
-                out, include_header=False, quote_style="necessary", line_terminator="\r\n", null_value="")
+                out, include_header=False, quote_style="necessary", line_terminator="\r\n", null_value=""
+            )
 
     def pairs(self) -> Iterator[tuple[int, str]]:
         for start, rows in self._chunks(["txn_id"]):
@@ -472,21 +522,35 @@ class FlaggedFrame:
         note = keys.replace_strict(group_notes, default="", return_dtype=pl.String) if group_notes else pl.lit("")
         if self.notes:
             note = pl.col("txn_id").replace_strict(self.notes, default=None, return_dtype=pl.String).fill_null(note)
-        plain = (pl.col("codes").list.eval(pl.element().str.contains(_PLAIN_JSON).all()).list.first()
-                 & pl.col("reasons").list.eval(pl.element().str.contains(_PLAIN_JSON).all()).list.first())
+        plain = (
+            pl.col("codes").list.eval(pl.element().str.contains(_PLAIN_JSON).all()).list.first()
+            & pl.col("reasons").list.eval(pl.element().str.contains(_PLAIN_JSON).all()).list.first()
+        )
         if self.concerns:
             plain = plain & ~pl.col("txn_id").is_in(list(self.concerns))
         item = pl.col("rank") if request_id else pl.lit(None, pl.UInt32)
         narrow = self.items.select("pos", "txn_id", "codes", "reasons").with_columns(rank=rank)
         for start in range(0, self.count, CHUNK):
             chunk = narrow.slice(start, CHUNK).with_columns(plain=plain, note=note)
-            entries = chunk.select("pos", "codes", "reasons").explode(["codes", "reasons"]).select(
-                "pos", entry=pl.lit('{"code": "') + pl.col("codes") + pl.lit('", "reason": "') + pl.col("reasons") + pl.lit('", "by": "rules"}'))
+            entries = (
+                chunk.select("pos", "codes", "reasons")
+                .explode(["codes", "reasons"])
+                .select(
+                    "pos",
+                    entry=pl.lit('{"code": "')
+                    + pl.col("codes")
+                    + pl.lit('", "reason": "')
+                    + pl.col("reasons")
+                    + pl.lit('", "by": "rules"}'),
+                )
+            )
             flags = entries.group_by("pos", maintain_order=True).agg(json=pl.lit("[") + pl.col("entry").str.join(", ") + pl.lit("]"))
             chunk = chunk.join(flags, on="pos", how="left", maintain_order="left").with_columns(
-                packed=pl.when("plain").then(pl.struct(f="json", n="note", i=item).struct.json_encode()))
+                packed=pl.when("plain").then(pl.struct(f="json", n="note", i=item).struct.json_encode())
+            )
             for pos, t, codes, reasons, rank, text, packed in chunk.select(
-                    "pos", "txn_id", "codes", "reasons", "rank", "note", "packed").iter_rows():
+                "pos", "txn_id", "codes", "reasons", "rank", "note", "packed"
+            ).iter_rows():
                 if packed is None:
                     packed = json.dumps({"f": json.dumps(self._flags(t, codes, reasons)), "n": text, "i": rank if request_id else None})
                 yield next_pk + pos, packed
@@ -503,7 +567,7 @@ class Outcomes(NamedTuple):
 
 # what json.dumps writes unchanged between quotes: printable ASCII but the quote and the
 # backslash; with ensure_ascii=False, anything but those and the control characters
-_PLAIN_JSON = r'^[ !#-\[\]-~]*$'
+_PLAIN_JSON = r"^[ !#-\[\]-~]*$"
 _PLAIN_JSON_TEXT = r'^[^"\\\x00-\x1f]*$'
 
 
@@ -523,8 +587,7 @@ def _safe_cell(text: pl.Expr) -> pl.Expr:
 
 def _cell(text: pl.Expr) -> pl.Expr:
     """`request._cell` as an expression."""
-    flat = (text.str.replace_all(_CELL_CONTROLS, " ").str.replace_all("[" + re.escape(PY_WHITESPACE) + "]+", " ")
-            .str.strip_chars(" "))
+    flat = text.str.replace_all(_CELL_CONTROLS, " ").str.replace_all("[" + re.escape(PY_WHITESPACE) + "]+", " ").str.strip_chars(" ")
     return _safe_cell(flat)
 
 
@@ -554,13 +617,14 @@ def _ints(series: pl.Series):
 
 
 def _schema():
-    from .ingest_fast import TXN_SCHEMA
+    from job.ledger.ingest_fast import TXN_SCHEMA
 
     return TXN_SCHEMA
 
 
-def _insert_statement(part: pl.DataFrame, *, source: str, file_id: int, run_id: int, first_id: int,
-                      outcomes: Outcomes) -> tuple[str, list[str]]:
+def _insert_statement(
+    part: pl.DataFrame, *, source: str, file_id: int, run_id: int, first_id: int, outcomes: Outcomes
+) -> tuple[str, list[str]]:
     """The INSERT for one block's rows, and the columns it binds between the id (?1) and the
     outcome (the last: 0 for a clean row, else the packed outcome of `FlaggedFrame.row_values`).
 
@@ -576,7 +640,20 @@ def _insert_statement(part: pl.DataFrame, *, source: str, file_id: int, run_id: 
             literal[name] = _literal(value.isoformat() if name == "date" else value)
     if part.height and (part["line"] - pl.int_range(0, part.height, eager=True)).n_unique() == 1:
         literal["line"] = f"?1 - {first_id - int(part['line'][0])}"
-    order = ("source", "txn_id", "date", "amount_minor", "currency", "vendor", "vendor_key", "memo", "account", "ledger_file_id", "line", "run_id")
+    order = (
+        "source",
+        "txn_id",
+        "date",
+        "amount_minor",
+        "currency",
+        "vendor",
+        "vendor_key",
+        "memo",
+        "account",
+        "ledger_file_id",
+        "line",
+        "run_id",
+    )
     names = [n for n in order if n not in literal]
     slots = {name: f"?{n}" for n, name in enumerate(names, 2)}
     packed = f"?{len(names) + 2}"
@@ -585,10 +662,17 @@ def _insert_statement(part: pl.DataFrame, *, source: str, file_id: int, run_id: 
         return f"CASE WHEN {packed} = 0 THEN {clean} ELSE {flagged} END"
 
     request = _literal(outcomes.request_id) if outcomes.request_id else "NULL"
-    values = ", ".join(["?1", *(literal.get(n) or slots[n] for n in order),
-                        outcome("'[]'", f"json_extract({packed}, '$.f')"), outcome("''", f"json_extract({packed}, '$.n')"),
-                        outcome("'auto_approved'", _literal(outcomes.status)), outcome("NULL", request),
-                        outcome("NULL", f"json_extract({packed}, '$.i')")])
+    values = ", ".join(
+        [
+            "?1",
+            *(literal.get(n) or slots[n] for n in order),
+            outcome("'[]'", f"json_extract({packed}, '$.f')"),
+            outcome("''", f"json_extract({packed}, '$.n')"),
+            outcome("'auto_approved'", _literal(outcomes.status)),
+            outcome("NULL", request),
+            outcome("NULL", f"json_extract({packed}, '$.i')"),
+        ]
+    )
     sql = (
         "INSERT INTO transactions (id, source, txn_id, date, amount_minor, currency, vendor, vendor_key, memo, account,"
         f" ledger_file_id, line, run_id, flags, agent_note, status, request_id, item_no) VALUES ({values})"
@@ -624,14 +708,18 @@ def _earlier_ids(parts: list[tuple[FrameLedger, list[Block]]], candidates: list[
 
 def _changed(conn, source: str, repeats: pl.DataFrame) -> list[str]:
     """Ids a later export repeats with a different amount, currency, date or vendor."""
-    mine = {t: (a, c, d.isoformat(), v) for t, a, c, d, v in repeats.select("txn_id", "amount_minor", "currency", "date", "vendor").iter_rows()}
+    mine = {
+        t: (a, c, d.isoformat(), v) for t, a, c, d, v in repeats.select("txn_id", "amount_minor", "currency", "date", "vendor").iter_rows()
+    }
     ids = list(mine)
     changed = []
     for i in range(0, len(ids), LOOKUP_CHUNK):
         chunk = ids[i : i + LOOKUP_CHUNK]
         for txn_id, *recorded in conn.execute(
             "SELECT txn_id, amount_minor, currency, date, vendor FROM transactions"
-            f" WHERE source = ? AND txn_id IN ({','.join('?' * len(chunk))})", (source, *chunk)):
+            f" WHERE source = ? AND txn_id IN ({','.join('?' * len(chunk))})",
+            (source, *chunk),
+        ):
             if tuple(recorded) != mine[txn_id]:
                 changed.append(txn_id)
     return changed

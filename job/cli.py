@@ -10,11 +10,21 @@ import sqlite3
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
-from .errors import EXIT_BUSY, EXIT_CODES_HELP, EXIT_DATABASE, EXIT_INTERNAL, EXIT_TAMPERED, EXIT_UNSENT, AuditError, ConfigError, MailError, ModelError
+from job.errors import (
+    EXIT_BUSY,
+    EXIT_CODES_HELP,
+    EXIT_DATABASE,
+    EXIT_INTERNAL,
+    EXIT_TAMPERED,
+    EXIT_UNSENT,
+    AuditError,
+    ConfigError,
+    MailError,
+    ModelError,
+)
 
 app = typer.Typer(
     name="audit",
@@ -78,8 +88,8 @@ def run_async(coro):
     return asyncio.run(main())
 
 
-def _setup(config_path: Optional[Path], db_path: Optional[Path]):
-    from .config import load_config
+def _setup(config_path: Path | None, db_path: Path | None):
+    from job.config import load_config
 
     return load_config(config_path, db=db_path)
 
@@ -88,8 +98,8 @@ def _setup(config_path: Optional[Path], db_path: Optional[Path]):
 @guarded
 def run(
     ledger: list[Path] = typer.Option(..., "--ledger", "-l", help="Ledger CSV export; repeat for several files."),
-    config: Optional[Path] = ConfigOption,
-    db: Optional[Path] = DbOption,
+    config: Path | None = ConfigOption,
+    db: Path | None = DbOption,
     wait: float = typer.Option(30.0, help="Seconds to wait for another run to finish before giving up."),
 ) -> None:
     """Ingest, screen and record ledgers; email one approval request for what is flagged."""
@@ -98,8 +108,8 @@ def run(
     # what limits the ledger size (570 -> 480 MiB at a million rows, same speed). The
     # allocator reads this when polars is first imported, so it is set before anything is.
     os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")
-    from .db import hold_lock, open_db
-    from .run import load_known_vendors, prepare_rules, read_ledgers, run_audit
+    from job.run import load_known_vendors, prepare_rules, read_ledgers, run_audit
+    from job.store.db import hold_lock, open_db
 
     settings = _setup(config, db)
     _warn_sender_auth(settings)
@@ -127,11 +137,14 @@ def run(
     if result.request_id:
         typer.echo(f"request {result.request_id} queued for {', '.join(result.recipients)}")
     if result.attachment_withheld:
-        from .request import format_size
+        from job.approval.request import format_size
 
-        typer.echo(f"audit: warning: the list of {result.flagged:,} flagged items ({format_size(result.attachment_withheld)}) is over"
-                   f" [request] max_attachment_bytes ({format_size(settings.request.max_attachment_bytes)}), so the request"
-                   f" does not attach it; 'audit items {result.request_id}' exports it", err=True)
+        typer.echo(
+            f"audit: warning: the list of {result.flagged:,} flagged items ({format_size(result.attachment_withheld)}) is over"
+            f" [request] max_attachment_bytes ({format_size(settings.request.max_attachment_bytes)}), so the request"
+            f" does not attach it; 'audit items {result.request_id}' exports it",
+            err=True,
+        )
     _report_sending(result.sent, settings, database)
 
 
@@ -140,7 +153,7 @@ def _usage(calls: int, prompt: int, completion: int) -> str:
 
 
 def _warn_sender_auth(settings) -> None:
-    from .config import SENDER_AUTH_OFF_WARNING
+    from job.config import SENDER_AUTH_OFF_WARNING
 
     if not settings.sender_auth.enabled:
         typer.echo(f"audit: warning: {SENDER_AUTH_OFF_WARNING}", err=True)
@@ -148,9 +161,13 @@ def _warn_sender_auth(settings) -> None:
 
 def _report_sending(sent, settings, database) -> None:
     """Say what was sent; exit with EXIT_UNSENT while anything is still waiting in the outbox."""
-    from .outbox import unsent_messages
+    from job.mail.outbox import unsent_messages
 
-    where = f"{settings.mail.maildir / 'outbox'}" if settings.mail.transport == "maildir" else f"{settings.mail.smtp.host}:{settings.mail.smtp.port}"
+    where = (
+        f"{settings.mail.maildir / 'outbox'}"
+        if settings.mail.transport == "maildir"
+        else f"{settings.mail.smtp.host}:{settings.mail.smtp.port}"
+    )
     if sent is not None and sent.sent:
         typer.echo(f"sent {sent.sent} message(s) via {where}")
     if sent is not None:
@@ -159,8 +176,8 @@ def _report_sending(sent, settings, database) -> None:
     unsent = unsent_messages(database)
     if unsent:
         typer.echo(
-            f"audit: error: {len(unsent)} message(s) left unsent; they are retried by the next run or poll "
-            f"(see 'audit status')", err=True)
+            f"audit: error: {len(unsent)} message(s) left unsent; they are retried by the next run or poll (see 'audit status')", err=True
+        )
         raise typer.Exit(EXIT_UNSENT)
 
 
@@ -169,12 +186,12 @@ def _report_sending(sent, settings, database) -> None:
 def poll(
     once: bool = typer.Option(False, "--once", help="Check for replies once and exit (for cron)."),
     interval: float = typer.Option(60.0, help="Seconds between checks when not --once."),
-    config: Optional[Path] = ConfigOption,
-    db: Optional[Path] = DbOption,
+    config: Path | None = ConfigOption,
+    db: Path | None = DbOption,
     wait: float = typer.Option(0.0, help="Seconds to wait for another poll to finish before giving up."),
 ) -> None:
     """Read approvers' replies, record their decisions, and confirm back."""
-    from .db import hold_lock, open_db
+    from job.store.db import hold_lock, open_db
 
     settings = _setup(config, db)
     _warn_sender_auth(settings)
@@ -194,7 +211,7 @@ def poll(
 
 
 def _poll_once(database, settings) -> None:
-    from .poll import poll_replies
+    from job.poll import poll_replies
 
     result = run_async(poll_replies(database, settings))
     typer.echo(
@@ -219,18 +236,18 @@ def _poll_once(database, settings) -> None:
 @guarded
 def report(
     format: str = typer.Option("csv", "--format", "-f", help="csv or json."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write here instead of stdout."),
-    since: Optional[str] = typer.Option(None, help="First transaction date to include (YYYY-MM-DD)."),
-    until: Optional[str] = typer.Option(None, help="Last transaction date to include (YYYY-MM-DD)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write here instead of stdout."),
+    since: str | None = typer.Option(None, help="First transaction date to include (YYYY-MM-DD)."),
+    until: str | None = typer.Option(None, help="Last transaction date to include (YYYY-MM-DD)."),
     unverified: bool = typer.Option(False, "--unverified", help="Export even if the audit log does not verify (the manifest says so)."),
-    config: Optional[Path] = ConfigOption,
-    db: Optional[Path] = DbOption,
+    config: Path | None = ConfigOption,
+    db: Path | None = DbOption,
 ) -> None:
     """Export who decided what, when and why: one row per transaction (exit 10 if the audit log does not verify)."""
-    from .auditlog import head_hash, verify_log
-    from .db import open_db
-    from .errors import InputError
-    from .report import parse_day, write_report, write_report_file
+    from job.errors import InputError
+    from job.report.report import parse_day, write_report, write_report_file
+    from job.store.auditlog import head_hash, verify_log
+    from job.store.db import open_db
 
     if format not in ("csv", "json"):
         raise InputError(f"--format: must be csv or json, got {format!r}")
@@ -239,8 +256,11 @@ def report(
     database = open_db(settings.db, create=False)
     checked = verify_log(database.conn)  # a report of a tampered log would lend it credibility
     if not checked.ok and not unverified:
-        _fail(f"{settings.db}: audit log does not verify: {checked.problem}; no report written"
-              " (--unverified exports it anyway, marked as unverified)", EXIT_TAMPERED)
+        _fail(
+            f"{settings.db}: audit log does not verify: {checked.problem}; no report written"
+            " (--unverified exports it anyway, marked as unverified)",
+            EXIT_TAMPERED,
+        )
     if not checked.ok:
         typer.echo(f"audit: warning: exporting an UNVERIFIED report: the audit log does not verify: {checked.problem}", err=True)
     if out is None:
@@ -255,13 +275,13 @@ def report(
 def items(
     request_id: str = typer.Argument(..., help="The request's id (as the email ends), or a unique beginning of it."),
     pending: bool = typer.Option(False, "--pending", help="Only the items still pending."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write here instead of stdout."),
-    config: Optional[Path] = ConfigOption,
-    db: Optional[Path] = DbOption,
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write here instead of stdout."),
+    config: Path | None = ConfigOption,
+    db: Path | None = DbOption,
 ) -> None:
     """Export a request's items as the CSV its email attaches: numbered as in replies, exact amounts."""
-    from .db import open_db
-    from .report import find_request, write_items, write_items_file
+    from job.report.report import find_request, write_items, write_items_file
+    from job.store.db import open_db
 
     settings = _setup(config, db)
     database = open_db(settings.db, create=False)
@@ -277,12 +297,12 @@ def items(
 @guarded
 def status(
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
-    config: Optional[Path] = ConfigOption,
-    db: Optional[Path] = DbOption,
+    config: Path | None = ConfigOption,
+    db: Path | None = DbOption,
 ) -> None:
     """Open requests and their age, pending items, unsent mail, and the last run."""
-    from .db import open_db
-    from .report import collect_status
+    from job.report.report import collect_status
+    from job.store.db import open_db
 
     settings = _setup(config, db)
     _warn_sender_auth(settings)
@@ -314,16 +334,17 @@ def status(
 @app.command()
 @guarded
 def verify(
-    witness: Optional[List[Path]] = typer.Option(
-        None, "--witness", help="Report manifests, saved emails, a maildir or an mbox whose audit log heads must all be in the chain."),
-    config: Optional[Path] = ConfigOption,
-    db: Optional[Path] = DbOption,
+    witness: list[Path] | None = typer.Option(
+        None, "--witness", help="Report manifests, saved emails, a maildir or an mbox whose audit log heads must all be in the chain."
+    ),
+    config: Path | None = ConfigOption,
+    db: Path | None = DbOption,
 ) -> None:
     """Recompute the audit log's hash chain; exit 10 naming the first row that does not match, or
     a head kept outside the database (--witness) that the chain no longer holds."""
-    from .auditlog import verify_log
-    from .db import open_db
-    from .witness import collect_heads
+    from job.store.auditlog import verify_log
+    from job.store.db import open_db
+    from job.store.witness import collect_heads
 
     settings = _setup(config, db)
     conn = open_db(settings.db, create=False).conn
@@ -334,10 +355,15 @@ def verify(
     chain = {h for (h,) in conn.execute("SELECT row_hash FROM events")} if heads else set()
     for where, head in heads:
         if head not in chain:
-            _fail(f"{settings.db}: the audit log head {head} published in {where} is not in the chain:"
-                  " the log was rewritten after it was published", EXIT_TAMPERED)
-    typer.echo(f"audit log verified: {result.rows} event(s), head {result.head}"
-               + (f"; all {len(heads)} head(s) kept outside it are in the chain" if heads else ""))
+            _fail(
+                f"{settings.db}: the audit log head {head} published in {where} is not in the chain:"
+                " the log was rewritten after it was published",
+                EXIT_TAMPERED,
+            )
+    typer.echo(
+        f"audit log verified: {result.rows} event(s), head {result.head}"
+        + (f"; all {len(heads)} head(s) kept outside it are in the chain" if heads else "")
+    )
 
 
 @app.command()
@@ -347,7 +373,7 @@ def init(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ) -> None:
     """Write a commented audit.toml with every setting and its default."""
-    from .config import DEFAULT_CONFIG_TEXT
+    from job.config import DEFAULT_CONFIG_TEXT
 
     if path.exists() and not force:
         raise ConfigError(f"{path}: already exists (use --force to overwrite)")

@@ -15,7 +15,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from job.errors import ConfigError
 
 __all__ = [
     "Config",
@@ -234,8 +234,7 @@ class SenderAuth:
 
 
 SENDER_AUTH_OFF_WARNING = (
-    "sender authentication is off ([sender_auth] authserv_ids is empty): replies are trusted on their "
-    "From address and reply token alone"
+    "sender authentication is off ([sender_auth] authserv_ids is empty): replies are trusted on their From address and reply token alone"
 )
 
 
@@ -330,7 +329,7 @@ class _Section:
             raise self.fail(key, "expected a list of strings")
         return tuple(value)
 
-    def table(self, key: str) -> "_Section":
+    def table(self, key: str) -> _Section:
         return _Section(self.data.pop(key, {}), self.key(key), self.where)
 
     def integer(self, key: str, default: int, *, minimum: int, maximum: int | None = None) -> int:
@@ -413,8 +412,9 @@ def build_config(data: dict[str, Any], *, base: Path, where: str) -> Config:
     transport = mail_t.get("transport", str, "maildir").lower()
     if transport not in ("maildir", "smtp"):
         raise mail_t.fail("transport", f"must be 'maildir' or 'smtp', got {transport!r}")
-    smtp = _read_server(mail_t.table("smtp"), default_port=587, default_tls="starttls", tls_choices=("starttls", "tls", "none"), base=base,
-                        sending=True)
+    smtp = _read_server(
+        mail_t.table("smtp"), default_port=587, default_tls="starttls", tls_choices=("starttls", "tls", "none"), base=base, sending=True
+    )
     imap = _read_server(mail_t.table("imap"), default_port=993, default_tls="tls", tls_choices=("tls", "none"), base=base)
     try:
         refusal_interval = parse_duration(mail_t.get("refusal_interval", str, "1d"))
@@ -479,8 +479,10 @@ def build_config(data: dict[str, Any], *, base: Path, where: str) -> Config:
     witness_addresses = _addresses(audit_t, "witness_addresses", audit_t.strings("witness_addresses", ()))
     audit_t.finish()
     req_t = top.table("request")
-    request = RequestSettings(max_listed=req_t.integer("max_listed", 50, minimum=1, maximum=10_000),
-                              max_attachment_bytes=req_t.integer("max_attachment_bytes", 7_000_000, minimum=0))
+    request = RequestSettings(
+        max_listed=req_t.integer("max_listed", 50, minimum=1, maximum=10_000),
+        max_attachment_bytes=req_t.integer("max_attachment_bytes", 7_000_000, minimum=0),
+    )
     req_t.finish()
     rem_t = top.table("reminders")
     durations = {}
@@ -494,8 +496,16 @@ def build_config(data: dict[str, Any], *, base: Path, where: str) -> Config:
     reminders = Reminders(escalation_addresses=escalation, **durations)
     top.finish()
     return Config(
-        db=db, policy=policy, approvers=approvers, mail=mail, llm=llm, ledger=ledger, sender_auth=sender_auth,
-        request=request, reminders=reminders, witness_addresses=witness_addresses,
+        db=db,
+        policy=policy,
+        approvers=approvers,
+        mail=mail,
+        llm=llm,
+        ledger=ledger,
+        sender_auth=sender_auth,
+        request=request,
+        reminders=reminders,
+        witness_addresses=witness_addresses,
     )
 
 
@@ -552,9 +562,9 @@ def _read_user_rules(pol: _Section) -> tuple[UserRule, ...]:
     return tuple(rules)
 
 
-def _addresses(sec: "_Section", key: str, given) -> tuple[str, ...]:
+def _addresses(sec: _Section, key: str, given) -> tuple[str, ...]:
     """Plain addresses, normalized (`authenticate.normalize_address`), each once, in order."""
-    from .authenticate import normalize_address
+    from job.mail.authenticate import normalize_address
 
     found = []
     for address in given:
@@ -565,8 +575,9 @@ def _addresses(sec: "_Section", key: str, given) -> tuple[str, ...]:
     return tuple(dict.fromkeys(found))
 
 
-def _read_server(sec: _Section, *, default_port: int, default_tls: str, tls_choices: tuple[str, ...], base: Path,
-                 sending: bool = False) -> ServerSettings:
+def _read_server(
+    sec: _Section, *, default_port: int, default_tls: str, tls_choices: tuple[str, ...], base: Path, sending: bool = False
+) -> ServerSettings:
     tls = sec.get("tls", str, default_tls).lower()
     if tls not in tls_choices:
         raise sec.fail("tls", f"must be one of {', '.join(tls_choices)}, got {tls!r}")
@@ -590,7 +601,7 @@ def _read_server(sec: _Section, *, default_port: int, default_tls: str, tls_choi
     return settings
 
 
-DEFAULT_CONFIG_TEXT = '''\
+DEFAULT_CONFIG_TEXT = """\
 # audit.toml: settings for the nightly ledger audit.
 # Every setting is shown with its default. Relative paths resolve against this file's folder.
 # Secrets never go here: name the environment variable that holds them (password_env, api_key_env).
@@ -719,4 +730,4 @@ witness_addresses = []               # e.g. ["audit-witness@example.com"]: after
 authserv_ids = []                    # e.g. ["mx.example.com"]: trust only the topmost Authentication-Results
                                      # header from these servers; it must show dmarc=pass, or dkim=pass
                                      # aligned with the From domain. Empty = off (run, poll and status warn).
-'''
+"""

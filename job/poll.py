@@ -25,18 +25,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from .answer import decision_view, open_count, queue_answer, queue_head_notices
-from .auditlog import append_event, head_hash
-from .authenticate import check_authentication_results
-from .config import Config, format_duration
-from .db import content_sha256, now_utc, transaction
-from .decide import Item, plan_decisions, record_decisions
-from .faults import crash_point, fail_point
-from .message import Inbound, content_id, find_tokens, hash_token, read_inbound, sanitize_text
-from .outbox import FlushResult, flush_outbox
-from .remind import ChaseResult, chase_open_requests, is_current_approver
-from .reply import IdIndex, collect_sent_lines, read_reply
-from .transport import Received, open_inbox
+from job.approval.answer import decision_view, open_count, queue_answer, queue_head_notices
+from job.approval.decide import Item, plan_decisions, record_decisions
+from job.approval.remind import ChaseResult, chase_open_requests, is_current_approver
+from job.approval.reply import IdIndex, collect_sent_lines, read_reply
+from job.config import Config, format_duration
+from job.faults import crash_point, fail_point
+from job.mail.authenticate import check_authentication_results
+from job.mail.message import Inbound, content_id, find_tokens, hash_token, read_inbound, sanitize_text
+from job.mail.outbox import FlushResult, flush_outbox
+from job.mail.transport import Received, open_inbox
+from job.store.auditlog import append_event, head_hash
+from job.store.db import content_sha256, now_utc, transaction
 
 __all__ = ["PollResult", "poll_replies", "process_message"]
 
@@ -97,22 +97,25 @@ class SentLines:
             return
         decided = {d.item.no: d.decision for d in plan.decisions if d.item is not None}
         self.items[request_id] = [
-            Item(i.pk, i.no, i.txn_id, decided[i.no], approver, decided_at) if i.no in decided else i
-            for i in self.items[request_id]
+            Item(i.pk, i.no, i.txn_id, decided[i.no], approver, decided_at) if i.no in decided else i for i in self.items[request_id]
         ]
 
     def get(self, conn, request_id: str) -> set[str]:
         if request_id not in self.by_request:
             # new_text is empty on mail queued before it was recorded: read that from the raw message
-            texts = [text or (raw and read_inbound(raw).plain) or "" for text, raw in conn.execute(
-                "SELECT new_text, CASE WHEN new_text = '' THEN raw END FROM messages WHERE direction = 'out' AND request_id = ?", (request_id,))]
+            texts = [
+                text or (raw and read_inbound(raw).plain) or ""
+                for text, raw in conn.execute(
+                    "SELECT new_text, CASE WHEN new_text = '' THEN raw END FROM messages WHERE direction = 'out' AND request_id = ?",
+                    (request_id,),
+                )
+            ]
             self.by_request[request_id] = set(collect_sent_lines(texts))
         return self.by_request[request_id]
 
     def add(self, request_id: str | None, text: str) -> None:
         if request_id in self.by_request and text:
             self.by_request[request_id] |= collect_sent_lines([text])
-
 
 
 async def poll_replies(db, config: Config) -> PollResult:
@@ -124,8 +127,12 @@ async def poll_replies(db, config: Config) -> PollResult:
     async with open_inbox(config.mail) as inbox:
         row = db.conn.execute("SELECT uidvalidity, last_uid FROM imap_state WHERE folder = ?", (inbox.name,)).fetchone()
         uidvalidity, last_uid = (row[0], row[1]) if row else (0, 0)
-        retry = [k.rsplit("/", 1)[1] for (k,) in db.conn.execute(
-            "SELECT key FROM inbound_failures WHERE moved_to IS NULL AND key LIKE ?", (f"{inbox.name}/{uidvalidity}/%",))]
+        retry = [
+            k.rsplit("/", 1)[1]
+            for (k,) in db.conn.execute(
+                "SELECT key FROM inbound_failures WHERE moved_to IS NULL AND key LIKE ?", (f"{inbox.name}/{uidvalidity}/%",)
+            )
+        ]
         done: list[Received] = []
         async for item in inbox.fetch(last_uid, uidvalidity, retry=retry):
             result.fetched += 1
@@ -216,7 +223,9 @@ async def _record_failure(db, config: Config, inbox, item: Received, exc: Except
         conn.execute("UPDATE inbound_failures SET moved_to = ? WHERE key = ?", (where, key))
         conn.execute(
             "INSERT OR IGNORE INTO messages (direction, kind, message_id, raw, created_at, status, detail, content_sha256)"
-            " VALUES ('in', 'reply', ?, ?, ?, 'failed', ?, ?)", (message_id, item.raw, now_utc(), error, content))
+            " VALUES ('in', 'reply', ?, ?, ?, 'failed', ?, ?)",
+            (message_id, item.raw, now_utc(), error, content),
+        )
         append_event(conn, "message_failed", message_id=message_id, detail={"error": error, "attempts": attempts, "moved_to": where})
     return f"message {message_id} failed {attempts} times and was moved to {where}: {error}"
 
@@ -238,11 +247,18 @@ def process_message(db, config: Config, item: Received, *, inbox_name: str, sent
         conn.execute("DELETE FROM inbound_failures WHERE key = ?", (_failure_key(inbox_name, item),))
         # a repeat has the Message-ID and the content of an earlier message: anyone can send first
         # with the Message-ID an approver's reply will carry, and that must not silence the reply
-        seen = {c for (c,) in conn.execute(
-            "SELECT content_sha256 FROM messages WHERE direction = 'in' AND message_id = ?", (inbound.message_id,))}
+        seen = {
+            c
+            for (c,) in conn.execute("SELECT content_sha256 FROM messages WHERE direction = 'in' AND message_id = ?", (inbound.message_id,))
+        }
         if content in seen:
-            append_event(conn, "message_repeated", actor=inbound.identity or ", ".join(inbound.from_addresses),
-                         message_id=inbound.message_id, detail={"sha256": hashlib.sha256(inbound.raw).hexdigest()})
+            append_event(
+                conn,
+                "message_repeated",
+                actor=inbound.identity or ", ".join(inbound.from_addresses),
+                message_id=inbound.message_id,
+                detail={"sha256": hashlib.sha256(inbound.raw).hexdigest()},
+            )
             return Outcome("duplicate", "already processed")
         try:
             outcome, request_id, new_text = _judge(conn, config, inbound, sent_lines)
@@ -253,18 +269,37 @@ def process_message(db, config: Config, item: Received, *, inbox_name: str, sent
             "INSERT INTO messages (direction, kind, request_id, message_id, in_reply_to, sender, recipients, subject, raw,"
             " created_at, status, detail, new_text, content_sha256) VALUES ('in', 'reply', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                request_id, inbound.message_id, inbound.in_reply_to, ", ".join(inbound.from_addresses), ", ".join(inbound.to),
-                inbound.subject, inbound.raw, now_utc(), outcome.status, outcome.detail, new_text, content,
+                request_id,
+                inbound.message_id,
+                inbound.in_reply_to,
+                ", ".join(inbound.from_addresses),
+                ", ".join(inbound.to),
+                inbound.subject,
+                inbound.raw,
+                now_utc(),
+                outcome.status,
+                outcome.detail,
+                new_text,
+                content,
             ),
         )
         detail = {
-            "status": outcome.status, "detail": outcome.detail, "subject": inbound.subject,
-            "sha256": hashlib.sha256(inbound.raw).hexdigest(), "decisions": outcome.decisions,
+            "status": outcome.status,
+            "detail": outcome.detail,
+            "subject": inbound.subject,
+            "sha256": hashlib.sha256(inbound.raw).hexdigest(),
+            "decisions": outcome.decisions,
         }
         if seen:  # an earlier, different message carried this Message-ID
             detail["message_id_seen_before"] = len(seen)
-        append_event(conn, "message", request_id=request_id or "", actor=inbound.identity or ", ".join(inbound.from_addresses),
-                     message_id=inbound.message_id, detail=detail)
+        append_event(
+            conn,
+            "message",
+            request_id=request_id or "",
+            actor=inbound.identity or ", ".join(inbound.from_addresses),
+            message_id=inbound.message_id,
+            detail=detail,
+        )
         if outcome.closed:
             append_event(conn, "request_closed", request_id=outcome.closed)
         crash_point("poll:before-commit")
@@ -298,8 +333,9 @@ def _judge(conn, config: Config, inbound: Inbound, sent_lines: SentLines) -> tup
     if config.sender_auth.enabled:
         problem = check_authentication_results(inbound.auth_results, config.sender_auth.authserv_ids, sender)
         if problem:
-            return _refuse(conn, config, inbound, sender if answerable else None, request_hint,
-                           f"sender authentication failed: {problem}", sent_lines)
+            return _refuse(
+                conn, config, inbound, sender if answerable else None, request_hint, f"sender authentication failed: {problem}", sent_lines
+            )
     if not answerable:
         reason = _revoked(sender) if holder else f"{sender} is not an approver"
         return Outcome("refused", reason), request_hint, ""
@@ -307,22 +343,27 @@ def _judge(conn, config: Config, inbound: Inbound, sent_lines: SentLines) -> tup
         return _refuse(conn, config, inbound, sender, None, "no valid reply token (reply to the request email itself)", sent_lines)
     own = [m for m in matches if m[2] == sender]
     if not own:
-        return _refuse(conn, config, inbound, sender, request_hint,
-                       f"the reply token was issued to another approver, not to {sender}", sent_lines)
+        return _refuse(
+            conn, config, inbound, sender, request_hint, f"the reply token was issued to another approver, not to {sender}", sent_lines
+        )
     token, request_id, _ = own[0]
     if not is_current_approver(conn, config, request_id, sender):  # e.g. an approver now only an escalation address
         return Outcome("refused", _revoked(sender, this_request=True)), request_id, ""
     status = conn.execute("SELECT status FROM requests WHERE id = ?", (request_id,)).fetchone()[0]
     items = sent_lines.get_items(conn, request_id)
     index = sent_lines.get_index(request_id)
-    new_text, parsed = read_reply(inbound.plain, inbound.html, sent_lines=sent_lines.get(conn, request_id),
-                                  row_count=len(items), known_ids=index)
+    new_text, parsed = read_reply(
+        inbound.plain, inbound.html, sent_lines=sent_lines.get(conn, request_id), row_count=len(items), known_ids=index
+    )
     new_text = new_text[:20000]
     if status != "open":
-        outcome, _, _ = _refuse(conn, config, inbound, sender, request_id, "this request is already closed; decisions are final",
-                                sent_lines, token=token)
+        outcome, _, _ = _refuse(
+            conn, config, inbound, sender, request_id, "this request is already closed; decisions are final", sent_lines, token=token
+        )
         return outcome, request_id, new_text
-    signed_off = conn.execute("SELECT 1 FROM decisions WHERE request_id = ? AND transaction_id IS NULL", (request_id,)).fetchone() is not None
+    signed_off = (
+        conn.execute("SELECT 1 FROM decisions WHERE request_id = ? AND transaction_id IS NULL", (request_id,)).fetchone() is not None
+    )
     plan = plan_decisions(parsed.commands, items, signed_off=signed_off, unclear=parsed.unclear, index=index)
     problems = list(plan.problems) + [p for p in parsed.problems if p not in parsed.unclear]
     decided_at = now_utc()
@@ -335,16 +376,31 @@ def _judge(conn, config: Config, inbound: Inbound, sent_lines: SentLines) -> tup
     limit = config.request.max_listed
 
     def views(decisions) -> list[dict]:
-        return [decision_view(conn, d.item.pk if d.item else None, d.decision, d.reason, d.item.no if d.item else 0,
-                              request_id=request_id) for d in decisions[:limit]]
+        return [
+            decision_view(conn, d.item.pk if d.item else None, d.decision, d.reason, d.item.no if d.item else 0, request_id=request_id)
+            for d in decisions[:limit]
+        ]
 
     recorded, would = views(plan.decisions), views(plan.would)
     counts: dict[str, int] = {}
     for d in plan.decisions:
         counts[d.decision] = counts.get(d.decision, 0) + 1
-    text = queue_answer(conn, config, inbound, sender, request_id, token, problems=problems, show_grammar=not plan.decisions,
-                        recorded=recorded, recorded_total=len(plan.decisions), recorded_counts=counts,
-                        would=would, would_total=len(plan.would), unclear=plan.unclear and bool(parsed.commands))
+    text = queue_answer(
+        conn,
+        config,
+        inbound,
+        sender,
+        request_id,
+        token,
+        problems=problems,
+        show_grammar=not plan.decisions,
+        recorded=recorded,
+        recorded_total=len(plan.decisions),
+        recorded_counts=counts,
+        would=would,
+        would_total=len(plan.would),
+        unclear=plan.unclear and bool(parsed.commands),
+    )
     sent_lines.add(request_id, text)
     if plan.decisions:
         detail = f"{len(plan.decisions)} decision(s) recorded" + (f"; {len(problems)} problem(s)" if problems else "")
@@ -361,16 +417,32 @@ def _revoked(sender: str, *, this_request: bool = False) -> str:
     return f"{sender} is no longer an approver in the configuration; its reply tokens are revoked"
 
 
-def _refuse(conn, config: Config, inbound: Inbound, answer_to: str | None, request_id: str | None, reason: str,
-            sent_lines: SentLines, *, token: str | None = None) -> tuple[Outcome, str | None, str]:
+def _refuse(
+    conn,
+    config: Config,
+    inbound: Inbound,
+    answer_to: str | None,
+    request_id: str | None,
+    reason: str,
+    sent_lines: SentLines,
+    *,
+    token: str | None = None,
+) -> tuple[Outcome, str | None, str]:
     """Record a refusal; answer it only when the sender is an approver (never a stranger), and
     at most once per address and request (or no request) in `mail.refusal_interval`."""
     if answer_to:
         last = _last_refusal_answer(conn, config, answer_to, request_id)
         if last:
             interval = format_duration(config.mail.refusal_interval)
-            return Outcome("refused", f"{reason}; answer suppressed by the rate limit (a refusal was answered to {answer_to}"
-                                      f" at {last}; at most one per {interval}, mail.refusal_interval)"), request_id, ""
+            return (
+                Outcome(
+                    "refused",
+                    f"{reason}; answer suppressed by the rate limit (a refusal was answered to {answer_to}"
+                    f" at {last}; at most one per {interval}, mail.refusal_interval)",
+                ),
+                request_id,
+                "",
+            )
         text = queue_answer(conn, config, inbound, answer_to, request_id, token, problems=[reason], show_grammar=False, recorded=[])
         sent_lines.add(request_id, text)
     return Outcome("refused", reason), request_id, ""
@@ -408,8 +480,8 @@ async def summarize_closed_requests(db, config: Config) -> list[str]:
     rows = db.conn.execute("SELECT id, conversation_id FROM requests WHERE status = 'closed' AND summary = ''").fetchall()
     if not rows:
         return warnings
-    from .agent import resume_with_replies
-    from .errors import AuditError
+    from job.errors import AuditError
+    from job.review.agent import resume_with_replies
 
     for request_id, conversation_id in rows:
         human_input = _human_input(db, request_id)
@@ -429,14 +501,16 @@ def _human_input(db, request_id: str) -> str:
     lines = ["Replies from the approvers (their new text only):"]
     for sender, created, text in db.conn.execute(
         "SELECT sender, created_at, new_text FROM messages WHERE direction = 'in' AND request_id = ? AND status = 'processed' ORDER BY id",
-        (request_id,)):
+        (request_id,),
+    ):
         lines.append(f"[{created}] {sender}: {sanitize_text(text, 2000)}")
     lines.append("Decisions recorded:")
     # the model reads a bounded list, whatever the request's size, and the totals
     for no, txn_id, decision, reason, approver in db.conn.execute(
         "SELECT d.item_no, COALESCE(t.txn_id, 'run'), d.decision, d.reason, d.approver FROM decisions d"
         " LEFT JOIN transactions t ON t.id = d.transaction_id WHERE d.request_id = ? ORDER BY d.id LIMIT ?",
-        (request_id, HUMAN_INPUT_DECISIONS)):
+        (request_id, HUMAN_INPUT_DECISIONS),
+    ):
         lines.append(f"- item {no or 0} {txn_id}: {decision} by {approver}" + (f" ({sanitize_text(reason, 300)})" if reason else ""))
     counts = dict(db.conn.execute("SELECT decision, COUNT(*) FROM decisions WHERE request_id = ? GROUP BY decision", (request_id,)))
     total = sum(counts.values())

@@ -25,19 +25,28 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .auditlog import append_event
-from .config import Config, Policy
-from .faults import crash_point
-from .db import Writer, now_utc, transaction
-from .errors import ConfigError
-from .history import DigestPart, digest_parts, history_needs, recent_payments, vendor_hash, write_digests
-from .ingest import Ledger, LedgerFormat, Transaction, format_amount, read_ledger
-from .answer import queue_head_notices
-from .outbox import FlushResult, flush_outbox, queue_message
-from .request import RequestItem, attachment_name, build_request_copies, fit_attachment, items_attachment
-from .screen import Flag, PastPayment, Screening, normalize_vendor, screen_transactions, structuring_band
+from job.approval.answer import queue_head_notices
+from job.approval.request import RequestItem, attachment_name, build_request_copies, fit_attachment, items_attachment
+from job.config import Config, Policy
+from job.errors import ConfigError
+from job.faults import crash_point
+from job.ledger.ingest import Ledger, LedgerFormat, Transaction, format_amount, read_ledger
+from job.mail.outbox import FlushResult, flush_outbox, queue_message
+from job.screening.history import DigestPart, digest_parts, history_needs, recent_payments, vendor_hash, write_digests
+from job.screening.screen import Flag, PastPayment, Screening, normalize_vendor, screen_transactions, structuring_band
+from job.store.auditlog import append_event
+from job.store.db import Writer, now_utc, transaction
 
-__all__ = ["RunResult", "LedgerOutcome", "read_ledgers", "run_audit", "load_known_vendors", "ledger_format", "find_history", "prepare_rules"]
+__all__ = [
+    "RunResult",
+    "LedgerOutcome",
+    "read_ledgers",
+    "run_audit",
+    "load_known_vendors",
+    "ledger_format",
+    "find_history",
+    "prepare_rules",
+]
 
 CHUNK = 500
 
@@ -142,7 +151,7 @@ class ListBatch:
         return {normalize_vendor(t.vendor) for t in self.fresh}
 
     @classmethod
-    def select(cls, conn, source: str, ledgers: Sequence[Ledger]) -> tuple["ListBatch", list[tuple[Ledger, int, bool]], list[str]]:
+    def select(cls, conn, source: str, ledgers: Sequence[Ledger]) -> tuple[ListBatch, list[tuple[Ledger, int, bool]], list[str]]:
         """The transactions not yet recorded, per ledger not yet imported (first occurrence wins)."""
         parts: list[tuple[Ledger, list[Transaction]]] = []
         outcomes: list[tuple[Ledger, int, bool]] = []
@@ -170,7 +179,7 @@ class ListBatch:
         """Read the earlier runs' payments the rules need, so `screen` needs no database."""
         self._past = find_history(conn, policy, self.fresh)
 
-    def screen(self, policy: Policy, known: set[str], rules: Sequence = ()) -> "FlaggedList":
+    def screen(self, policy: Policy, known: set[str], rules: Sequence = ()) -> FlaggedList:
         """The flagged transactions (after `look_back`), most important first."""
         screenings = screen_transactions(
             self.fresh,
@@ -194,21 +203,38 @@ class ListBatch:
             pk += len(txs)
         return found
 
-    def flagged_rows(self, flagged: "FlaggedList", status: str, request_id: str | None, next_pk: int) -> list[tuple]:
+    def flagged_rows(self, flagged: FlaggedList, status: str, request_id: str | None, next_pk: int) -> list[tuple]:
         """What `insert_rows` writes for each flagged row beyond its ledger columns:
         (flags JSON, note, status, request id, item number, id)."""
         return flagged.row_values(status, request_id, next_pk, {tx.txn_id: n for n, tx in enumerate(self.fresh)})
 
-    def insert_rows(self, conn, *, run_id: int, source: str, file_ids: Sequence[int], next_pk: int,
-                    flagged_rows: Sequence[tuple], progress=None) -> None:
+    def insert_rows(
+        self, conn, *, run_id: int, source: str, file_ids: Sequence[int], next_pk: int, flagged_rows: Sequence[tuple], progress=None
+    ) -> None:
         """Insert every new row in order, ids from `next_pk`, the flagged ones with their `flagged_rows` values."""
         marks = {row[-1]: row[:-1] for row in flagged_rows}
         pk = next_pk
-        for (ledger, txs), file_id in zip(self.parts, file_ids):
+        for (_ledger, txs), file_id in zip(self.parts, file_ids):
             rows = []
             for tx in txs:
-                rows.append((pk, source, tx.txn_id, tx.date, tx.amount_minor, tx.currency, tx.vendor, normalize_vendor(tx.vendor),
-                             tx.memo, tx.account, file_id, tx.line, run_id) + marks.get(pk, CLEAN))
+                rows.append(
+                    (
+                        pk,
+                        source,
+                        tx.txn_id,
+                        tx.date,
+                        tx.amount_minor,
+                        tx.currency,
+                        tx.vendor,
+                        normalize_vendor(tx.vendor),
+                        tx.memo,
+                        tx.account,
+                        file_id,
+                        tx.line,
+                        run_id,
+                    )
+                    + marks.get(pk, CLEAN)
+                )
                 pk += 1
             conn.executemany(INSERT_TRANSACTION, rows)
             crash_point("run:inserting")
@@ -274,8 +300,17 @@ class FlaggedList:
     def request_items(self) -> Iterator[RequestItem]:
         for n, s in enumerate(self.screenings, 1):
             tx = s.transaction
-            yield RequestItem(n, tx.txn_id, tx.date, tx.vendor, tx.amount_minor, tx.currency, tx.memo,
-                              tuple(f.reason for f in self.flags(s)), self.notes.get(tx.txn_id, ""))
+            yield RequestItem(
+                n,
+                tx.txn_id,
+                tx.date,
+                tx.vendor,
+                tx.amount_minor,
+                tx.currency,
+                tx.memo,
+                tuple(f.reason for f in self.flags(s)),
+                self.notes.get(tx.txn_id, ""),
+            )
 
     def attachment(self, name: str) -> tuple[str, str | bytes]:
         """The request's CSV of every flagged item (`request.items_attachment`)."""
@@ -294,8 +329,14 @@ class FlaggedList:
         """(flags JSON, note, status, request id, item number, id) per flagged row, for
         `ListBatch.insert_rows`; `positions` gives each transaction's place in the run (its id is `next_pk` plus that)."""
         return [
-            (json.dumps([f.as_dict() for f in self.flags(s)]), self.notes.get(s.transaction.txn_id, ""),
-             status, request_id, n if request_id else None, next_pk + positions[s.transaction.txn_id])
+            (
+                json.dumps([f.as_dict() for f in self.flags(s)]),
+                self.notes.get(s.transaction.txn_id, ""),
+                status,
+                request_id,
+                n if request_id else None,
+                next_pk + positions[s.transaction.txn_id],
+            )
             for n, s in enumerate(self.screenings, 1)
         ]
 
@@ -362,11 +403,11 @@ def read_ledgers(config: Config, ledger_paths: Sequence[str | Path], *, stream=N
             sizes.append(0)  # read_ledger reports it
     if not any(size >= config.ledger.large_file_bytes for size in sizes):
         return [read_ledger(p, fmt) for p in ledger_paths]
-    from .ingest_fast import FrameLedger, Unsupported, read_ledger_fast, transactions_frame
-    from .progress import Progress
+    from job.ledger.ingest_fast import FrameLedger, Unsupported, read_ledger_fast, transactions_frame
+    from job.progress import Progress
 
     if config.policy.approval_mode != "never":
-        _start_prefetch(__package__ + ".agent")  # a large ledger will have flagged items to review
+        _start_prefetch("job.review.agent")  # a large ledger will have flagged items to review
 
     if spill is None and sum(sizes) >= SPILL_BYTES:
         spill = _spill_folder(config)
@@ -438,7 +479,7 @@ def prepare_rules(config: Config) -> list:
     """
     if not config.policy.rules:
         return []
-    from .rules import compile_rules
+    from job.screening.rules import compile_rules
 
     return compile_rules(config)
 
@@ -446,7 +487,7 @@ def prepare_rules(config: Config) -> list:
 def _user_flags(rules: Sequence, fresh: Sequence[Transaction]) -> dict[int, list[Flag]]:
     if not rules or not fresh:
         return {}
-    from .rules import evaluate_rules, rules_frame
+    from job.screening.rules import evaluate_rules, rules_frame
 
     return evaluate_rules(rules, rules_frame(fresh))
 
@@ -484,7 +525,7 @@ async def _run_audit(db, config: Config, ledgers: Sequence, *, reviewer: str, ru
 
     large = bool(ledgers) and not isinstance(ledgers[0], Ledger)
     if large:
-        from .bulk import FrameBatch as batch_kind
+        from job.bulk import FrameBatch as batch_kind
     else:
         batch_kind = ListBatch
     batch, outcomes, changed = batch_kind.select(db.conn, source, ledgers)
@@ -500,7 +541,7 @@ async def _run_audit(db, config: Config, ledgers: Sequence, *, reviewer: str, ru
     review = Review(batch.screen(policy, known, rules))
     flagged = review.flagged
     if flagged.count and mode != "never":
-        from .agent import review_flagged, review_offline
+        from job.review.agent import review_flagged, review_offline
 
         if config.llm.offline:
             outcome = await review_offline(flagged.review_groups(), config.llm, db)
@@ -520,7 +561,7 @@ async def _run_audit(db, config: Config, ledgers: Sequence, *, reviewer: str, ru
     with transaction(db) as conn:
         run_id = conn.execute(
             "INSERT INTO runs (started_at, mode, reviewer, ledgers, transactions, new_transactions) VALUES (?,?,?,?,?,?)",
-            (now_utc(), mode, reviewer, len(ledgers), sum(_rows(l) for l in ledgers), fresh_count),
+            (now_utc(), mode, reviewer, len(ledgers), sum(_rows(ledger) for ledger in ledgers), fresh_count),
         ).lastrowid
         result.run_id = run_id
         next_pk = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM transactions").fetchone()[0]
@@ -541,11 +582,26 @@ async def _run_audit(db, config: Config, ledgers: Sequence, *, reviewer: str, ru
         try:
             if batch.digests_first:  # made before the long insert, which frees the rows they are made from
                 writer.submit(batch.write_extras, run_id=run_id, digests=batch.digests(next_pk))
-            writer.submit(batch.insert_rows, run_id=run_id, source=source, file_ids=file_ids, next_pk=next_pk,
-                          flagged_rows=marks, progress=progress.update if progress else None)
+            writer.submit(
+                batch.insert_rows,
+                run_id=run_id,
+                source=source,
+                file_ids=file_ids,
+                next_pk=next_pk,
+                flagged_rows=marks,
+                progress=progress.update if progress else None,
+            )
             if request_id:  # composed while the rows go in
-                draft = _draft_request(config, request_id, run_id, flagged, review.summary, result,
-                                       fresh_count - flagged.count, [l.name for l, _ in chosen])
+                draft = _draft_request(
+                    config,
+                    request_id,
+                    run_id,
+                    flagged,
+                    review.summary,
+                    result,
+                    fresh_count - flagged.count,
+                    [ledger.name for ledger, _ in chosen],
+                )
             if not batch.digests_first:  # made while the rows go in, written after them
                 writer.submit(batch.write_extras, run_id=run_id, digests=batch.digests(next_pk))
         except BaseException:
@@ -566,14 +622,26 @@ async def _run_audit(db, config: Config, ledgers: Sequence, *, reviewer: str, ru
             " completion_tokens = ?, request_id = ?, finished_at = ? WHERE id = ?",
             (flagged.count, result.auto_approved, result.held, review.summary, *review.usage, request_id, now_utc(), run_id),
         )
-        append_event(conn, "run", request_id=request_id or "", actor=reviewer, detail={
-            "run_id": run_id, "mode": mode,
-            "ledgers": [{"name": l.name, "sha256": l.sha256, "rows": _rows(l), "new": n} for l, n in chosen],
-            "skipped": [o.name for o in result.ledgers if o.already_imported],
-            "new_transactions": fresh_count, "flagged": flagged.count, "auto_approved": fresh_count - flagged.count,
-            "held": result.held, "request_id": request_id,
-            "model_calls": review.usage[0], "prompt_tokens": review.usage[1], "completion_tokens": review.usage[2],
-        })
+        append_event(
+            conn,
+            "run",
+            request_id=request_id or "",
+            actor=reviewer,
+            detail={
+                "run_id": run_id,
+                "mode": mode,
+                "ledgers": [{"name": lg.name, "sha256": lg.sha256, "rows": _rows(lg), "new": n} for lg, n in chosen],
+                "skipped": [o.name for o in result.ledgers if o.already_imported],
+                "new_transactions": fresh_count,
+                "flagged": flagged.count,
+                "auto_approved": fresh_count - flagged.count,
+                "held": result.held,
+                "request_id": request_id,
+                "model_calls": review.usage[0],
+                "prompt_tokens": review.usage[1],
+                "completion_tokens": review.usage[2],
+            },
+        )
         if draft is not None:
             await _record_request(conn, db, config, request_id, draft, run_id, flagged, review.summary, result)
         queue_head_notices(conn, config, f"run {run_id}")
@@ -598,7 +666,7 @@ def _rows(ledger) -> int:
 def _write_progress(rows: int, stream):
     if rows < 100_000:
         return None
-    from .progress import Progress
+    from job.progress import Progress
 
     return Progress("recording transactions", stream=stream, unit="k rows", scale=1e3)
 
@@ -621,43 +689,75 @@ def request_items_detail(flagged) -> dict:
 
 
 def _review_item(s: Screening):
-    from .agent import ReviewItem
+    from job.review.agent import ReviewItem
 
     tx = s.transaction
     return ReviewItem(
-        id=tx.txn_id, date=tx.date, vendor=tx.vendor, amount=format_amount(tx.amount_minor, tx.currency),
-        currency=tx.currency, memo=tx.memo, flags=tuple((f.code, f.reason) for f in s.flags),
+        id=tx.txn_id,
+        date=tx.date,
+        vendor=tx.vendor,
+        amount=format_amount(tx.amount_minor, tx.currency),
+        currency=tx.currency,
+        memo=tx.memo,
+        flags=tuple((f.code, f.reason) for f in s.flags),
     )
 
 
-def _draft_request(config: Config, request_id: str, run_id: int, flagged, review_summary: str, result: RunResult,
-                   auto_approved: int, names: list[str]) -> list:
+def _draft_request(
+    config: Config, request_id: str, run_id: int, flagged, review_summary: str, result: RunResult, auto_approved: int, names: list[str]
+) -> list:
     """The request's copies, one per approver (composed without the database); a list too
     big to attach is noted in `result.attachment_withheld` (its size)."""
     listed = list(itertools.islice(flagged.request_items(), config.request.max_listed))
     attachment = flagged.attachment(attachment_name(names, run_id)) if flagged.count > len(listed) else None
     attachment, result.attachment_withheld = fit_attachment(attachment, config.request.max_attachment_bytes)
     return build_request_copies(
-        request_id=request_id, run_id=run_id, listed=listed, total=flagged.count, attachment=attachment,
-        withheld=result.attachment_withheld, withheld_limit=config.request.max_attachment_bytes,
-        approvers=config.approvers, auto_approved=auto_approved, ledger_names=names,
-        reviewer=result.reviewer, summary=review_summary,
-        from_address=config.mail.from_address, reply_address=config.mail.reply_address,
+        request_id=request_id,
+        run_id=run_id,
+        listed=listed,
+        total=flagged.count,
+        attachment=attachment,
+        withheld=result.attachment_withheld,
+        withheld_limit=config.request.max_attachment_bytes,
+        approvers=config.approvers,
+        auto_approved=auto_approved,
+        ledger_names=names,
+        reviewer=result.reviewer,
+        summary=review_summary,
+        from_address=config.mail.from_address,
+        reply_address=config.mail.reply_address,
     )
 
 
 async def _record_request(conn, db, config: Config, request_id: str, copies: list, run_id, flagged, review_summary, result) -> None:
     """Queue the request's copies (`_draft_request`), record its event, and suspend the agent's conversation."""
     for copy in copies:
-        conn.execute("INSERT INTO request_tokens (token_hash, request_id, approver) VALUES (?,?,?)", (copy.token_hash, request_id, copy.approver.lower()))
-        queue_message(
-            conn, kind="request", request_id=request_id, message_id=copy.message_id, sender=config.mail.from_address,
-            recipients=[copy.approver], subject=copy.subject, raw=copy.raw, text=copy.plain,
+        conn.execute(
+            "INSERT INTO request_tokens (token_hash, request_id, approver) VALUES (?,?,?)",
+            (copy.token_hash, request_id, copy.approver.lower()),
         )
-    append_event(conn, "request", request_id=request_id, detail={
-        "run_id": run_id, **request_items_detail(flagged), "approvers": [c.approver for c in copies],
-        "message_ids": [c.message_id for c in copies],
-    })
+        queue_message(
+            conn,
+            kind="request",
+            request_id=request_id,
+            message_id=copy.message_id,
+            sender=config.mail.from_address,
+            recipients=[copy.approver],
+            subject=copy.subject,
+            raw=copy.raw,
+            text=copy.plain,
+        )
+    append_event(
+        conn,
+        "request",
+        request_id=request_id,
+        detail={
+            "run_id": run_id,
+            **request_items_detail(flagged),
+            "approvers": [c.approver for c in copies],
+            "message_ids": [c.message_id for c in copies],
+        },
+    )
     question = copies[0].plain
     conn.execute("UPDATE requests SET subject = ?, question = ? WHERE id = ?", (copies[0].subject, question, request_id))
     result.recipients = tuple(c.approver for c in copies)
@@ -667,6 +767,6 @@ async def _record_request(conn, db, config: Config, request_id: str, copies: lis
         f"{result.new_transactions - flagged.count} auto-approved. Review summary: {review_summary or '(none)'}\n"
         "Ask the approver to decide every flagged item."
     )
-    from .agent import ask_approver_and_suspend
+    from job.review.agent import ask_approver_and_suspend
 
     await ask_approver_and_suspend(db, config.llm, conversation_id, briefing, question)

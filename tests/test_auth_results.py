@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from job import authenticate
-from job.authenticate import check_authentication_results, identify_sender, parse_authentication_results
+from job.mail import authenticate
+from job.mail.authenticate import check_authentication_results, identify_sender, parse_authentication_results
 
 OURS = "mx.corp.example"
 CFO = "cfo@corp.example"

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from job.message import content_id
+from job.mail.message import content_id
 from helpers import (
     EXAMPLE_LEDGER,
     audit,

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from helpers import audit, build_reply, drop_reply, maildir_messages, plain_body, html_body, report_json, write_config
-from job.auditlog import canonical
-from job.message import safe_filename
-from job.reply import parse_commands
+from job.store.auditlog import canonical
+from job.mail.message import safe_filename
+from job.approval.reply import parse_commands
 
 FLAGGED = 1_100
 LEDGER_NAME = 'Büro ledger (Nov) "final".csv'
@@ -141,7 +141,7 @@ def test_attachment_names_are_safe(name: str, safe: str) -> None:
 def test_a_csv_too_big_for_mail_servers_is_attached_zipped() -> None:
     import zipfile
 
-    from job.request import ZIP_ABOVE_BYTES, csv_attachment
+    from job.approval.request import ZIP_ABOVE_BYTES, csv_attachment
 
     def attachment(name: str, text: str):
         return csv_attachment(name, lambda out: out.write(text.encode("utf-8")))

@@ -197,9 +197,9 @@ def test_small_runs_do_not_import_polars(tmp_path: Path, large: bool) -> None:
 def test_a_run_with_its_blocks_on_disk_records_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import asyncio
 
-    from job import ingest_fast
+    from job.ledger import ingest_fast
     from job.config import load_config
-    from job.db import open_db
+    from job.store.db import open_db
     from job.run import prepare_rules, read_ledgers, run_audit
 
     ledger = generated(tmp_path / "big.csv", 3000, seed=11)
@@ -273,9 +273,9 @@ def test_an_upgraded_database_reports_its_older_rows_by_date(tmp_path: Path) -> 
 
 
 def test_date_ranges_read_only_the_id_ranges_of_the_files_that_may_hold_them(tmp_path: Path) -> None:
-    from job.db import open_db
-    from job.history import LEGACY_QUERY
-    from job.report import report_query
+    from job.store.db import open_db
+    from job.screening.history import LEGACY_QUERY
+    from job.report.report import report_query
 
     db = open_db(tmp_path / "audit.db")
     plans = [report_query(since="2026-11-01", until="2026-11-30"), report_query(since="2026-11-01"), report_query(until="2026-11-30"),
@@ -291,7 +291,7 @@ def test_a_long_request_event_digests_the_same_list_on_both_paths(tmp_path: Path
     """Over 1,000 items the request event holds a SHA-256 of the canonical [[no, id], ...]
     list; a large run makes that text with polars, and it must be the digest anyone can
     recompute from the transactions (ids with quotes, backslashes or accents included)."""
-    from job.auditlog import canonical
+    from job.store.auditlog import canonical
 
     lines = ["id,date,amount,currency,vendor,memo,account"]
     for n in range(1, 1301):
@@ -322,7 +322,7 @@ def test_digests_made_before_or_while_the_rows_go_in_record_the_same(tmp_path: P
 
     from job import bulk
     from job.config import load_config
-    from job.db import open_db
+    from job.store.db import open_db
     from job.run import prepare_rules, read_ledgers, run_audit
 
     nights = [generated(tmp_path / "n1.csv", 1200, seed=21), generated(tmp_path / "n2.csv", 1200, seed=21, prefix="H")]

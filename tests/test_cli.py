@@ -18,7 +18,7 @@ import pytest
 
 from helpers import errors_of, audit as _audit, write_config
 from job.config import DEFAULT_CONFIG_TEXT
-from job.db import open_db
+from job.store.db import open_db
 
 LEDGER = (
     "id,date,amount,currency,vendor,memo\n"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from job.decide import Decision, Item, Plan, plan_decisions
-from job.reply import Command, parse_commands
+from job.approval.decide import Decision, Item, Plan, plan_decisions
+from job.approval.reply import Command, parse_commands
 
 
 def items(*statuses: str, decided_by: str = "") -> list[Item]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from job.db import SCHEMA_VERSION, open_db
+from job.store.db import SCHEMA_VERSION, open_db
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,7 +48,7 @@ def test_an_older_database_upgrades_in_place_keeping_its_records(tmp_path: Path)
     assert db.execute("SELECT COUNT(*) FROM transactions").fetchone()[0] == 10
     assert db.execute("SELECT COUNT(*) FROM decisions").fetchone()[0] == 4
     assert db.execute("PRAGMA foreign_key_check").fetchall() == []
-    from job.auditlog import verify_log
+    from job.store.auditlog import verify_log
 
     assert verify_log(db.conn).ok
 
@@ -56,7 +56,7 @@ def test_an_older_database_upgrades_in_place_keeping_its_records(tmp_path: Path)
 def test_an_early_large_ledger_database_upgrades_in_place(tmp_path: Path) -> None:
     """Databases made while the payment digests were migration 3 (before reminders took that
     number) are at version 3 with the digests and without the reminder columns."""
-    from job.db import MIGRATIONS, split_sql
+    from job.store.db import MIGRATIONS, split_sql
 
     path = tmp_path / "early.db"
     conn = sqlite3.connect(path, isolation_level=None)
@@ -88,7 +88,7 @@ def test_an_upgraded_database_knows_the_content_of_the_replies_it_recorded(tmp_p
     """Migration 9 hashes the content of the incoming messages already recorded, as the poller
     does (trace headers left out): a later copy of one is still a repeat, while another message
     with the same Message-ID can be recorded beside it."""
-    from job.message import content_id
+    from job.mail.message import content_id
 
     old = tmp_path / "old.db"
     old.write_bytes((ROOT / "tests" / "fixtures" / "audit-v2.db").read_bytes())

@@ -222,7 +222,7 @@ def test_a_full_disk_during_the_run_is_one_line_exit_7_and_records_nothing(large
     ledger = tmp_path / "ledger.csv"
     ledger.write_text("\n".join(lines + [f"F-{n:05d},2026-11-24,{100 + n // 100}.{n % 100:02d},USD,Acme Office Supply,Toner,6100"
                                          for n in range(30_000)]) + "\n")
-    from job.db import open_db
+    from job.store.db import open_db
 
     open_db(site / "audit.db").conn.close()  # the database exists, empty: the run must add to it
     full = full_disk_run(site, ledger, 1_000_000)
@@ -732,7 +732,7 @@ def test_a_batch_of_mail_goes_out_over_the_configured_connections_each_message_o
     import asyncio
 
     from job.config import MailSettings, ServerSettings
-    from job.transport import Outgoing, send_messages
+    from job.mail.transport import Outgoing, send_messages
 
     mailstack.reset()
     monkeypatch.setenv("AUDIT_SMTP_PASSWORD", "auditpw")

@@ -6,8 +6,8 @@ import sqlite3
 from pathlib import Path
 
 from helpers import audit, report_json, write_config
-from job.db import MIGRATIONS, open_db, split_sql, transaction
-from job.history import HistoryNeeds, find_candidates, digest_parts, read_digests, recent_payments, vendor_hash, write_digests
+from job.store.db import MIGRATIONS, open_db, split_sql, transaction
+from job.screening.history import HistoryNeeds, find_candidates, digest_parts, read_digests, recent_payments, vendor_hash, write_digests
 
 HEADER = "id,date,amount,currency,vendor,memo,account\n"
 

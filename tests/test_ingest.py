@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from job.errors import InputError, LedgerError
-from job.ingest import (
+from job.ledger.ingest import (
     CANONICAL_COLUMNS,
     Ledger,
     LedgerFormat,
@@ -22,8 +22,8 @@ from job.ingest import (
     read_ledger,
 )
 
-from job import ingest_fast
-from job.ingest import read_ledger as read_rows
+from job.ledger import ingest_fast
+from job.ledger.ingest import read_ledger as read_rows
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ledgers"
 

@@ -16,10 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from job import ingest_fast
+from job.ledger import ingest_fast
 from job.errors import LedgerError
-from job.ingest import LedgerFormat, read_ledger
-from job.ingest_fast import Unsupported, frame_transactions, read_ledger_fast
+from job.ledger.ingest import LedgerFormat, read_ledger
+from job.ledger.ingest_fast import Unsupported, frame_transactions, read_ledger_fast
 
 IDS = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_", min_size=1, max_size=8)
 DATES = st.sampled_from(["2026-11-24", "2026-11-25", "2026-02-28", "2024-02-29"]) | st.sampled_from(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from job.errors import LedgerError
-from job.ingest import LedgerFormat, read_ledger
+from job.ledger.ingest import LedgerFormat, read_ledger
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ledgers"
 

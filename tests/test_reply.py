@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from job.reply import (
+from job.approval.reply import (
     Command,
     ParsedReply,
     collect_sent_lines,

@@ -75,8 +75,8 @@ def test_a_corpus_reply_decides_through_a_real_poll_what_its_new_text_says(corpu
     import sqlite3
 
     from helpers import audit, drop_reply, maildir_messages
-    from job.decide import Item, plan_decisions
-    from job.reply import parse_commands
+    from job.approval.decide import Item, plan_decisions
+    from job.approval.reply import parse_commands
 
     site = corpus_site(stem)
     [request] = maildir_messages(site / "var" / "mail" / "outbox")
@@ -98,7 +98,7 @@ def test_a_corpus_reply_decides_through_a_real_poll_what_its_new_text_says(corpu
 def test_every_corpus_sender_is_recognised() -> None:
     # real clients write From headers the standard does not quite allow (QQ Mail, Naver and
     # ukr.net put an encoded word inside a quoted display name); the approver is still known
-    from job.authenticate import identify_sender
+    from job.mail.authenticate import identify_sender
 
     problems = {stem: identify_sender(raw).problem for stem, raw, _ in CASES if identify_sender(raw).problem}
     assert problems == {}

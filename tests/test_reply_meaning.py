@@ -17,10 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from helpers import EXAMPLES, EXAMPLE_LEDGER, audit, build_reply, drop_reply, maildir_messages, plain_body, write_config
-from job.decide import Item, plan_decisions
-from job.htmltext import convert_html_to_text
-from job.message import read_inbound
-from job.reply import IdIndex, parse_commands, parse_reply
+from job.approval.decide import Item, plan_decisions
+from job.mail.htmltext import convert_html_to_text
+from job.mail.message import read_inbound
+from job.approval.reply import IdIndex, parse_commands, parse_reply
 
 IDS = ["TX-1001", "TX-1002", "TX-1003", "TX-1004", "HX-5"]
 ITEMS = [Item(pk=100 + n, no=n, txn_id=txn, status="pending") for n, txn in enumerate(IDS, 1)]
@@ -184,7 +184,7 @@ def test_ids_never_resolve_to_another_item_than_the_exact_one(ids, pick, written
     if token in ids:
         assert decided == {token: "approved"}
     else:
-        matches = index.folded.get(__import__("job.reply").reply.fold_id(token), [])
+        matches = index.folded.get(__import__("job.approval.reply", fromlist=["fold_id"]).fold_id(token), [])
         assert decided == ({matches[0]: "approved"} if len(matches) == 1 else {})
 
 
@@ -554,7 +554,7 @@ def test_an_encoded_display_name_never_lends_another_address() -> None:
     decodes to another address, or an encoded word where the address belongs, is still refused."""
     import base64
 
-    from job.authenticate import identify_sender
+    from job.mail.authenticate import identify_sender
 
     def sender(from_value: str):
         return identify_sender(f"From: {from_value}\r\nTo: audit@example.com\r\n\r\napprove all\r\n".encode())

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from job.config import DEFAULT_VAGUE_TERMS
-from job.ingest import Transaction
-from job.screen import (
+from job.ledger.ingest import Transaction
+from job.screening.screen import (
     LARGE_AMOUNT,
     UNFAMILIAR_VENDOR,
     VAGUE_MEMO,

@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from job.config import DuplicateRule, Policy, RoundAmountRule, StructuringRule
-from job.ingest import Transaction
-from job.ingest_fast import transactions_frame
-from job.screen import Flag, PastPayment, screen_transactions
-from job.screen_frame import screen_frame
+from job.ledger.ingest import Transaction
+from job.ledger.ingest_fast import transactions_frame
+from job.screening.screen import Flag, PastPayment, screen_transactions
+from job.screening.screen_frame import screen_frame
 
 START = date(2026, 11, 20)
 VENDORS = ("Acme Office Supply", "ACME  office supply", "Globex Travel", "Initech", "Straße GmbH", "NewCo")

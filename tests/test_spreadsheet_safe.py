@@ -21,7 +21,7 @@ import pytest
 
 from helpers import audit, build_reply, drop_reply, maildir_messages, plain_body, write_config
 from job.bulk import _cell as frame_cell, _safe_cell as frame_safe_cell
-from job.request import _cell, safe_cell
+from job.approval.request import _cell, safe_cell
 
 BOM = "\ufeff"
 APPROVER = "=ctl@example.com"  # a valid address that starts like a formula: the report's decided_by

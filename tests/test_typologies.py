@@ -8,8 +8,8 @@ from decimal import Decimal
 import pytest
 
 from job.config import DuplicateRule, RoundAmountRule, StructuringRule
-from job.ingest import Transaction
-from job.screen import (
+from job.ledger.ingest import Transaction
+from job.screening.screen import (
     DUPLICATE_PAYMENT,
     ROUND_AMOUNT,
     STRUCTURING,

@@ -12,8 +12,8 @@ import pytest
 from helpers import audit, errors_of, maildir_messages, report_json, write_config
 from job.config import Config, Policy, UserRule
 from job.errors import ConfigError
-from job.ingest import Transaction
-from job.rules import compile_rules, evaluate_rules, rules_frame
+from job.ledger.ingest import Transaction
+from job.screening.rules import compile_rules, evaluate_rules, rules_frame
 
 LEDGER = (
     "id,date,amount,currency,vendor,memo,account\n"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from job.db import Writer, open_db, transaction
+from job.store.db import Writer, open_db, transaction
 
 LONG_INSERT = (  # minutes of work unless interrupted
     "INSERT INTO t (x) WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 1000000000) SELECT x FROM c"

@@ -24,17 +24,48 @@ _BORDER_LEFT = re.compile(r"border-left\s*:\s*[^;]*(?:solid|[0-9]px)", re.IGNORE
 MAX_HTML = 150_000  # characters of HTML read: the new text is at the top, and the parser is slow on some markup
 
 _NAMED_COLORS = {
-    "white": "ffffff", "black": "000000", "red": "ff0000", "green": "008000", "blue": "0000ff",
-    "yellow": "ffff00", "gray": "808080", "grey": "808080", "silver": "c0c0c0", "whitesmoke": "f5f5f5",
-    "snow": "fffafa", "ivory": "fffff0", "ghostwhite": "f8f8ff", "transparent": "transparent",
+    "white": "ffffff",
+    "black": "000000",
+    "red": "ff0000",
+    "green": "008000",
+    "blue": "0000ff",
+    "yellow": "ffff00",
+    "gray": "808080",
+    "grey": "808080",
+    "silver": "c0c0c0",
+    "whitesmoke": "f5f5f5",
+    "snow": "fffafa",
+    "ivory": "fffff0",
+    "ghostwhite": "f8f8ff",
+    "transparent": "transparent",
 }
 
-SKIP_TAGS = frozenset({"blockquote", "style", "script", "head", "title", "template", "noscript", "object", "iframe",
-                       "noframes", "svg", "math", "del", "s", "strike", "details", "select", "textarea", "button"})
+SKIP_TAGS = frozenset(
+    {
+        "blockquote",
+        "style",
+        "script",
+        "head",
+        "title",
+        "template",
+        "noscript",
+        "object",
+        "iframe",
+        "noframes",
+        "svg",
+        "math",
+        "del",
+        "s",
+        "strike",
+        "details",
+        "select",
+        "textarea",
+        "button",
+    }
+)
 # Gmail's quote is its <blockquote>; what its "gmail_quote" <div> holds besides that and the
 # attribution is the approver's own inline answers
-QUOTE_CLASSES = ("gmail_attr", "yahoo_quoted", "moz-cite-prefix", "protonmail_quote",
-                 "zmail_extra", "ms-outlook-mobile-reference-message")
+QUOTE_CLASSES = ("gmail_attr", "yahoo_quoted", "moz-cite-prefix", "protonmail_quote", "zmail_extra", "ms-outlook-mobile-reference-message")
 STOP_IDS = frozenset({"divrplyfwdmsg", "appendonsend", "mail-editor-reference-message-container"})
 BREAK_TAGS = frozenset("br p div tr li ul ol table hr pre h1 h2 h3 h4 h5 h6 dl dt dd section article header footer".split())
 VOID_TAGS = frozenset("br hr img meta link input wbr area base col embed source param track keygen".split())
@@ -106,8 +137,19 @@ def _is_zero(value: str) -> bool:
 def _pixels(value: str) -> float | None:
     """A CSS length in pixels (em and rem as 16 px, pt as 4/3 px); None for % and the rest."""
     number = value.strip().lower()
-    for unit, scale in (("px", 1.0), ("pt", 4 / 3), ("rem", 16.0), ("em", 16.0), ("pc", 16.0), ("mm", 3.78),
-                        ("cm", 37.8), ("in", 96.0), ("vw", 12.0), ("vh", 8.0), ("", 1.0)):
+    for unit, scale in (
+        ("px", 1.0),
+        ("pt", 4 / 3),
+        ("rem", 16.0),
+        ("em", 16.0),
+        ("pc", 16.0),
+        ("mm", 3.78),
+        ("cm", 37.8),
+        ("in", 96.0),
+        ("vw", 12.0),
+        ("vh", 8.0),
+        ("", 1.0),
+    ):
         if number.endswith(unit):
             try:
                 return float(number[: len(number) - len(unit)]) * scale
@@ -141,7 +183,10 @@ def hides(declarations: dict[str, str]) -> bool:
     size = get("font-size", "")
     if size and (_tiny(size, 4) or _is_zero(size) or (size.endswith("%") and _float(size[:-1], 100) < 40)):
         return True
-    if "opacity(" in get("filter", "").replace(" ", "") and _float(get("filter", "").split("opacity(")[1].split(")")[0].rstrip("%"), 1) < 0.2:
+    if (
+        "opacity(" in get("filter", "").replace(" ", "")
+        and _float(get("filter", "").split("opacity(")[1].split(")")[0].rstrip("%"), 1) < 0.2
+    ):
         return True
     if get("clip-path", "none") not in ("none", "") or get("clip", "auto") not in ("auto", ""):
         return True  # clipped text is at best partly visible
@@ -153,8 +198,11 @@ def hides(declarations: dict[str, str]) -> bool:
     clipped = any(get(n, "").startswith(("hidden", "clip")) for n in ("overflow", "overflow-x", "overflow-y"))
     if clipped and any(_tiny(get(n, "99"), 4) for n in ("height", "max-height", "width", "max-width", "line-height")):
         return True
-    if "rect(0" in get("clip", "").replace(" ", "") or "inset(50%" in get("clip-path", "").replace(" ", "") \
-            or "inset(100%" in get("clip-path", "").replace(" ", ""):
+    if (
+        "rect(0" in get("clip", "").replace(" ", "")
+        or "inset(50%" in get("clip-path", "").replace(" ", "")
+        or "inset(100%" in get("clip-path", "").replace(" ", "")
+    ):
         return True
     for name in ("text-indent", "left", "right", "top", "bottom", "margin-left", "margin-right", "margin-top"):
         value = get(name, "")
@@ -192,7 +240,7 @@ def read_style_sheet(css: str) -> dict[str, dict[str, str]]:
 
 
 def _simple_selectors(compound: str) -> list[str]:
-    """"p.a.b#c:hover" -> ["p", ".a", ".b", "#c"] (pseudo-classes dropped), lower-cased."""
+    """ "p.a.b#c:hover" -> ["p", ".a", ".b", "#c"] (pseudo-classes dropped), lower-cased."""
     compound = compound.split(":", 1)[0].split("[", 1)[0].lower()
     out, current = [], ""
     for ch in compound:
@@ -262,7 +310,10 @@ class _VisibleText(HTMLParser):
         if new_color:
             color = new_color
         hidden = (
-            hidden or "hidden" in values or hides(declarations) or tag in SKIP_TAGS
+            hidden
+            or "hidden" in values
+            or hides(declarations)
+            or tag in SKIP_TAGS
             or any(name in c for c in classes for name in QUOTE_CLASSES)
         )
         if tag in VOID_TAGS:

@@ -17,12 +17,22 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
-
 from typing import Any
 
-from .errors import BusyError, DatabaseError
+from job.errors import BusyError, DatabaseError
 
-__all__ = ["AuditDatabase", "open_db", "migrate", "transaction", "SCHEMA_VERSION", "hold_lock", "now_utc", "split_sql", "Writer", "content_sha256"]
+__all__ = [
+    "AuditDatabase",
+    "open_db",
+    "migrate",
+    "transaction",
+    "SCHEMA_VERSION",
+    "hold_lock",
+    "now_utc",
+    "split_sql",
+    "Writer",
+    "content_sha256",
+]
 
 MIGRATIONS: list[str] = [
     # 1: the whole loop
@@ -446,7 +456,7 @@ def content_sha256(raw: bytes) -> str:
     """The hash of a message's content as `message.content_id` computes it: the headers servers
     add in transit (Received, DKIM-Signature, ...) left out, so two deliveries of one message
     have the same hash."""
-    from .message import content_id  # only when a message is read: it imports the templates' engine
+    from job.mail.message import content_id  # only when a message is read: it imports the templates' engine
 
     return CONTENT_ID.fullmatch(content_id(raw.encode() if isinstance(raw, str) else bytes(raw))).group(1)
 
@@ -508,9 +518,7 @@ def hold_lock(db_path: str | os.PathLike, name: str, *, wait: float = 0.0) -> It
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    raise BusyError(
-                        f"another 'audit {name}' is running on {db_path} (lock {lock_path}); try again later"
-                    ) from None
+                    raise BusyError(f"another 'audit {name}' is running on {db_path} (lock {lock_path}); try again later") from None
                 time.sleep(0.2)
         yield
     finally:

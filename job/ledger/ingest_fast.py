@@ -36,17 +36,17 @@ from pathlib import Path
 
 import polars as pl
 
-from .errors import LedgerError
-from .ingest import (
+from job.errors import LedgerError
+from job.ledger.ingest import (
     _ALL_COLUMNS,
+    LedgerFormat,
+    Transaction,
     _build_transaction,
     _clean_field,
     _detect_delimiter,
     _map_columns,
     _parse_date,
     _show,
-    LedgerFormat,
-    Transaction,
     currency_exponent,
 )
 
@@ -82,7 +82,7 @@ class Block:
     """Consecutive rows of a ledger (columns of `TXN_SCHEMA`): in memory, or in an Arrow IPC
     file when the run is too big to hold (`spill`), read back one block at a time."""
 
-    __slots__ = ("rows", "_frame", "path")
+    __slots__ = ("_frame", "path", "rows")
 
     def __init__(self, frame: pl.DataFrame, spill: Path | None = None) -> None:
         self.rows = frame.height
@@ -118,7 +118,7 @@ class FrameLedger:
         return pl.concat(frames, rechunk=False) if frames else pl.DataFrame(schema=TXN_SCHEMA)
 
     @classmethod
-    def of(cls, path: str, name: str, sha256: str, frame: pl.DataFrame) -> "FrameLedger":
+    def of(cls, path: str, name: str, sha256: str, frame: pl.DataFrame) -> FrameLedger:
         return cls(path, name, sha256, (Block(frame),) if frame.height else ())
 
 
@@ -147,8 +147,13 @@ def frame_transactions(frame: pl.DataFrame) -> list[Transaction]:
     ]
 
 
-def read_ledger_fast(path: str | os.PathLike, fmt: LedgerFormat = LedgerFormat(), *,
-                     progress: Callable[[int, int], None] | None = None, spill: Path | None = None) -> FrameLedger:
+def read_ledger_fast(
+    path: str | os.PathLike,
+    fmt: LedgerFormat = LedgerFormat(),
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    spill: Path | None = None,
+) -> FrameLedger:
     """Read and validate one ledger file column-wise; raise `Unsupported` to ask for `ingest`.
 
     With `spill` (a folder), each block is written there as it is read, so memory holds one
@@ -211,7 +216,11 @@ class _BlockReader:
                 block, data = data, b""
             if block:
                 frame = self._block(block)
-                where = None if self.spill is None else self.spill / f"{hashlib.sha256(self.path.encode()).hexdigest()[:12]}-{len(self.blocks)}.arrow"
+                where = (
+                    None
+                    if self.spill is None
+                    else self.spill / f"{hashlib.sha256(self.path.encode()).hexdigest()[:12]}-{len(self.blocks)}.arrow"
+                )
                 self.blocks.append(Block(frame, where))
                 self.current = None
             if self.progress is not None:
@@ -252,9 +261,16 @@ class _BlockReader:
         raw_columns = [f"c{i}" for i in range(self.width)]
         try:
             cells = pl.read_csv(
-                data, has_header=False, new_columns=raw_columns, schema={c: pl.String for c in raw_columns},
-                separator=self.delimiter, quote_char='"', infer_schema=False, empty_string_is_null=False,
-                truncate_ragged_lines=False, raise_if_empty=False,
+                data,
+                has_header=False,
+                new_columns=raw_columns,
+                schema={c: pl.String for c in raw_columns},
+                separator=self.delimiter,
+                quote_char='"',
+                infer_schema=False,
+                empty_string_is_null=False,
+                truncate_ragged_lines=False,
+                raise_if_empty=False,
             )
         except Exception as exc:  # polars refuses what Python's csv might still read
             raise Unsupported(f"polars: {str(exc)[:80]}") from None
@@ -263,7 +279,9 @@ class _BlockReader:
         delimiter = self.delimiter
         in_values = 0
         if b'"' in data:  # only a quoted value can hold the delimiter
-            in_values = cells.select(pl.sum_horizontal(pl.col(c).str.count_matches(delimiter, literal=True).sum() for c in raw_columns)).item()
+            in_values = cells.select(
+                pl.sum_horizontal(pl.col(c).str.count_matches(delimiter, literal=True).sum() for c in raw_columns)
+            ).item()
         if data.count(delimiter.encode()) != cells.height * (self.width - 1) + (in_values or 0):
             raise Unsupported("a row with fewer fields than the header")
         wanted = {name: f"c{index}" for name, index in self.columns.items()}
@@ -332,9 +350,13 @@ class _BlockReader:
                 magnitude=pl.col("whole").cast(pl.Int64, strict=False) * pl.lit(10, dtype=pl.Int64).pow(pl.col("exponent"))
                 + pl.col("fraction").str.pad_end(8, "0").str.slice(0, pl.col("exponent")).cast(pl.Int64, strict=False).fill_null(0),
                 fast=(
-                    pl.col("shaped") & pl.col("exponent").is_not_null() & pl.col("day").is_not_null()
-                    & (pl.col("fraction").str.len_bytes() <= pl.col("exponent")) & (pl.col("whole").str.len_bytes() <= MAX_UNIT_DIGITS)
-                    & (pl.col("id") != "") & (pl.col("vendor") != "")
+                    pl.col("shaped")
+                    & pl.col("exponent").is_not_null()
+                    & pl.col("day").is_not_null()
+                    & (pl.col("fraction").str.len_bytes() <= pl.col("exponent"))
+                    & (pl.col("whole").str.len_bytes() <= MAX_UNIT_DIGITS)
+                    & (pl.col("id") != "")
+                    & (pl.col("vendor") != "")
                 ),
             )
             .select(
@@ -370,12 +392,7 @@ class _BlockReader:
                 self._check_duplicates(first_line + index)  # an earlier duplicate id wins
                 raise error from None
         fixed = transactions_frame(read).with_columns(row=pl.Series(rows, dtype=pl.UInt32))
-        return (
-            out.with_row_index("row")
-            .update(fixed, on="row", how="left")
-            .drop("row")
-            .cast(TXN_SCHEMA)
-        )
+        return out.with_row_index("row").update(fixed, on="row", how="left").drop("row").cast(TXN_SCHEMA)
 
     def _check_duplicates(self, before_line: int | None) -> None:
         """Raise for the first repeated id (on a line before `before_line`, if given)."""

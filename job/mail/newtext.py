@@ -29,7 +29,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Collection, Sequence
 
-from .htmltext import convert_html_to_text
+from job.mail.htmltext import convert_html_to_text
 
 __all__ = ["extract_new_text", "collect_sent_lines", "normalize_line", "MAX_BODY"]
 
@@ -51,7 +51,8 @@ _ATTRIBUTION_VERB = re.compile(
 )
 # an attribution that names no verb ends with ":" right after an address, a date or a time
 _ADDRESS_END = re.compile(  # character classes that do not overlap, so a long line of '@' stays linear
-    r"(?:<[^<>\s@]*@[^<>\s@]*>|\[mailto:[^\]\s]*\]|\([^()\s@]*@[^()\s@]*\)|[^\s<>@]+@[^\s<>@]+>?)\s*[:：]\s*$")
+    r"(?:<[^<>\s@]*@[^<>\s@]*>|\[mailto:[^\]\s]*\]|\([^()\s@]*@[^()\s@]*\)|[^\s<>@]+@[^\s<>@]+>?)\s*[:：]\s*$"
+)
 _DATE = re.compile(r"\d{1,4}\s*[./\-年]\s*\d{1,2}|\d{1,2}:\d{2}|\b(?:19|20)\d{2}\b")
 _SEPARATOR = re.compile(
     r"^[\s*_>|]*(?:-{2,}|={2,}|_{2,}|\*{2,})\s*(?:original message|ursprüngliche nachricht|original-nachricht"
@@ -68,11 +69,11 @@ _FORWARD_MARKER = re.compile(
     r"|inicio del mensaje reenviado|início da mensagem reencaminhada|begin doorgestuurd bericht)\s*:?\s*$",
     re.IGNORECASE,
 )
-_OPENER = re.compile(
-    r"^(?:on|am|le|el|op|il|em|den|w dniu|dne|в|у|在|при|na|the|po|el día|le jour)\b", re.IGNORECASE)
+_OPENER = re.compile(r"^(?:on|am|le|el|op|il|em|den|w dniu|dne|в|у|在|при|na|the|po|el día|le jour)\b", re.IGNORECASE)
 _BRACKETED_ADDRESS = re.compile(r"<[^<>\s@]+@[^<>\s@]+>|\([^()\s@]+@[^()\s@]+\)|\[mailto:[^\]\s]+\]")
-_WRITING_VERB = re.compile(r"\b(?:wrote|writes|said|says|quoting|schrieb|a écrit|escribió|scrisse|schreef|skrev|napsal|пишет|написал)\b",
-                           re.IGNORECASE)
+_WRITING_VERB = re.compile(
+    r"\b(?:wrote|writes|said|says|quoting|schrieb|a écrit|escribió|scrisse|schreef|skrev|napsal|пишет|написал)\b", re.IGNORECASE
+)
 _RULE = re.compile(r"^\s*(?:_{8,}|-{8,}|={8,}|—{4,})\s*$")
 _FIELD_LABELS = (
     "from|sent|date|to|cc|bcc|subject|reply-to|von|gesendet|datum|an|betreff|cc|de|envoyé|envoye|à|a|objet|date|para"
@@ -206,12 +207,11 @@ def names_a_sender(stripped: str) -> bool:
     wrote ----", "Bob (bob@x.com) said on 12/3/2026:", "From: Bob <bob@x.com>")."""
     if "@" not in stripped or not _BRACKETED_ADDRESS.search(stripped):
         return False
-    return (stripped.endswith((":", "：", "--")) or bool(_FROM_FIELD.match(stripped))
-            or bool(_WRITING_VERB.search(stripped)))
+    return stripped.endswith((":", "：", "--")) or bool(_FROM_FIELD.match(stripped)) or bool(_WRITING_VERB.search(stripped))
 
 
 def is_dashed_title(stripped: str) -> bool:
-    """"---------- Původní e-mail ----------", "-----&nbsp;原始邮件&nbsp;-----": a few words
+    """ "---------- Původní e-mail ----------", "-----&nbsp;原始邮件&nbsp;-----": a few words
     between two runs of dashes, the way mail clients title a quoted or forwarded message."""
     text = stripped.replace("&nbsp;", " ")
     if not (text.startswith("---") and text.endswith("---")):
@@ -221,7 +221,7 @@ def is_dashed_title(stripped: str) -> bool:
 
 
 def is_header_block(lines: Sequence[str], i: int) -> bool:
-    """"From:" followed within a few lines by another header field, or two header fields
+    """ "From:" followed within a few lines by another header field, or two header fields
     ("Date:", "To:", "Subject:", ...) one after the other without a "From:", or, in any
     language, three or more short "Label: value" lines naming an address and a date."""
     stripped = lines[i].strip()

@@ -30,7 +30,7 @@ from typing import Any
 
 import jinja2
 
-from .authenticate import header_end, header_lines, identify_sender
+from job.mail.authenticate import header_end, header_lines, identify_sender
 
 __all__ = [
     "new_token",
@@ -92,9 +92,7 @@ def sanitize_text(text: str, limit: int | None = None) -> str:
     out = []
     for ch in text:
         cat = unicodedata.category(ch)
-        if ch in "\n\t":
-            out.append(" ")
-        elif cat in ("Cc", "Cf", "Zl", "Zp", "Cs", "Co"):
+        if ch in "\n\t" or cat in ("Cc", "Cf", "Zl", "Zp", "Cs", "Co"):
             out.append(" ")
         else:
             out.append(ch)
@@ -111,8 +109,8 @@ def sanitize_header(text: str, limit: int = 200) -> str:
 
 def templates_dir() -> Path:
     """The jinja2 templates: inside the installed package, else the checkout's `templates/`."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "templates", here.parent / "templates"):
+    package = Path(__file__).resolve().parent.parent
+    for candidate in (package / "templates", package.parent / "templates"):
         if candidate.is_dir():
             return candidate
     raise FileNotFoundError("templates folder not found beside the package")
@@ -369,8 +367,11 @@ def _body_parts(msg: email.message.Message) -> tuple[str | None, str | None]:
     return ("\n".join(plains) if plains else None), ("\n".join(htmls) if htmls else None)
 
 
-TRACE_HEADERS = re.compile(rb"^(received|return-path|delivered-to|x-original-to|authentication-results|dkim-signature"
-                           rb"|arc-[a-z-]+|x-spam[a-z-]*)[ \t]*:", re.IGNORECASE)
+TRACE_HEADERS = re.compile(
+    rb"^(received|return-path|delivered-to|x-original-to|authentication-results|dkim-signature"
+    rb"|arc-[a-z-]+|x-spam[a-z-]*)[ \t]*:",
+    re.IGNORECASE,
+)
 
 
 def content_id(raw: bytes) -> str:

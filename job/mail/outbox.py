@@ -9,11 +9,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .config import MailSettings
-from .auditlog import append_event
-from .faults import crash_point
-from .db import now_utc, transaction
-from .transport import Outgoing, send_messages
+from job.config import MailSettings
+from job.faults import crash_point
+from job.mail.transport import Outgoing, send_messages
+from job.store.auditlog import append_event
+from job.store.db import now_utc, transaction
 
 __all__ = ["queue_message", "flush_outbox", "FlushResult", "unsent_messages"]
 
@@ -69,8 +69,7 @@ async def flush_outbox(db, settings: MailSettings, *, force: bool = False) -> Fl
     if not rows:
         return FlushResult(0, 0, ())
     outgoing = [
-        Outgoing(key=row[0], raw=row[1], sender=row[2], recipients=tuple(a.strip() for a in row[3].split(",") if a.strip()))
-        for row in rows
+        Outgoing(key=row[0], raw=row[1], sender=row[2], recipients=tuple(a.strip() for a in row[3].split(",") if a.strip())) for row in rows
     ]
     results = await send_messages(settings, outgoing)
     crash_point("outbox:sent-before-recorded")
@@ -86,8 +85,13 @@ async def flush_outbox(db, settings: MailSettings, *, force: bool = False) -> Fl
                 kind, request_id, message_id = conn.execute(
                     "SELECT kind, request_id, message_id FROM messages WHERE id = ?", (message.key,)
                 ).fetchone()
-                append_event(conn, "mail_sent", request_id=request_id or "", message_id=message_id,
-                             detail={"kind": kind, "recipients": list(message.recipients)})
+                append_event(
+                    conn,
+                    "mail_sent",
+                    request_id=request_id or "",
+                    message_id=message_id,
+                    detail={"kind": kind, "recipients": list(message.recipients)},
+                )
             else:
                 attempts = conn.execute("SELECT attempts FROM messages WHERE id = ?", (message.key,)).fetchone()[0] + 1
                 conn.execute(

@@ -16,8 +16,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import InputError
-from .message import read_inbound
+from job.errors import InputError
+from job.mail.message import read_inbound
 
 __all__ = ["collect_heads", "HEAD_TEXT"]
 

@@ -20,10 +20,10 @@ from decimal import ROUND_CEILING, Decimal
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
-from .ingest import Transaction, currency_exponent, format_amount_display
+from job.ledger.ingest import Transaction, currency_exponent, format_amount_display
 
 if TYPE_CHECKING:
-    from .config import DuplicateRule, RoundAmountRule, StructuringRule
+    from job.config import DuplicateRule, RoundAmountRule, StructuringRule
 
 __all__ = [
     "Flag",
@@ -131,8 +131,7 @@ def is_round(amount_minor: int, multiple: Fraction) -> bool:
 
 def large_amount_reason(amount_minor: int, currency: str, limit: int) -> str:
     return (
-        f"amount {format_amount_display(amount_minor, currency)} {currency} is above "
-        f"the {format_amount_display(limit, currency)} threshold"
+        f"amount {format_amount_display(amount_minor, currency)} {currency} is above the {format_amount_display(limit, currency)} threshold"
     )
 
 
@@ -154,7 +153,11 @@ def duplicate_reason(txn_id: str, day: str, *, earlier_run: bool) -> str:
 
 
 def round_amount_reason(amount_minor: int, currency: str, multiple: Decimal) -> str:
-    shown = format_amount_display(int(multiple.scaleb(currency_exponent(currency))), currency) if multiple == multiple.to_integral_value() else str(multiple)
+    shown = (
+        format_amount_display(int(multiple.scaleb(currency_exponent(currency))), currency)
+        if multiple == multiple.to_integral_value()
+        else str(multiple)
+    )
     return f"amount {format_amount_display(amount_minor, currency)} {currency} is a whole multiple of {shown}"
 
 
@@ -224,9 +227,9 @@ def screen_transactions(
     amount_threshold: Decimal,
     vague_memo_terms: Iterable[str],
     known_vendor_keys: set[str] | frozenset[str],
-    structuring: "StructuringRule | None" = None,
-    duplicates: "DuplicateRule | None" = None,
-    round_amounts: "RoundAmountRule | None" = None,
+    structuring: StructuringRule | None = None,
+    duplicates: DuplicateRule | None = None,
+    round_amounts: RoundAmountRule | None = None,
     history: Sequence[PastPayment] = (),
     user_flags: Mapping[int, Sequence[Flag]] | None = None,
 ) -> list[Screening]:

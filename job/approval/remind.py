@@ -15,10 +15,10 @@ import calendar
 import time
 from dataclasses import dataclass, field
 
-from .answer import decision_view, queue_answer, queue_request_copies
-from .auditlog import append_event
-from .config import Config
-from .db import now_utc, transaction
+from job.approval.answer import decision_view, queue_answer, queue_request_copies
+from job.config import Config
+from job.store.auditlog import append_event
+from job.store.db import now_utc, transaction
 
 __all__ = ["ChaseResult", "chase_open_requests", "current_approvers", "is_current_approver"]
 
@@ -37,8 +37,9 @@ def _age_seconds(created_at: str, now: float) -> float:
 
 def request_approvers(conn, request_id: str) -> list[str]:
     """Everyone who holds a token for this request, in the order they were added."""
-    return list(dict.fromkeys(a for (a,) in conn.execute(
-        "SELECT approver FROM request_tokens WHERE request_id = ? ORDER BY rowid", (request_id,))))
+    return list(
+        dict.fromkeys(a for (a,) in conn.execute("SELECT approver FROM request_tokens WHERE request_id = ? ORDER BY rowid", (request_id,)))
+    )
 
 
 def is_current_approver(conn, config: Config, request_id: str, address: str) -> bool:
@@ -47,9 +48,14 @@ def is_current_approver(conn, config: Config, request_id: str, address: str) -> 
     Otherwise it was removed from the configuration and its tokens are revoked."""
     if address in config.approvers:
         return True
-    return address in config.reminders.escalation_addresses and conn.execute(
-        "SELECT 1 FROM messages WHERE direction = 'out' AND kind = 'escalation' AND request_id = ? AND recipients = ? LIMIT 1",
-        (request_id, address)).fetchone() is not None
+    return (
+        address in config.reminders.escalation_addresses
+        and conn.execute(
+            "SELECT 1 FROM messages WHERE direction = 'out' AND kind = 'escalation' AND request_id = ? AND recipients = ? LIMIT 1",
+            (request_id, address),
+        ).fetchone()
+        is not None
+    )
 
 
 def current_approvers(conn, config: Config, request_id: str) -> list[str]:
@@ -60,8 +66,10 @@ def current_approvers(conn, config: Config, request_id: str) -> list[str]:
 
 def _no_current_approver(conn, request_id: str, what: str) -> str:
     removed = request_approvers(conn, request_id)
-    return (f"request {request_id} has no current approver: {', '.join(removed)} {'is' if len(removed) == 1 else 'are'}"
-            f" no longer in the configuration (reply tokens revoked); {what}")
+    return (
+        f"request {request_id} has no current approver: {', '.join(removed)} {'is' if len(removed) == 1 else 'are'}"
+        f" no longer in the configuration (reply tokens revoked); {what}"
+    )
 
 
 def chase_open_requests(db, config: Config, *, now: float | None = None) -> ChaseResult:
@@ -70,7 +78,8 @@ def chase_open_requests(db, config: Config, *, now: float | None = None) -> Chas
     settings = config.reminders
     result = ChaseResult()
     rows = db.conn.execute(
-        "SELECT id, created_at, reminded_at, escalated_at FROM requests WHERE status = 'open' ORDER BY created_at").fetchall()
+        "SELECT id, created_at, reminded_at, escalated_at FROM requests WHERE status = 'open' ORDER BY created_at"
+    ).fetchall()
     for request_id, created_at, reminded_at, escalated_at in rows:
         age = _age_seconds(created_at, now)
         hours = int(age // 3600)
@@ -81,11 +90,14 @@ def chase_open_requests(db, config: Config, *, now: float | None = None) -> Chas
             result.expired.append(request_id)
             if not current:
                 result.warnings.append(_no_current_approver(db.conn, request_id, "it expired and nobody was told"))
-        elif (settings.escalate_after is not None and settings.escalation_addresses and not escalated_at
-              and age >= settings.escalate_after):
+        elif settings.escalate_after is not None and settings.escalation_addresses and not escalated_at and age >= settings.escalate_after:
             with transaction(db) as conn:
                 sent_to = queue_request_copies(
-                    conn, config, request_id, settings.escalation_addresses, kind="escalation",
+                    conn,
+                    config,
+                    request_id,
+                    settings.escalation_addresses,
+                    kind="escalation",
                     notice=f"Escalated: this request has waited {hours} hours for a decision; you may now decide it",
                 )
                 conn.execute("UPDATE requests SET escalated_at = ? WHERE id = ?", (now_utc(), request_id))
@@ -96,7 +108,11 @@ def chase_open_requests(db, config: Config, *, now: float | None = None) -> Chas
         elif settings.remind_after is not None and not reminded_at and not escalated_at and age >= settings.remind_after:
             with transaction(db) as conn:
                 sent_to = queue_request_copies(
-                    conn, config, request_id, current, kind="reminder",
+                    conn,
+                    config,
+                    request_id,
+                    current,
+                    kind="reminder",
                     notice=f"Reminder: this request has waited {hours} hours; the items below are still open (pending or held)",
                 )
                 conn.execute("UPDATE requests SET reminded_at = ? WHERE id = ?", (now_utc(), request_id))
@@ -108,11 +124,15 @@ def chase_open_requests(db, config: Config, *, now: float | None = None) -> Chas
 def expire_request(conn, config: Config, request_id: str, hours: int) -> None:
     """Mark every pending or held item expired (never approved), close the request, tell everyone
     still current."""
-    from .decide import Decision, Item, Plan, record_decisions
+    from job.approval.decide import Decision, Item, Plan, record_decisions
 
-    items = [Item(pk, no, txn_id, status) for pk, no, txn_id, status in conn.execute(
-        "SELECT id, item_no, txn_id, status FROM transactions WHERE request_id = ? AND status IN ('pending', 'held')"
-        " ORDER BY item_no", (request_id,))]
+    items = [
+        Item(pk, no, txn_id, status)
+        for pk, no, txn_id, status in conn.execute(
+            "SELECT id, item_no, txn_id, status FROM transactions WHERE request_id = ? AND status IN ('pending', 'held') ORDER BY item_no",
+            (request_id,),
+        )
+    ]
     reason = f"no decision within {hours} hours"
     plan = Plan(tuple(Decision(i, "expired", reason) for i in items), ())
     record_decisions(conn, plan, request_id=request_id, approver="(expiry)", decided_at=now_utc(), message_id="")
@@ -121,5 +141,18 @@ def expire_request(conn, config: Config, request_id: str, hours: int) -> None:
     # the notice lists the first `max_listed` items and counts the rest, as a confirmation does
     recorded = [decision_view(conn, i.pk, "expired", reason, i.no) for i in items[: config.request.max_listed]]
     for approver in current_approvers(conn, config, request_id):
-        queue_answer(conn, config, None, approver, request_id, None, problems=[], show_grammar=False, recorded=recorded,
-                     recorded_total=len(items), recorded_counts={"expired": len(items)}, heading_prefix="Expired: ", kind="expiry")
+        queue_answer(
+            conn,
+            config,
+            None,
+            approver,
+            request_id,
+            None,
+            problems=[],
+            show_grammar=False,
+            recorded=recorded,
+            recorded_total=len(items),
+            recorded_counts={"expired": len(items)},
+            heading_prefix="Expired: ",
+            kind="expiry",
+        )

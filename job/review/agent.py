@@ -49,9 +49,9 @@ from ag2.exceptions import HumanInputError
 from ag2.stream import MemoryStream
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .config import ModelSettings
-from .db import now_utc
-from .errors import ConfigError, ModelError
+from job.config import ModelSettings
+from job.errors import ConfigError, ModelError
+from job.store.db import now_utc
 
 __all__ = [
     "ItemReview",
@@ -156,7 +156,7 @@ class OfflineModelConfig:
     provider = ModelProvider.OPENAI
     model = "offline"
 
-    def copy(self) -> "OfflineModelConfig":
+    def copy(self) -> OfflineModelConfig:
         return self
 
     def create(self) -> OfflineModelClient:
@@ -269,17 +269,13 @@ class SqliteStorage:
 
     def _append(self, stream_id: str, type_name: str, body: str) -> None:
         self.db.conn.execute("INSERT INTO conversation(stream_id, type, body) VALUES (?,?,?)", (stream_id, type_name, body))
-        self.db.conn.execute(
-            "INSERT INTO transcript(stream_id, at, type, body) VALUES (?,?,?,?)", (stream_id, now_utc(), type_name, body)
-        )
+        self.db.conn.execute("INSERT INTO transcript(stream_id, at, type, body) VALUES (?,?,?,?)", (stream_id, now_utc(), type_name, body))
 
     async def save_event(self, event: BaseEvent, context: Any) -> None:
         self._append(str(context.stream.id), *self.encode(event))
 
     async def get_history(self, stream_id: Any) -> list[BaseEvent]:
-        rows = self.db.conn.execute(
-            "SELECT type, body FROM conversation WHERE stream_id = ? ORDER BY seq", (str(stream_id),)
-        ).fetchall()
+        rows = self.db.conn.execute("SELECT type, body FROM conversation WHERE stream_id = ? ORDER BY seq", (str(stream_id),)).fetchall()
         return [self.decode(t, b) for t, b in rows]
 
     async def set_history(self, stream_id: Any, events: Iterable[BaseEvent]) -> None:
@@ -362,10 +358,11 @@ def accept_review(review: BatchReview, batch: Sequence[ReviewItem], outcome: Rev
             outcome.refused.append(f"the model gave no note for {item.id!r}")
 
 
-async def _review_batch(agent: Agent, batch: Sequence[ReviewItem], storage: SqliteStorage, number: int, total: int) -> tuple[BatchReview | None, str, Any]:
-    prompt = (
-        f"Batch {number} of {total}. Review these flagged transactions.\n"
-        + json.dumps({"items": [item.as_prompt_dict() for item in batch]}, ensure_ascii=False)
+async def _review_batch(
+    agent: Agent, batch: Sequence[ReviewItem], storage: SqliteStorage, number: int, total: int
+) -> tuple[BatchReview | None, str, Any]:
+    prompt = f"Batch {number} of {total}. Review these flagged transactions.\n" + json.dumps(
+        {"items": [item.as_prompt_dict() for item in batch]}, ensure_ascii=False
     )
     stream = MemoryStream(storage)
     reply = await agent.ask(prompt, stream=stream)

@@ -51,7 +51,7 @@ def normalize_address(address: str) -> str | None:
     if address.count("@") != 1:
         return None
     local, domain = address.split("@")
-    if not local or not domain or any(c.isspace() or c in "<>,;:\"()[]\\" for c in local + domain):
+    if not local or not domain or any(c.isspace() or c in '<>,;:"()[]\\' for c in local + domain):
         return None
     try:
         ascii_domain = domain.rstrip(".").encode("idna").decode("ascii")
@@ -67,7 +67,7 @@ def _raw_headers(raw: bytes, name: str) -> list[str]:
     for line in header_lines(raw):
         match = field.match(line)
         if match:
-            values.append(" ".join(line[match.end():].decode("utf-8", "replace").split()))
+            values.append(" ".join(line[match.end() :].decode("utf-8", "replace").split()))
     return values
 
 
@@ -175,7 +175,7 @@ class _Scanner:
     """A cursor over one header value. It only moves forward and never backtracks: parsing
     reads each character once, so the time is linear in the length of the value."""
 
-    __slots__ = ("text", "pos", "end")
+    __slots__ = ("end", "pos", "text")
 
     def __init__(self, text: str) -> None:
         self.text, self.pos, self.end = text, 0, len(text)
@@ -386,8 +386,11 @@ def _organizational_domain(domain: str) -> str | None:
         except UnicodeError:
             return None
     labels = domain.split(".")
-    if len(labels) < 2 or len(domain) > 253 or any(
-            not label or len(label) > 63 or not all(c.isalnum() or c in "-_" for c in label) for label in labels):
+    if (
+        len(labels) < 2
+        or len(domain) > 253
+        or any(not label or len(label) > 63 or not all(c.isalnum() or c in "-_" for c in label) for label in labels)
+    ):
         return None
     return _public_suffix_list().privatesuffix(domain)
 
@@ -402,7 +405,7 @@ def _aligned(domain: str | None, from_domain: str) -> bool:
 
 
 def check_authentication_results(values: Sequence[str], authserv_ids: Sequence[str], from_address: str) -> str:
-    """"" if our own server vouches for the From domain, else why not."""
+    """ "" if our own server vouches for the From domain, else why not."""
     ours = {a.lower() for a in authserv_ids}
     from_domain = from_address.rpartition("@")[2].lower()
     for value in values:  # topmost first: the one our own server added last

@@ -23,8 +23,8 @@ from decimal import Decimal
 
 import polars as pl
 
-from .config import Policy
-from .screen import (
+from job.config import Policy
+from job.screening.screen import (
     DUPLICATE_PAYMENT,
     LARGE_AMOUNT,
     ROUND_AMOUNT,
@@ -80,26 +80,41 @@ class Compact:
             if currency not in self.currency_code:
                 self.currency_code[currency] = len(self.currencies)
                 self.currencies.append(currency)
-        self.parts.append(block.select(
-            row=pl.int_range(offset, offset + pl.len(), dtype=pl.UInt32),
-            vkey=pl.col("vendor").replace_strict(self.vendor_code, return_dtype=pl.UInt32),
-            cur=pl.col("currency").replace_strict(self.currency_code, return_dtype=pl.UInt16),
-            amount=pl.col("amount_minor"),
-            day=pl.col("date").cast(pl.Int32),
-        ))
+        self.parts.append(
+            block.select(
+                row=pl.int_range(offset, offset + pl.len(), dtype=pl.UInt32),
+                vkey=pl.col("vendor").replace_strict(self.vendor_code, return_dtype=pl.UInt32),
+                cur=pl.col("currency").replace_strict(self.currency_code, return_dtype=pl.UInt16),
+                amount=pl.col("amount_minor"),
+                day=pl.col("date").cast(pl.Int32),
+            )
+        )
 
     def finish(self) -> pl.DataFrame:
-        self.frame = pl.concat(self.parts, rechunk=True) if self.parts else pl.DataFrame(
-            schema={"row": pl.UInt32, "vkey": pl.UInt32, "cur": pl.UInt16, "amount": pl.Int64, "day": pl.Int32})
+        self.frame = (
+            pl.concat(self.parts, rechunk=True)
+            if self.parts
+            else pl.DataFrame(schema={"row": pl.UInt32, "vkey": pl.UInt32, "cur": pl.UInt16, "amount": pl.Int64, "day": pl.Int32})
+        )
         self.parts = []
         return self.frame
 
 
 def _hits(pos, code: str, order: int, reason) -> pl.DataFrame:
     positions = pos if isinstance(pos, pl.Series) else pl.Series(pos, dtype=pl.UInt32)
-    reasons = reason if isinstance(reason, pl.Series) else pl.Series([reason] * len(positions) if isinstance(reason, str) else reason, dtype=pl.String)
-    return pl.DataFrame({"pos": positions.cast(pl.UInt32), "order": pl.Series([order] * len(positions), dtype=pl.UInt16),
-                         "code": pl.Series([code] * len(positions), dtype=pl.String), "reason": reasons})
+    reasons = (
+        reason
+        if isinstance(reason, pl.Series)
+        else pl.Series([reason] * len(positions) if isinstance(reason, str) else reason, dtype=pl.String)
+    )
+    return pl.DataFrame(
+        {
+            "pos": positions.cast(pl.UInt32),
+            "order": pl.Series([order] * len(positions), dtype=pl.UInt16),
+            "code": pl.Series([code] * len(positions), dtype=pl.String),
+            "reason": reasons,
+        }
+    )
 
 
 def row_hits(block: pl.DataFrame, offset: int, policy: Policy, rules: Sequence = ()) -> list[pl.DataFrame]:
@@ -109,11 +124,16 @@ def row_hits(block: pl.DataFrame, offset: int, policy: Policy, rules: Sequence =
     if vague:
         found.append(_hits([offset + row for row, _ in vague], VAGUE_MEMO, ORDER[VAGUE_MEMO], [vague_memo_reason(t) for _, t in vague]))
     if rules and block.height:
-        from .rules import amount_expression
+        from job.screening.rules import amount_expression
 
         frame = block.select(
-            id=pl.col("txn_id"), date=pl.col("date"), amount=amount_expression(block["currency"].unique().to_list()),
-            currency=pl.col("currency"), vendor=pl.col("vendor"), memo=pl.col("memo"), account=pl.col("account"),
+            id=pl.col("txn_id"),
+            date=pl.col("date"),
+            amount=amount_expression(block["currency"].unique().to_list()),
+            currency=pl.col("currency"),
+            vendor=pl.col("vendor"),
+            memo=pl.col("memo"),
+            account=pl.col("account"),
         )
         masks = frame.select([rule.expression.fill_null(False).alias(f"r{n}") for n, rule in enumerate(rules)])
         for n, rule in enumerate(rules):
@@ -164,8 +184,10 @@ def combine(hits: Sequence[pl.DataFrame]) -> pl.DataFrame:
     if not hits:
         return pl.DataFrame(schema={"pos": pl.UInt32, "codes": pl.List(pl.String), "reasons": pl.List(pl.String)})
     return (
-        pl.concat(list(hits)).sort("pos", "order", maintain_order=True)
-        .group_by("pos", maintain_order=True).agg(codes=pl.col("code"), reasons=pl.col("reason"))
+        pl.concat(list(hits))
+        .sort("pos", "order", maintain_order=True)
+        .group_by("pos", maintain_order=True)
+        .agg(codes=pl.col("code"), reasons=pl.col("reason"))
     )
 
 
@@ -195,11 +217,19 @@ def screen_frame(
     compact.add(frame, 0)
     compact.finish()
     hits = row_hits(frame, 0, policy)
-    hits += rule_hits(compact, policy, known_vendor_keys=known_vendor_keys, history=history,
-                      lookup=lambda rows: [(t, d.isoformat()) for t, d in frame.select("txn_id", "date")[rows].iter_rows()])
-    for n, (pos, extra) in enumerate(sorted((user_flags or {}).items())):
-        hits.append(_hits([pos] * len(extra), "", 0, [f.reason for f in extra]).with_columns(
-            order=pl.lit(len(RULE_ORDER), dtype=pl.UInt16), code=pl.Series([f.code for f in extra], dtype=pl.String)))
+    hits += rule_hits(
+        compact,
+        policy,
+        known_vendor_keys=known_vendor_keys,
+        history=history,
+        lookup=lambda rows: [(t, d.isoformat()) for t, d in frame.select("txn_id", "date")[rows].iter_rows()],
+    )
+    for _n, (pos, extra) in enumerate(sorted((user_flags or {}).items())):
+        hits.append(
+            _hits([pos] * len(extra), "", 0, [f.reason for f in extra]).with_columns(
+                order=pl.lit(len(RULE_ORDER), dtype=pl.UInt16), code=pl.Series([f.code for f in extra], dtype=pl.String)
+            )
+        )
     flagged = {}
     for pos, codes, reasons in combine(hits).iter_rows():
         flagged[pos] = [Flag(code, reason) for code, reason in zip(codes, reasons)]
@@ -223,7 +253,7 @@ def _vague_memos(memos: pl.Series, terms: Sequence[str]) -> list[tuple[int, str 
     if rows.len() == 0:
         return []
     texts = memos.gather(rows)
-    verdict: dict[str, str | None | bool] = {}
+    verdict: dict[str, str | bool | None] = {}
     for text in texts.unique().to_list():
         if pattern is not None and (hit := pattern.search(text)):
             verdict[text] = hit.group(1).lower()
@@ -253,7 +283,8 @@ def _structuring(base, key_list, currencies, policy: Policy, history) -> dict[in
     if band.height == 0:
         return {}
     payments: list[tuple[object, str, int]] = [
-        (row, f"{currencies[cur]} {key_list[vkey]}", day + _EPOCH_ORDINAL) for row, vkey, cur, day in band.select("row", "vkey", "cur", "day").iter_rows()
+        (row, f"{currencies[cur]} {key_list[vkey]}", day + _EPOCH_ORDINAL)
+        for row, vkey, cur, day in band.select("row", "vkey", "cur", "day").iter_rows()
     ]
     groups = {group for _, group, _ in payments}
     for n, past in enumerate(history):
@@ -274,22 +305,33 @@ def _duplicates(base, key_list, currencies, window_days: int, history, lookup) -
     if history:
         vendor_code = {key: n for n, key in enumerate(key_list)}
         currency_code = {c: n for n, c in enumerate(currencies)}
-        wanted = {(vendor_code[p.vendor_key], currency_code[p.currency], p.amount_minor) for p in history
-                  if p.vendor_key in vendor_code and p.currency in currency_code}
+        wanted = {
+            (vendor_code[p.vendor_key], currency_code[p.currency], p.amount_minor)
+            for p in history
+            if p.vendor_key in vendor_code and p.currency in currency_code
+        }
         triples = pl.DataFrame([list(t) for t in wanted], schema={"vkey": pl.UInt32, "cur": pl.UInt16, "amount": pl.Int64}, orient="row")
         candidates = base.join(triples, on=["vkey", "cur", "amount"], how="semi")
         rows = candidates.select("row", "vkey", "cur", "amount", "day").iter_rows()
         earlier = match_earlier_payments(
             ((row, key_list[vkey], currencies[cur], amount, day + _EPOCH_ORDINAL) for row, vkey, cur, amount, day in rows),
-            history, window_days=window_days,
+            history,
+            window_days=window_days,
         )
         earlier_run = {row: duplicate_reason(p.txn_id, p.date, earlier_run=True) for row, p in earlier.items()}
-    repeats = base.sort("vkey", "cur", "amount", "day", "row").select(
-        "row",
-        before=pl.col("row").shift(1),
-        same=(pl.col("vkey") == pl.col("vkey").shift(1)) & (pl.col("cur") == pl.col("cur").shift(1))
-        & (pl.col("amount") == pl.col("amount").shift(1)) & (pl.col("day") - pl.col("day").shift(1) <= window_days),
-    ).filter(pl.col("same")).select("row", "before")
+    repeats = (
+        base.sort("vkey", "cur", "amount", "day", "row")
+        .select(
+            "row",
+            before=pl.col("row").shift(1),
+            same=(pl.col("vkey") == pl.col("vkey").shift(1))
+            & (pl.col("cur") == pl.col("cur").shift(1))
+            & (pl.col("amount") == pl.col("amount").shift(1))
+            & (pl.col("day") - pl.col("day").shift(1) <= window_days),
+        )
+        .filter(pl.col("same"))
+        .select("row", "before")
+    )
     if earlier_run:
         repeats = repeats.filter(~pl.col("row").is_in(list(earlier_run)))
     frames = []
@@ -310,5 +352,7 @@ def _round_amounts(base, currencies, multiple: Decimal) -> dict[int, str]:
         scaled = size * m.denominator
         hit = hit | ((pl.col("cur") == n) & (size != 0) & (scaled >= m.numerator) & (scaled % m.numerator == 0))
     found = base.filter(hit).select("row", "cur", "amount")
-    return {row: round_amount_reason(amount, currencies[cur], multiple)
-            for row, cur, amount in zip(found["row"].to_list(), found["cur"].to_list(), found["amount"].to_list())}
+    return {
+        row: round_amount_reason(amount, currencies[cur], multiple)
+        for row, cur, amount in zip(found["row"].to_list(), found["cur"].to_list(), found["amount"].to_list())
+    }

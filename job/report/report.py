@@ -17,19 +17,42 @@ from datetime import date
 from pathlib import Path
 from typing import IO
 
-from .auditlog import head_hash
-from .db import now_utc
-from .errors import InputError
-from .ingest import format_amount
-from .outbox import unsent_messages
-from .request import safe_cell
+from job.approval.request import safe_cell
+from job.errors import InputError
+from job.ledger.ingest import format_amount
+from job.mail.outbox import unsent_messages
+from job.store.auditlog import head_hash
+from job.store.db import now_utc
 
-__all__ = ["REPORT_FIELDS", "report_query", "iter_report_rows", "csv_row", "write_report", "write_report_file", "collect_status", "parse_day",
-           "find_request", "write_items", "write_items_file"]
+__all__ = [
+    "REPORT_FIELDS",
+    "report_query",
+    "iter_report_rows",
+    "csv_row",
+    "write_report",
+    "write_report_file",
+    "collect_status",
+    "parse_day",
+    "find_request",
+    "write_items",
+    "write_items_file",
+]
 
 REPORT_FIELDS = (
-    "transaction_id", "date", "vendor", "amount", "currency", "memo", "flags",
-    "status", "decided_by", "decided_at", "reason", "request_id", "signed_off_by", "signed_off_at",
+    "transaction_id",
+    "date",
+    "vendor",
+    "amount",
+    "currency",
+    "memo",
+    "flags",
+    "status",
+    "decided_by",
+    "decided_at",
+    "reason",
+    "request_id",
+    "signed_off_by",
+    "signed_off_at",
 )
 
 
@@ -79,9 +102,13 @@ def iter_report_rows(db, *, since: str | None = None, until: str | None = None) 
     """One dict per transaction, oldest first; `since`/`until` bound the transaction date."""
     sql, params = report_query(since=since, until=until)
     # the run-level sign-offs (approval_mode = "always"): few, so read once
-    sign_offs = {run_id: (who, when) for run_id, who, when in db.conn.execute(
-        "SELECT r.id, d.approver, d.decided_at FROM decisions d JOIN runs r ON r.request_id = d.request_id"
-        " WHERE d.transaction_id IS NULL AND d.decision = 'signed_off'")}
+    sign_offs = {
+        run_id: (who, when)
+        for run_id, who, when in db.conn.execute(
+            "SELECT r.id, d.approver, d.decided_at FROM decisions d JOIN runs r ON r.request_id = d.request_id"
+            " WHERE d.transaction_id IS NULL AND d.decision = 'signed_off'"
+        )
+    }
     for row in db.query(sql, params):  # sqlite-utils: rows as dicts, streamed
         row["signed_off_by"], row["signed_off_at"] = sign_offs.get(row.pop("run_id"), ("", ""))
         amount_minor = row.pop("amount_minor")
@@ -96,8 +123,7 @@ def csv_row(row: dict) -> list[str]:
     return [safe_cell(";".join(row[f]) if f == "flags" else str(row[f])) for f in REPORT_FIELDS]
 
 
-def write_report(db, out: io.TextIOBase, fmt: str, *, since: str | None = None, until: str | None = None,
-                 bom: bool = False) -> int:
+def write_report(db, out: io.TextIOBase, fmt: str, *, since: str | None = None, until: str | None = None, bom: bool = False) -> int:
     """Write the report as csv or json; return the number of rows. CSV cells are spreadsheet-
     safe (`csv_row`); `bom` starts a CSV with a UTF-8 BOM (files, not standard output).
     JSON is the data exactly."""
@@ -120,8 +146,7 @@ def write_report(db, out: io.TextIOBase, fmt: str, *, since: str | None = None, 
     return count
 
 
-def write_report_file(db, out: Path, fmt: str, *, since: str | None = None, until: str | None = None,
-                      unverified: str = "") -> int:
+def write_report_file(db, out: Path, fmt: str, *, since: str | None = None, until: str | None = None, unverified: str = "") -> int:
     """Write the report to a file atomically, with a manifest carrying the audit log's head hash
     and whether the log verified (`unverified` is why not, when exported anyway); a CSV file
     starts with a UTF-8 BOM, so spreadsheets read its accents."""
@@ -132,12 +157,26 @@ def write_report_file(db, out: Path, fmt: str, *, since: str | None = None, unti
             count = write_report(db, handle, fmt, since=since, until=until, bom=True)
         digest = hashlib.sha256(tmp.read_bytes()).hexdigest()  # of the bytes written, BOM and all
         manifest_tmp = manifest.with_name(manifest.name + ".tmp")
-        manifest_tmp.write_text(json.dumps({
-            "report": out.name, "format": fmt, "rows": count, "sha256": digest, "since": since, "until": until,
-            "generated_at": now_utc(), "audit_log_head": head_hash(db.conn),
-            "audit_log_verified": not unverified, **({"audit_log_problem": unverified} if unverified else {}),
-            "reviewers": [r for (r,) in db.conn.execute("SELECT DISTINCT reviewer FROM runs ORDER BY reviewer")],
-        }, indent=2) + "\n", encoding="utf-8")
+        manifest_tmp.write_text(
+            json.dumps(
+                {
+                    "report": out.name,
+                    "format": fmt,
+                    "rows": count,
+                    "sha256": digest,
+                    "since": since,
+                    "until": until,
+                    "generated_at": now_utc(),
+                    "audit_log_head": head_hash(db.conn),
+                    "audit_log_verified": not unverified,
+                    **({"audit_log_problem": unverified} if unverified else {}),
+                    "reviewers": [r for (r,) in db.conn.execute("SELECT DISTINCT reviewer FROM runs ORDER BY reviewer")],
+                },
+                indent=2,
+            )
+            + "\n",
+            encoding="utf-8",
+        )
         tmp.replace(out)  # never leave half a report behind
         manifest_tmp.replace(manifest)
     except OSError as exc:
@@ -163,8 +202,8 @@ def find_request(conn, given: str) -> str:
 def write_items(conn, out: IO[str], request_id: str, *, pending_only: bool = False, bom: bool = True) -> int:
     """A request's items as its email's CSV attachment (`request.write_items_csv`); how many.
     `bom=False` leaves out the UTF-8 BOM (for standard output)."""
-    from .answer import request_items
-    from .request import write_items_csv
+    from job.approval.answer import request_items
+    from job.approval.request import write_items_csv
 
     count = 0
 
@@ -201,24 +240,46 @@ def _age(created_at: str) -> str:
 
 def collect_status(db) -> dict:
     """Open requests with their age, pending and held items, unsent mail, and the last run."""
-    from .answer import pending_count
+    from job.approval.answer import pending_count
 
     requests = []
     for rid, created, subject, items, reminded, escalated in db.conn.execute(
         "SELECT id, created_at, subject, items, reminded_at, escalated_at FROM requests WHERE status = 'open' ORDER BY created_at"
     ):
         pending = pending_count(db.conn, rid)
-        requests.append({"request_id": rid, "created_at": created, "age": _age(created), "items": items, "pending": pending,
-                         "held": pending_count(db.conn, rid, status="held"),
-                         "subject": subject, "reminded_at": reminded, "escalated_at": escalated})
+        requests.append(
+            {
+                "request_id": rid,
+                "created_at": created,
+                "age": _age(created),
+                "items": items,
+                "pending": pending,
+                "held": pending_count(db.conn, rid, status="held"),
+                "subject": subject,
+                "reminded_at": reminded,
+                "escalated_at": escalated,
+            }
+        )
     last = db.conn.execute(
         "SELECT id, started_at, finished_at, reviewer, new_transactions, flagged, auto_approved, held, request_id,"
         " model_calls, prompt_tokens, completion_tokens FROM runs ORDER BY id DESC LIMIT 1"
     ).fetchone()
     last_run = None
     if last:
-        keys = ("run_id", "started_at", "finished_at", "reviewer", "new_transactions", "flagged", "auto_approved", "held", "request_id",
-                "model_calls", "prompt_tokens", "completion_tokens")
+        keys = (
+            "run_id",
+            "started_at",
+            "finished_at",
+            "reviewer",
+            "new_transactions",
+            "flagged",
+            "auto_approved",
+            "held",
+            "request_id",
+            "model_calls",
+            "prompt_tokens",
+            "completion_tokens",
+        )
         last_run = dict(zip(keys, last))
     return {
         "open_requests": requests,

@@ -25,12 +25,23 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import IO, NamedTuple
 
-from .ingest import format_amount, format_amount_display
-from .message import compose, hash_token, message_id_for, new_token, render, reply_address_for, safe_filename, sanitize_text
+from job.ledger.ingest import format_amount, format_amount_display
+from job.mail.message import compose, hash_token, message_id_for, new_token, render, reply_address_for, safe_filename, sanitize_text
 
 __all__ = [
-    "RequestItem", "ApproverCopy", "build_request_copies", "item_view", "write_items_csv", "attachment_name",
-    "items_attachment", "csv_attachment", "fit_attachment", "CSV_FIELDS", "FORMULA_START", "PLAIN_NUMBER", "safe_cell",
+    "RequestItem",
+    "ApproverCopy",
+    "build_request_copies",
+    "item_view",
+    "write_items_csv",
+    "attachment_name",
+    "items_attachment",
+    "csv_attachment",
+    "fit_attachment",
+    "CSV_FIELDS",
+    "FORMULA_START",
+    "PLAIN_NUMBER",
+    "safe_cell",
 ]
 
 CSV_FIELDS = ("no", "id", "date", "vendor", "amount", "currency", "memo", "reasons", "note")
@@ -120,8 +131,17 @@ def write_items_csv(out: IO[str], items: Iterable[RequestItem], *, bom: bool = T
         return value
 
     writer.writerows(
-        (item.no, safe_cell(item.txn_id), item.date, cell(item.vendor), format_amount(item.amount_minor, item.currency), item.currency,
-         cell(item.memo), cell("; ".join(item.reasons)), cell(item.note))
+        (
+            item.no,
+            safe_cell(item.txn_id),
+            item.date,
+            cell(item.vendor),
+            format_amount(item.amount_minor, item.currency),
+            item.currency,
+            cell(item.memo),
+            cell("; ".join(item.reasons)),
+            cell(item.note),
+        )
         for item in items
     )
 

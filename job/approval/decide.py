@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .auditlog import append_event
-from .reply import Command, IdIndex
+from job.approval.reply import Command, IdIndex
+from job.store.auditlog import append_event
 
 __all__ = ["Item", "Decision", "Plan", "plan_decisions", "record_decisions", "DECISION_OF"]
 
@@ -60,7 +60,11 @@ def _resolve(target: str, by_no: dict[int, Item], by_id: dict[str, Item], index:
 
 
 def plan_decisions(
-    commands: Sequence[Command], items: Sequence[Item], *, signed_off: bool = False, unclear: Sequence[str] = (),
+    commands: Sequence[Command],
+    items: Sequence[Item],
+    *,
+    signed_off: bool = False,
+    unclear: Sequence[str] = (),
     index: IdIndex | None = None,
 ) -> Plan:
     """What the commands decide about these items (pure); nothing when `unclear` lists a
@@ -139,8 +143,14 @@ def record_decisions(conn, plan: Plan, *, request_id: str, approver: str, decide
     """Append the plan's decisions and set each item's status (inside the caller's transaction)."""
     for d in plan.decisions:
         values = {
-            "request_id": request_id, "transaction_id": d.item.pk if d.item else None, "item_no": d.item.no if d.item else None,
-            "decision": d.decision, "reason": d.reason, "approver": approver, "decided_at": decided_at, "message_id": message_id,
+            "request_id": request_id,
+            "transaction_id": d.item.pk if d.item else None,
+            "item_no": d.item.no if d.item else None,
+            "decision": d.decision,
+            "reason": d.reason,
+            "approver": approver,
+            "decided_at": decided_at,
+            "message_id": message_id,
         }
         decision_id = conn.execute(
             "INSERT INTO decisions (request_id, transaction_id, item_no, decision, reason, approver, decided_at, message_id)"
@@ -148,7 +158,11 @@ def record_decisions(conn, plan: Plan, *, request_id: str, approver: str, decide
             values,
         ).lastrowid
         append_event(
-            conn, "decision", request_id=request_id, actor=approver, message_id=message_id,
+            conn,
+            "decision",
+            request_id=request_id,
+            actor=approver,
+            message_id=message_id,
             detail={**values, "decision_id": decision_id, "txn_id": d.item.txn_id if d.item else None},
         )
         if d.item is not None:

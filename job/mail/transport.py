@@ -19,8 +19,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import MailSettings, ServerSettings
-from .errors import ConfigError, MailError
+from job.config import MailSettings, ServerSettings
+from job.errors import ConfigError, MailError
 
 __all__ = ["Outgoing", "Received", "send_messages", "open_inbox", "MaildirInbox", "ImapInbox"]
 
@@ -118,7 +118,7 @@ async def _send_smtp_lane(server: ServerSettings, messages: Sequence[Outgoing]) 
         hostname=server.host,
         port=server.port,
         use_tls=server.tls == "tls",
-        start_tls=True if server.tls == "starttls" else False,
+        start_tls=server.tls == "starttls",
         tls_context=_tls_context(server) if server.tls != "none" else None,
         timeout=server.timeout,
         username=username,
@@ -127,7 +127,7 @@ async def _send_smtp_lane(server: ServerSettings, messages: Sequence[Outgoing]) 
     results: dict[int, str | None] = {}
     try:
         await client.connect()
-    except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
         error = f"{where}: cannot connect: {_one_line(exc)}"
         return {m.key: error for m in messages}
     try:
@@ -137,7 +137,7 @@ async def _send_smtp_lane(server: ServerSettings, messages: Sequence[Outgoing]) 
                 results[message.key] = None
             except aiosmtplib.SMTPRecipientsRefused as exc:
                 results[message.key] = f"{where}: recipients refused: {_one_line(exc)}"
-            except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
                 results[message.key] = f"{where}: {_one_line(exc)}"
                 if not client.is_connected:
                     break
@@ -159,7 +159,7 @@ def _one_line(exc: BaseException) -> str:
 # ----------------------------------------------------------------------------- receiving
 
 
-def open_inbox(settings: MailSettings) -> "MaildirInbox | ImapInbox":
+def open_inbox(settings: MailSettings) -> MaildirInbox | ImapInbox:
     if settings.transport == "maildir":
         return MaildirInbox(settings.maildir / "inbox")
     return ImapInbox(settings.imap)
@@ -172,7 +172,7 @@ class MaildirInbox:
         self.folder = folder
         self.name = f"maildir:{folder}"
 
-    async def __aenter__(self) -> "MaildirInbox":
+    async def __aenter__(self) -> MaildirInbox:
         try:
             for sub in ("new", "cur", "tmp"):
                 (self.folder / sub).mkdir(parents=True, exist_ok=True)
@@ -234,7 +234,7 @@ class ImapInbox:
     async def _call(self, what: str, coro):  # every step bounded by the configured timeout
         try:
             response = await asyncio.wait_for(coro, timeout=self.server.timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise MailError(f"{self.where}: {what} timed out after {self.server.timeout:g}s") from None
         except (OSError, ssl.SSLError) as exc:
             raise MailError(f"{self.where}: {what} failed: {_one_line(exc)}") from exc
@@ -245,7 +245,7 @@ class ImapInbox:
             raise MailError(f"{self.where}: {what} refused: {_one_line(Exception(detail))}")
         return response
 
-    async def __aenter__(self) -> "ImapInbox":
+    async def __aenter__(self) -> ImapInbox:
         import aioimaplib
 
         username, password = _credentials(self.server, "imap")
@@ -304,7 +304,9 @@ class ImapInbox:
     async def move_aside(self, item: Received, folder: str) -> str:
         """Move a message that keeps failing into another folder (created when missing)."""
         response = await asyncio.wait_for(self.client.create(folder), timeout=self.server.timeout)
-        if response.result != "OK" and not any(b"ALREADYEXISTS" in bytes(l) for l in response.lines if isinstance(l, (bytes, bytearray))):
+        if response.result != "OK" and not any(
+            b"ALREADYEXISTS" in bytes(line) for line in response.lines if isinstance(line, (bytes, bytearray))
+        ):
             raise MailError(f"{self.where}: cannot create folder {folder!r}")
         await self._call(f"move UID {item.uid} to {folder}", self.client.uid("move", str(item.uid), folder))
         return f"{self.server.folder} -> {folder}"

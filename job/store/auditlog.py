@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .db import now_utc
+from job.store.db import now_utc
 
 __all__ = ["GENESIS", "append_event", "head_hash", "verify_log", "Verification", "canonical"]
 
@@ -86,8 +86,15 @@ def verify_log(conn) -> Verification:
     ):
         event = decision_events.pop(d_id, None)
         recorded = {
-            "decision_id": d_id, "request_id": request_id, "transaction_id": transaction_id, "item_no": item_no,
-            "decision": decision, "reason": reason, "approver": approver, "decided_at": decided_at, "message_id": message_id,
+            "decision_id": d_id,
+            "request_id": request_id,
+            "transaction_id": transaction_id,
+            "item_no": item_no,
+            "decision": decision,
+            "reason": reason,
+            "approver": approver,
+            "decided_at": decided_at,
+            "message_id": message_id,
         }
         if event is None or any(event.get(k) != v for k, v in recorded.items()):
             return Verification(False, rows, prev, f"decisions row {d_id}: does not match the decision recorded in the audit log")

@@ -19,11 +19,18 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from .errors import LedgerError
+from job.errors import LedgerError
 
 __all__ = [
-    "CANONICAL_COLUMNS", "Ledger", "LedgerFormat", "Transaction", "currency_exponent",
-    "format_amount", "format_amount_display", "parse_amount", "read_ledger",
+    "CANONICAL_COLUMNS",
+    "Ledger",
+    "LedgerFormat",
+    "Transaction",
+    "currency_exponent",
+    "format_amount",
+    "format_amount_display",
+    "parse_amount",
+    "read_ledger",
 ]
 
 CANONICAL_COLUMNS = ("id", "date", "amount", "currency", "vendor", "memo")
@@ -38,7 +45,10 @@ _EXPONENTS = {  # ISO 4217 minor units that differ from the usual 2
 }
 _DOLLARS = set("USD AUD BBD BMD BND BSD BZD CAD FJD HKD JMD KYD MXN NZD SGD TTD TWD XCD".split())
 _SYMBOLS = {  # symbol -> (the code it means by default, codes it also stands for)
-    "$": ("USD", _DOLLARS), "€": ("EUR", {"EUR"}), "£": ("GBP", {"GBP"}), "¥": ("JPY", {"JPY", "CNY"}),
+    "$": ("USD", _DOLLARS),
+    "€": ("EUR", {"EUR"}),
+    "£": ("GBP", {"GBP"}),
+    "¥": ("JPY", {"JPY", "CNY"}),
 }
 _SIGNS = "+-\u2212"  # U+2212 is the typographic minus
 _NON_FINITE = frozenset({"nan", "inf", "infinity"})
@@ -135,9 +145,7 @@ def _format(amount_minor: int, currency: str, grouping: str) -> str:
     return f"{sign}{whole}.{fraction:0{places}d}" if places else f"{sign}{whole}"
 
 
-def parse_amount(
-    text: str, *, currency: str, decimal_separator: str = ".", thousands_separator: str = ","
-) -> tuple[int, str | None]:
+def parse_amount(text: str, *, currency: str, decimal_separator: str = ".", thousands_separator: str = ",") -> tuple[int, str | None]:
     """Parse one amount exactly: (minor units, currency code written in the text or None).
 
     ``currency`` is what the amount is in unless the text names another currency; it sets
@@ -342,9 +350,7 @@ def _map_columns(headers: list[str], labels: Mapping[str, str], path: str, line:
     return columns
 
 
-def _build_transaction(
-    cells: Mapping[str, str], names: Mapping[str, str], fmt: LedgerFormat, path: str, line: int
-) -> Transaction:
+def _build_transaction(cells: Mapping[str, str], names: Mapping[str, str], fmt: LedgerFormat, path: str, line: int) -> Transaction:
     """Validate one row's cleaned cells (canonical name -> text) into a Transaction."""
 
     def reject(name: str, problem: str) -> LedgerError:

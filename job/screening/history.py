@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import NamedTuple
 
-from .screen import PastPayment
+from job.screening.screen import PastPayment
 
 __all__ = [
     "Digest",
@@ -154,8 +154,7 @@ def load_past_payments(conn, transaction_ids: Iterable[int]) -> list[PastPayment
     for i in range(0, len(ids), LOOKUP_CHUNK):
         chunk = ids[i : i + LOOKUP_CHUNK]
         rows += conn.execute(
-            "SELECT id, txn_id, date, vendor_key, currency, amount_minor FROM transactions"
-            f" WHERE id IN ({','.join('?' * len(chunk))})",
+            f"SELECT id, txn_id, date, vendor_key, currency, amount_minor FROM transactions WHERE id IN ({','.join('?' * len(chunk))})",
             chunk,
         ).fetchall()
     rows.sort()
@@ -235,8 +234,9 @@ def digest_parts(payments: Iterable[tuple[str, str, int, int, int]]) -> list[Dig
     return parts
 
 
-def digest_part(day: str, currency: str, part: int, hashes: Iterable[int], amounts: Iterable[int], ids: Iterable[int],
-                count: int) -> DigestPart:
+def digest_part(
+    day: str, currency: str, part: int, hashes: Iterable[int], amounts: Iterable[int], ids: Iterable[int], count: int
+) -> DigestPart:
     """One digest row from arrays already sorted by (vendor hash, amount, id)."""
     return DigestPart(day, currency, part, count, _to_blob(hashes), _to_blob(amounts), _to_blob(ids))
 
@@ -246,7 +246,9 @@ def write_digests(conn, run_id: int, parts: Iterable[DigestPart]) -> int:
     rows = [(run_id, p.day, p.currency, p.part, p.count, p.hashes, p.amounts, p.ids) for p in parts]
     conn.executemany(
         "INSERT INTO payment_digests (run_id, date, currency, part, payments, vendor_hashes, amounts, transaction_ids)"
-        " VALUES (?,?,?,?,?,?,?,?)", rows)
+        " VALUES (?,?,?,?,?,?,?,?)",
+        rows,
+    )
     return len(rows)
 
 

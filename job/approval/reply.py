@@ -24,7 +24,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from .newtext import collect_sent_lines, extract_new_text
+from job.mail.newtext import collect_sent_lines, extract_new_text
 
 __all__ = [
     "Action",
@@ -66,10 +66,7 @@ _VERB_FORMS = frozenset(
 )
 _TYPO_TARGETS = ("approve", "approved", "reject", "rejected", "decline", "declined", "accept", "accepted", "signoff")
 _LIKELY_TYPOS = ("approve", "approved", "reject", "rejected", "hold")
-_FILLERS = frozenset(
-    "item items row rows number numbers nr nos no. and of the them these those please pls thanks thank you thx"
-    .split()
-)
+_FILLERS = frozenset("item items row rows number numbers nr nos no. and of the them these those please pls thanks thank you thx".split())
 _ALL = frozenset({"all", "everything"})
 _CONTINUATIONS = frozenset(
     "not to and or should would will can cannot can't don't do does shall must never also but then that if"
@@ -78,16 +75,11 @@ _CONTINUATIONS = frozenset(
 _NEGATIONS = frozenset("not no never nor neither cannot can't don't won't wont shouldn't mustn't circumstances".split())
 # words that take back, condition or except a decision: a line with one is never prose
 _DOUBT = frozenset(
-    "except excluding exclude oops meant instead cancel undo retract unless duplicate duplicated fraud fraudulent"
-    " withdraw revoke".split()
+    "except excluding exclude oops meant instead cancel undo retract unless duplicate duplicated fraud fraudulent withdraw revoke".split()
 )
 # words that do so when the line also names an item, an id or "all"
-_WEAK_DOUBT = frozenset(
-    "not don't dont never pay paid check verify first only if wait but sorry actually yet later".split()
-)
-_ITEMISH = frozenset(
-    "all everything it them that this these those one ones first second third fourth fifth last rest others".split()
-)
+_WEAK_DOUBT = frozenset("not don't dont never pay paid check verify first only if wait but sorry actually yet later".split())
+_ITEMISH = frozenset("all everything it them that this these those one ones first second third fourth fifth last rest others".split())
 # an approval that comes with one of these is conditional, and a condition is not an approval
 _CONDITIONS = frozenset(
     "if unless only pending until till not no wait provided providing once after when assuming assume subject"
@@ -102,9 +94,7 @@ _NOISE_END = frozenset(".,!*")
 _PHRASE_VERB = re.compile(r"(sign(?:ed)?[\s-]*off|on\s+hold)(?![^\W\d_])", re.IGNORECASE)
 _WORD = re.compile(r"[^\W\d_]+")
 _SPACED_RANGE = re.compile(r"([0-9])\s*(?:[-–—]|\bto\b|\bthrough\b|\bthru\b)\s*([0-9])", re.I)
-_REASON_START = re.compile(
-    r":|\s-+\s|\s-+$|[–—]|\(|\bbecause\b|\bsince\b|\buntil\b|\btill\b|\bdue to\b|\bpending\b", re.IGNORECASE
-)
+_REASON_START = re.compile(r":|\s-+\s|\s-+$|[–—]|\(|\bbecause\b|\bsince\b|\buntil\b|\btill\b|\bdue to\b|\bpending\b", re.IGNORECASE)
 _EXCEPT = re.compile(r"\b(?:except(?:\s+for)?|but\s+not|but|excluding|other\s+than|apart\s+from|besides)\b", re.I)
 _TOKEN_SPLIT = re.compile(r"[\s,;&，、；]+")
 _FREE_TOKEN = re.compile(r"[^\s,;&，、；]+")
@@ -193,16 +183,24 @@ class IdIndex:
 
 
 def parse_reply(
-    plain: str | None, html: str | None, *,
-    sent_texts: Sequence[str], row_count: int, known_ids: Collection[str],
+    plain: str | None,
+    html: str | None,
+    *,
+    sent_texts: Sequence[str],
+    row_count: int,
+    known_ids: Collection[str],
 ) -> ParsedReply:
     """Read the commands in the new text of a reply."""
     return read_reply(plain, html, sent_lines=collect_sent_lines(sent_texts), row_count=row_count, known_ids=known_ids)[1]
 
 
 def read_reply(
-    plain: str | None, html: str | None, *,
-    sent_lines: Collection[str], row_count: int, known_ids: Collection[str] | IdIndex,
+    plain: str | None,
+    html: str | None,
+    *,
+    sent_lines: Collection[str],
+    row_count: int,
+    known_ids: Collection[str] | IdIndex,
 ) -> tuple[str, ParsedReply]:
     """(new text, commands) of a reply. The plain part is read; when there is an HTML part too,
     it is read as well and must say the same: a reader sees one or the other, so a reply whose
@@ -216,11 +214,14 @@ def read_reply(
     parsed = parse_commands(text, row_count=row_count, known_ids=index)
     if not (plain and plain.strip() and html and html.strip()) or not parsed.commands:
         return text, parsed
-    other = parse_commands(extract_new_text(None, html, (), sent_lines=sent_lines, is_command=is_command),
-                           row_count=row_count, known_ids=index)
+    other = parse_commands(
+        extract_new_text(None, html, (), sent_lines=sent_lines, is_command=is_command), row_count=row_count, known_ids=index
+    )
     if meaning(other) != meaning(parsed):
-        differs = ("the plain-text and HTML versions of your reply say different things"
-                   f" (plain: {describe(parsed)}; HTML: {describe(other)}); write the instructions again")
+        differs = (
+            "the plain-text and HTML versions of your reply say different things"
+            f" (plain: {describe(parsed)}; HTML: {describe(other)}); write the instructions again"
+        )
         return text, ParsedReply(parsed.commands, (*parsed.problems, differs))
     return text, parsed
 
@@ -323,8 +324,7 @@ def looks_like_instruction(line: str, row_count: int, index: IdIndex) -> bool:
     folded = [w.casefold() for w in original]
     if any(w in _DOUBT for w in folded) or "not yet" in " ".join(folded) or "scratch that" in " ".join(folded):
         return True
-    return names_an_item(text, row_count, index) or (
-        any(w in _ITEMISH for w in folded) and any(w in _WEAK_DOUBT for w in folded))
+    return names_an_item(text, row_count, index) or (any(w in _ITEMISH for w in folded) and any(w in _WEAK_DOUBT for w in folded))
 
 
 def names_an_item(text: str, row_count: int, index: IdIndex) -> bool:
@@ -377,9 +377,7 @@ def within_one_edit(a: str, b: str) -> bool:
     return a[i:] == b[i + 1 :]
 
 
-def parse_line(
-    line: str, row_count: int, index: IdIndex, *, weak: bool = True, nested: bool = False
-) -> Command | str | None:
+def parse_line(line: str, row_count: int, index: IdIndex, *, weak: bool = True, nested: bool = False) -> Command | str | None:
     """A Command, a problem (str) for a line that starts like a command, or None for prose.
 
     With weak=False the prose-like words ("ok", "no") are not read as verbs at all.
@@ -454,8 +452,13 @@ def check_reason(action: Action, reason: str, row_count: int, index: IdIndex) ->
     if first and (read_rows(first.lstrip("#"), row_count)[0] or index.resolve(first)[0] is not None):
         return "the items go on after the reason mark; list them first, then the reason after ':'"
     for n, word in enumerate(words):
-        if word in _VERB_FORMS and (n + 1 == len(words) or words[n + 1] in _ITEMISH or words[n + 1].isdigit()
-                                    or index.mentions(words[n + 1]) or words[n + 1] in ("item", "items", "row", "no")):
+        if word in _VERB_FORMS and (
+            n + 1 == len(words)
+            or words[n + 1] in _ITEMISH
+            or words[n + 1].isdigit()
+            or index.mentions(words[n + 1])
+            or words[n + 1] in ("item", "items", "row", "no")
+        ):
             return "the reason holds another instruction; write one instruction per line"
         if word in _TAKE_BACK:
             return f"the reason says '{word}'; write exactly what to decide, one instruction per line"
@@ -470,8 +473,9 @@ def strip_noise(text: str) -> str:
     """Drop bullets before a line and trailing punctuation after it (in linear time)."""
     body = _NOISE_START.sub("", text)
     end = len(body)
-    while end and (body[end - 1].isspace() or body[end - 1] in _NOISE_END
-                   or unicodedata.category(body[end - 1]) in ("So", "Sk", "Mn", "Cf")):
+    while end and (
+        body[end - 1].isspace() or body[end - 1] in _NOISE_END or unicodedata.category(body[end - 1]) in ("So", "Sk", "Mn", "Cf")
+    ):
         end -= 1  # also a trailing emoji: "approve all 👍"
     return body[:end]
 
@@ -479,7 +483,7 @@ def strip_noise(text: str) -> str:
 def read_weak_command(
     action: Action, rest: str, text: str, row_count: int, index: IdIndex, *, nested: bool = False
 ) -> Command | str | None:
-    """"ok 1" or "no 2: reason" is a command; "OK thanks" and "No problem" are prose. What
+    """ "ok 1" or "no 2: reason" is a command; "OK thanks" and "No problem" are prose. What
     follows is read as any command is, its reason checked too ("Yes, approve 1 - reject 2")."""
     inner = parse_line(rest.lstrip(" ,;:!-–—"), row_count, index, weak=False, nested=nested)
     if isinstance(inner, Command):
@@ -551,9 +555,7 @@ def split_reason(rest: str) -> tuple[str, str]:
     return rest[: match.start()].strip(), reason
 
 
-def read_targets(
-    part: str, row_count: int, index: IdIndex
-) -> tuple[tuple[str, ...] | None, str, bool]:
+def read_targets(part: str, row_count: int, index: IdIndex) -> tuple[tuple[str, ...] | None, str, bool]:
     """Read "all" or rows, ranges and ids into (targets, error, target_shaped).
 
     targets is None for "all" and () for none; error is "" or the first thing wrong;

@@ -27,10 +27,10 @@ from decimal import Decimal
 
 import polars as pl
 
-from .config import Config, UserRule
-from .errors import ConfigError
-from .ingest import Transaction, currency_exponent
-from .screen import Flag
+from job.config import Config, UserRule
+from job.errors import ConfigError
+from job.ledger.ingest import Transaction, currency_exponent
+from job.screening.screen import Flag
 
 __all__ = ["RULE_COLUMNS", "CompiledRule", "compile_rules", "evaluate_rules", "rules_frame", "amount_expression"]
 
@@ -46,9 +46,32 @@ RULE_COLUMNS = {
 }
 # Expression nodes that look at more than the one row: aggregates, windows, sorting, slicing.
 _NOT_ROW_WISE = {
-    "Agg", "Over", "Window", "Rolling", "Len", "Slice", "Gather", "Filter", "Sort", "SortBy", "Explode", "SubPlan",
-    "Shift", "CumSum", "CumCount", "CumProd", "CumMin", "CumMax", "Diff", "Rank", "Unique", "NUnique", "Reverse",
-    "FillNullWithStrategy", "Implode", "Repeat",
+    "Agg",
+    "Over",
+    "Window",
+    "Rolling",
+    "Len",
+    "Slice",
+    "Gather",
+    "Filter",
+    "Sort",
+    "SortBy",
+    "Explode",
+    "SubPlan",
+    "Shift",
+    "CumSum",
+    "CumCount",
+    "CumProd",
+    "CumMin",
+    "CumMax",
+    "Diff",
+    "Rank",
+    "Unique",
+    "NUnique",
+    "Reverse",
+    "FillNullWithStrategy",
+    "Implode",
+    "Repeat",
 }
 _PROBE = pl.DataFrame(
     {
@@ -117,7 +140,9 @@ def _compile(rule: UserRule, where: str) -> CompiledRule:
     if kinds := sorted(set(_node_kinds(tree)) & _NOT_ROW_WISE):
         if "SubPlan" in kinds:
             raise _fail(where, rule, "subqueries and other tables are not allowed: a rule looks at one transaction's columns")
-        raise _fail(where, rule, f"aggregate and window functions are not allowed ({', '.join(kinds)}): a rule looks at one transaction at a time")
+        raise _fail(
+            where, rule, f"aggregate and window functions are not allowed ({', '.join(kinds)}): a rule looks at one transaction at a time"
+        )
     unknown = sorted(set(expression.meta.root_names()) - set(RULE_COLUMNS))
     if unknown:
         raise _fail(where, rule, f"unknown column {', '.join(map(repr, unknown))}; the columns are {', '.join(RULE_COLUMNS)}")

@@ -1,0 +1,1 @@
+"""Stage 7, reports: what auditors take away from the audit database."""
