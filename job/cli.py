@@ -20,11 +20,13 @@ from job.errors import (
     EXIT_INTERNAL,
     EXIT_TAMPERED,
     EXIT_UNSENT,
+    EXIT_USAGE,
     AuditError,
     ConfigError,
     MailError,
     ModelError,
 )
+from job.oplog import finish_log, label_log, start_log
 
 app = typer.Typer(
     name="audit",
@@ -44,34 +46,68 @@ def _fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
+@app.callback()
+def options(
+    ctx: typer.Context,
+    log: Path | None = typer.Option(
+        None,
+        "--log",
+        envvar="AUDIT_LOG",
+        help="Append what the command prints to this file, each line stamped with the time, command and run;"
+        " print nothing else unless it fails (for cron and systemd timers).",
+    ),
+) -> None:
+    """Options for every command."""
+    if log is not None and "--help" not in sys.argv[1:]:  # help is read by a person, not logged
+        try:
+            start_log(log, ctx.invoked_subcommand or "")
+        except OSError as exc:
+            _fail(f"--log {log}: cannot write: {exc.strerror or exc}", EXIT_USAGE)
+        ctx.call_on_close(lambda: finish_log(2))  # only if the command never started (a usage error)
+
+
 def guarded(func):
     """Run a command; our errors become one line and their exit code, never a traceback."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        code = 1
         try:
-            return func(*args, **kwargs)
-        except typer.Exit:
+            result = _call(func, *args, **kwargs)
+            code = 0
+            return result
+        except typer.Exit as exc:
+            code = exc.exit_code
             raise
-        except AuditError as exc:
-            _fail(str(exc), exc.exit_code)
-        except KeyboardInterrupt:
-            _fail("interrupted", 130)
-        except BrokenPipeError:  # `audit report | head`: the reader has what it wanted
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
-            raise typer.Exit(0) from None
-        except sqlite3.DatabaseError as exc:  # e.g. a full disk: the write under way is rolled back
-            busy = getattr(exc, "sqlite_errorname", "").startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
-            _fail(f"audit database: {exc}", EXIT_BUSY if busy else EXIT_DATABASE)
-        except OSError as exc:  # the machine's, not ours: a full disk, a file we may not write
-            where = f"{exc.filename}: " if exc.filename else ""
-            _fail(f"system error: {where}{exc.strerror or exc}", EXIT_INTERNAL)
-        except Exception as exc:  # a bug: say what it was in one line
-            if os.environ.get("AUDIT_DEBUG"):
-                raise
-            _fail(f"internal error: {type(exc).__name__}: {exc} (please report this)", EXIT_INTERNAL)
+        finally:
+            finish_log(code)
 
     return wrapper
+
+
+def _call(func, *args, **kwargs):
+    """`func(*args, **kwargs)`, with our errors turned into one line and an exit code."""
+    try:
+        return func(*args, **kwargs)
+    except typer.Exit:
+        raise
+    except AuditError as exc:
+        _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except BrokenPipeError:  # `audit report | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+        raise typer.Exit(0) from None
+    except sqlite3.DatabaseError as exc:  # e.g. a full disk: the write under way is rolled back
+        busy = getattr(exc, "sqlite_errorname", "").startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
+        _fail(f"audit database: {exc}", EXIT_BUSY if busy else EXIT_DATABASE)
+    except OSError as exc:  # the machine's, not ours: a full disk, a file we may not write
+        where = f"{exc.filename}: " if exc.filename else ""
+        _fail(f"system error: {where}{exc.strerror or exc}", EXIT_INTERNAL)
+    except Exception as exc:  # a bug: say what it was in one line
+        if os.environ.get("AUDIT_DEBUG"):
+            raise
+        _fail(f"internal error: {type(exc).__name__}: {exc} (please report this)", EXIT_INTERNAL)
 
 
 def run_async(coro):
@@ -120,6 +156,8 @@ def run(
         load_known_vendors(settings)
         database = open_db(settings.db)
         result = run_async(run_audit(database, settings, ledgers, reviewer=reviewer, rules=rules))
+    if result.run_id is not None:
+        label_log(f"run {result.run_id}")
     for item in result.ledgers:
         note = "already imported, skipped" if item.already_imported else f"{item.new_rows} new"
         typer.echo(f"{item.name}: {item.rows} transactions ({note})")
