@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field, GetCoreSchemaHandler, Strict, ValidationInfo
+from pydantic.fields import FieldInfo
 from pydantic_core import CoreSchema, core_schema
 
 from job.settings.durations import format_duration, parse_duration
@@ -24,6 +25,8 @@ __all__ = [
     "SettingError",
     "expected",
     "kind_of",
+    "BOUND_WORDS",
+    "bounds_of",
     "Problem",
     "InFile",
     "FileForm",
@@ -57,6 +60,15 @@ def kind_of(value: Any) -> str:
 
 def expected(kinds: str, value: Any) -> SettingError:
     return SettingError(f"expected {kinds}, got {kind_of(value)}")
+
+
+BOUND_WORDS = {"gt": "above {}", "ge": "at least {}", "lt": "below {}", "le": "at most {}"}
+
+
+def bounds_of(field: FieldInfo) -> dict[str, Any]:
+    """A setting's declared bounds, e.g. {"ge": 1, "le": 20}, in the order of BOUND_WORDS."""
+    found = {name: getattr(m, name) for m in field.metadata for name in BOUND_WORDS if hasattr(m, name)}
+    return {name: found[name] for name in BOUND_WORDS if name in found}
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
 from job.errors import ConfigError
-from job.settings.kinds import Problem, SettingError, kind_of
+from job.settings.kinds import BOUND_WORDS, Problem, SettingError, bounds_of, kind_of
 from job.settings.layout import file_path, item_section_of, join_key, section_of
 from job.settings.schema import Config, Section
 
@@ -31,7 +31,6 @@ KINDS = {
     "dict_type": "a table",
 }
 TABLE_TYPES = ("model_type", "model_attributes_type", "dict_type")
-BOUNDS = {"gt": "above {}", "ge": "at least {}", "lt": "below {}", "le": "at most {}"}
 BOUND_ERRORS = {"greater_than": "gt", "greater_than_equal": "ge", "less_than": "lt", "less_than_equal": "le"}
 
 
@@ -52,7 +51,7 @@ def config_error(error: ValidationError, where: str) -> ConfigError:
 
 
 def problem(detail: ErrorDetails, field: FieldInfo | None, inside: bool, cause: Any) -> str:
-    """What is wrong with the value, in the words of today's messages."""
+    """What is wrong with the value, worded as the project's messages are."""
     kind, value = detail["type"], detail.get("input")
     if isinstance(cause, ValueError):
         return str(cause)
@@ -66,12 +65,11 @@ def problem(detail: ErrorDetails, field: FieldInfo | None, inside: bool, cause: 
     if kind == "finite_number":
         return "must be a finite amount"
     if kind in BOUND_ERRORS and field is not None and field.annotation is Decimal:  # an amount: every bound, and the amount
-        bounds = [BOUNDS[name].format(getattr(m, name)) for m in field.metadata for name in BOUNDS if hasattr(m, name)]
-        return f"must be {' and '.join(bounds)}, got {value}"
+        return f"must be {' and '.join(BOUND_WORDS[name].format(v) for name, v in bounds_of(field).items())}, got {value}"
     if kind in BOUND_ERRORS:
         name = BOUND_ERRORS[kind]
-        declared = [getattr(m, name) for m in (field.metadata if field else []) if hasattr(m, name)]
-        return "must be " + BOUNDS[name].format(declared[0] if declared else detail.get("ctx", {})[name])
+        declared = bounds_of(field) if field else {}
+        return "must be " + BOUND_WORDS[name].format(declared.get(name, (detail.get("ctx") or {}).get(name)))
     if kind == "too_short":
         return f"must list at least {detail.get('ctx', {}).get('min_length')}"
     message = detail["msg"]

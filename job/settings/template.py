@@ -18,7 +18,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from pydantic.fields import FieldInfo
 
-from job.settings.kinds import FileForm
+from job.settings.kinds import BOUND_WORDS, FileForm, bounds_of
 from job.settings.layout import file_fields, file_path, item_section_of, join_key, section_of
 from job.settings.schema import Config, Section
 
@@ -31,7 +31,6 @@ HEADER = (
 )
 COMMENT_AT = 37  # the column comments start in
 COMMENT_WIDTH = 80
-BOUNDS = (("gt", "above {}"), ("ge", "at least {}"), ("lt", "below {}"), ("le", "at most {}"))
 WORD = re.compile(r"[a-z_]+")
 
 
@@ -111,11 +110,11 @@ def describe(field: FieldInfo) -> str:
     choices = get_args(field.annotation) if get_origin(field.annotation) is Literal else ()
     if choices and not set(choices) <= set(WORD.findall(text)):
         text = f"{' | '.join(choices)}: {text}"
-    limits = {name: getattr(m, name) for m in field.metadata for name, _ in BOUNDS if hasattr(m, name)}
+    limits = bounds_of(field)
     if limits.keys() == {"ge", "le"}:
         text += f" ({limits['ge']} to {limits['le']})"
     elif limits:
-        text += f" ({', '.join(words.format(limits[name]) for name, words in BOUNDS if name in limits)})"
+        text += f" ({', '.join(BOUND_WORDS[name].format(value) for name, value in limits.items())})"
     return text
 
 
