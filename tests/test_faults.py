@@ -731,7 +731,7 @@ def test_a_batch_of_mail_goes_out_over_the_configured_connections_each_message_o
     connections at once; a message the relay refuses fails alone, the others are sent."""
     import asyncio
 
-    from job.config import MailSettings, ServerSettings
+    from job.config import MailSettings, SmtpSettings
     from job.mail.transport import Outgoing, send_messages
 
     mailstack.reset()
@@ -741,7 +741,7 @@ def test_a_batch_of_mail_goes_out_over_the_configured_connections_each_message_o
                               f"Message-ID: <m{n}@example.test>\r\n\r\nbody {n}\r\n").encode())
                 for n in range(1, 8)]
     with TcpProxy(mailstack.smtp_port) as proxy:
-        settings = MailSettings(transport="smtp", smtp=ServerSettings(
+        settings = MailSettings(transport="smtp", smtp=SmtpSettings(
             host="127.0.0.1", port=proxy.port, username=AUDIT_T, password_env="AUDIT_SMTP_PASSWORD", tls="starttls",
             cafile=Path(mailstack.cert_path), timeout=10, connections=3))
         results = asyncio.run(send_messages(settings, messages))

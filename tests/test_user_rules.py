@@ -26,7 +26,7 @@ LEDGER = (
 
 def compiled(*rules: tuple[str, str], where: Path | None = None) -> list:
     config = Config(path=where, policy=Policy(rules=tuple(
-        UserRule(name, when, f"reason of {name}", f"policy.rules[{n}]") for n, (name, when) in enumerate(rules, 1))))
+        UserRule(name=name, when=when, reason=f"reason of {name}", key=f"policy.rules[{n}]") for n, (name, when) in enumerate(rules, 1))))
     return compile_rules(config)
 
 
