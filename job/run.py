@@ -2,14 +2,13 @@
 
 Everything is read, screened and reviewed before anything is written; then one
 transaction records the run, its ledgers, every new transaction with its screening, the
-request, its queued emails and the suspended agent conversation (a large run's rows go in
-on a `db.Writer` thread while the request is composed). Sending happens after the commit, from the
-outbox. Re-running on the same files records nothing new and sends nothing.
+request, its queued emails and the suspended agent conversation (the rows go in on a
+`db.Writer` thread while the request is composed). Sending happens after the commit, from
+the outbox. Re-running on the same files records nothing new and sends nothing.
 
-Ledgers below `[ledger] large_file_bytes` are read row by row (`ingest`) and screened in
-plain Python (`screen`), without importing polars; larger ones are read and screened
-column-wise (`ingest_fast`, `screen_frame`, `bulk`). Both give the same result: a
-`ListBatch` or a `bulk.FrameBatch` of the new rows, which `run_audit` drives the same way.
+Every ledger, whatever its size, is read and screened column-wise (`ingest_fast`,
+`screen_frame`, `bulk`); the row reader (`ingest`) reads only the files the column-wise
+reader declines, for its exact `file:line: column: problem` messages.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ import csv
 import hashlib
 import io
 import itertools
-import json
 import os
 import uuid
 from collections.abc import Iterator, Sequence
@@ -26,14 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from job.approval.answer import queue_head_notices
-from job.approval.request import RequestItem, attachment_name, build_request_copies, fit_attachment, items_attachment
-from job.config import Config, Policy
+from job.approval.request import attachment_name, build_request_copies, fit_attachment
+from job.config import Config
 from job.errors import ConfigError
 from job.faults import crash_point
-from job.ledger.ingest import Ledger, LedgerFormat, Transaction, format_amount, read_ledger
+from job.ledger.ingest import LedgerFormat, read_ledger
 from job.mail.outbox import FlushResult, flush_outbox, queue_message
-from job.screening.history import DigestPart, digest_parts, history_needs, recent_payments, vendor_hash, write_digests
-from job.screening.screen import Flag, PastPayment, Screening, normalize_vendor, screen_transactions, structuring_band
+from job.screening.screen import normalize_vendor
 from job.store.auditlog import append_event
 from job.store.db import Writer, now_utc, transaction
 
@@ -44,7 +41,6 @@ __all__ = [
     "run_audit",
     "load_known_vendors",
     "ledger_format",
-    "find_history",
     "prepare_rules",
 ]
 
@@ -134,286 +130,34 @@ def unseen_ledgers(conn, ledgers: Sequence) -> Iterator[tuple[object, bool]]:
         seen.add(ledger.sha256)
 
 
-class ListBatch:
-    """The new rows of a run read by `ingest`: per chosen ledger, its list of transactions."""
-
-    digests_first = True  # its writes happen inline, in the order submitted
-
-    def __init__(self, parts: list[tuple[Ledger, list[Transaction]]]) -> None:
-        self.parts = parts
-        self.fresh = [tx for _, txs in parts for tx in txs]
-
-    @property
-    def count(self) -> int:
-        return len(self.fresh)
-
-    def vendor_keys(self) -> set[str]:
-        return {normalize_vendor(t.vendor) for t in self.fresh}
-
-    @classmethod
-    def select(cls, conn, source: str, ledgers: Sequence[Ledger]) -> tuple[ListBatch, list[tuple[Ledger, int, bool]], list[str]]:
-        """The transactions not yet recorded, per ledger not yet imported (first occurrence wins)."""
-        parts: list[tuple[Ledger, list[Transaction]]] = []
-        outcomes: list[tuple[Ledger, int, bool]] = []
-        changed: list[str] = []
-        seen_ids: set[str] = set()
-        for ledger, skipped in unseen_ledgers(conn, ledgers):
-            if skipped:
-                outcomes.append((ledger, 0, True))
-                continue
-            ids = [t.txn_id for t in ledger.transactions]
-            recorded = _existing(conn, "SELECT txn_id FROM transactions WHERE source = ? AND txn_id IN ({marks})", ids, source)
-            fresh = []
-            for tx in ledger.transactions:
-                if tx.txn_id in recorded or tx.txn_id in seen_ids:
-                    continue
-                seen_ids.add(tx.txn_id)
-                fresh.append(tx)
-            if recorded:
-                changed.extend(_changed(conn, source, [t for t in ledger.transactions if t.txn_id in recorded]))
-            outcomes.append((ledger, len(fresh), False))
-            parts.append((ledger, fresh))
-        return cls(parts), outcomes, changed
-
-    def look_back(self, conn, policy: Policy) -> None:
-        """Read the earlier runs' payments the rules need, so `screen` needs no database."""
-        self._past = find_history(conn, policy, self.fresh)
-
-    def screen(self, policy: Policy, known: set[str], rules: Sequence = ()) -> FlaggedList:
-        """The flagged transactions (after `look_back`), most important first."""
-        screenings = screen_transactions(
-            self.fresh,
-            amount_threshold=policy.amount_threshold,
-            vague_memo_terms=policy.vague_memo_terms,
-            known_vendor_keys=known,
-            structuring=policy.structuring,
-            duplicates=policy.duplicates,
-            round_amounts=policy.round_amounts,
-            history=self._past,
-            user_flags=_user_flags(rules, self.fresh),
-        )
-        return FlaggedList([s for s in screenings if s.flagged])
-
-    def zones(self, next_pk: int) -> list[tuple]:
-        """Per chosen ledger: (first id, last id, first date, last date) of its new rows, or Nones."""
-        found, pk = [], next_pk
-        for _, txs in self.parts:
-            dates = [tx.date for tx in txs]
-            found.append((pk, pk + len(txs) - 1, min(dates), max(dates)) if txs else (None, None, None, None))
-            pk += len(txs)
-        return found
-
-    def flagged_rows(self, flagged: FlaggedList, status: str, request_id: str | None, next_pk: int) -> list[tuple]:
-        """What `insert_rows` writes for each flagged row beyond its ledger columns:
-        (flags JSON, note, status, request id, item number, id)."""
-        return flagged.row_values(status, request_id, next_pk, {tx.txn_id: n for n, tx in enumerate(self.fresh)})
-
-    def insert_rows(
-        self, conn, *, run_id: int, source: str, file_ids: Sequence[int], next_pk: int, flagged_rows: Sequence[tuple], progress=None
-    ) -> None:
-        """Insert every new row in order, ids from `next_pk`, the flagged ones with their `flagged_rows` values."""
-        marks = {row[-1]: row[:-1] for row in flagged_rows}
-        pk = next_pk
-        for (_ledger, txs), file_id in zip(self.parts, file_ids):
-            rows = []
-            for tx in txs:
-                rows.append(
-                    (
-                        pk,
-                        source,
-                        tx.txn_id,
-                        tx.date,
-                        tx.amount_minor,
-                        tx.currency,
-                        tx.vendor,
-                        normalize_vendor(tx.vendor),
-                        tx.memo,
-                        tx.account,
-                        file_id,
-                        tx.line,
-                        run_id,
-                    )
-                    + marks.get(pk, CLEAN)
-                )
-                pk += 1
-            conn.executemany(INSERT_TRANSACTION, rows)
-            crash_point("run:inserting")
-
-    def digests(self, next_pk: int) -> list[DigestPart]:
-        """The run's payment digests (pure; `run_audit` writes them with `write_extras`)."""
-        hashes: dict[str, int] = {}
-        rows: list[tuple[str, str, int, int, int]] = []
-        for pk, tx in enumerate(self.fresh, next_pk):
-            key = normalize_vendor(tx.vendor)
-            if key not in hashes:
-                hashes[key] = vendor_hash(key)
-            rows.append((tx.date, tx.currency, hashes[key], tx.amount_minor, pk))
-        return digest_parts(rows)
-
-    def write_extras(self, conn, *, run_id: int, digests: Sequence[DigestPart]) -> None:
-        """The new vendors (by first name seen) and the run's payment digests."""
-        first_names: dict[str, str] = {}
-        for tx in self.fresh:
-            first_names.setdefault(normalize_vendor(tx.vendor), tx.vendor)
-        conn.executemany(
-            "INSERT OR IGNORE INTO vendors (vendor_key, name, first_run_id) VALUES (?,?,?)",
-            [(key, name, run_id) for key, name in first_names.items()],
-        )
-        write_digests(conn, run_id, digests)
-
-
-class FlaggedList:
-    """The flagged transactions of a small run, most important first (most rule findings,
-    then largest amount, then file order), with the review's notes once given.
-
-    `bulk.FlaggedFrame` is the same for a large run, held as a frame.
-    """
-
-    def __init__(self, screenings: list[Screening]) -> None:
-        self.screenings = sorted(screenings, key=_rank)
-        self.count = len(self.screenings)
-        self.notes: dict[str, str] = {}
-        self.concerns: dict[str, str] = {}
-
-    def review_items(self) -> list:
-        return [_review_item(s) for s in self.screenings]
-
-    def review_groups(self) -> list:
-        """(first item, how many) per group of items with the same findings, in order."""
-        groups: dict[tuple[str, ...], list[Screening]] = {}
-        for s in self.screenings:
-            groups.setdefault(tuple(f.code for f in s.flags), []).append(s)
-        self._groups = groups
-        return [(_review_item(members[0]), len(members)) for members in groups.values()]
-
-    def set_group_notes(self, notes_by_first: dict[str, str]) -> None:
-        for members in self._groups.values():
-            note = notes_by_first.get(members[0].transaction.txn_id)
-            if note is not None:
-                for s in members:
-                    self.notes[s.transaction.txn_id] = note
-
-    def flags(self, s: Screening) -> tuple[Flag, ...]:
-        txn_id = s.transaction.txn_id
-        return s.flags + ((Flag("agent_concern", self.concerns[txn_id], by="agent"),) if txn_id in self.concerns else ())
-
-    def request_items(self) -> Iterator[RequestItem]:
-        for n, s in enumerate(self.screenings, 1):
-            tx = s.transaction
-            yield RequestItem(
-                n,
-                tx.txn_id,
-                tx.date,
-                tx.vendor,
-                tx.amount_minor,
-                tx.currency,
-                tx.memo,
-                tuple(f.reason for f in self.flags(s)),
-                self.notes.get(tx.txn_id, ""),
-            )
-
-    def attachment(self, name: str) -> tuple[str, str | bytes]:
-        """The request's CSV of every flagged item (`request.items_attachment`)."""
-        return items_attachment(name, self.request_items())
-
-    def pairs(self) -> Iterator[tuple[int, str]]:
-        for n, s in enumerate(self.screenings, 1):
-            yield n, s.transaction.txn_id
-
-    def canonical_items(self) -> Iterator[str]:
-        """The canonical list of (item number, id) that `request_items_detail` digests, as text."""
-        for no, txn_id in self.pairs():
-            yield f"{',' if no > 1 else ''}[{no},{json.dumps(txn_id, ensure_ascii=False)}]"
-
-    def row_values(self, status: str, request_id: str | None, next_pk: int, positions: dict[str, int]) -> list[tuple]:
-        """(flags JSON, note, status, request id, item number, id) per flagged row, for
-        `ListBatch.insert_rows`; `positions` gives each transaction's place in the run (its id is `next_pk` plus that)."""
-        return [
-            (
-                json.dumps([f.as_dict() for f in self.flags(s)]),
-                self.notes.get(s.transaction.txn_id, ""),
-                status,
-                request_id,
-                n if request_id else None,
-                next_pk + positions[s.transaction.txn_id],
-            )
-            for n, s in enumerate(self.screenings, 1)
-        ]
-
-
-CLEAN = ("[]", "", "auto_approved", None, None)  # flags, note, status, request, item number of a clean row
-INSERT_TRANSACTION = (
-    "INSERT INTO transactions (id, source, txn_id, date, amount_minor, currency, vendor, vendor_key, memo, account,"
-    " ledger_file_id, line, run_id, flags, agent_note, status, request_id, item_no)"
-    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-)
-
-
-def _changed(conn, source: str, repeats: Sequence[Transaction]) -> list[str]:
-    """Ids that a later export repeats with a different amount, currency, date or vendor."""
-    changed = []
-    for tx in repeats:
-        row = conn.execute(
-            "SELECT amount_minor, currency, date, vendor FROM transactions WHERE source = ? AND txn_id = ?", (source, tx.txn_id)
-        ).fetchone()
-        if row and tuple(row) != (tx.amount_minor, tx.currency, tx.date, tx.vendor):
-            changed.append(tx.txn_id)
-    return changed
-
-
-def history_bands(policy: Policy, currencies) -> dict[str, tuple[int, int]]:
-    """The structuring band per currency, or nothing when the rule is off."""
-    if not policy.structuring.enabled:
-        return {}
-    return {c: structuring_band(policy.amount_threshold, policy.structuring.band_fraction, c) for c in currencies}
-
-
-def find_history(conn, policy: Policy, fresh: Sequence[Transaction]) -> list[PastPayment]:
-    """The earlier runs' payments tonight's duplicate and structuring rules need."""
-    if not fresh or not (policy.duplicates.enabled or policy.structuring.enabled):
-        return []
-    needs, keys = history_needs(
-        [(t.date, t.currency, normalize_vendor(t.vendor), t.amount_minor) for t in fresh],
-        duplicates_window=policy.duplicates.window_days if policy.duplicates.enabled else None,
-        structuring_window=policy.structuring.window_days if policy.structuring.enabled else None,
-        bands=history_bands(policy, {t.currency for t in fresh}),
-    )
-    return recent_payments(conn, needs, keys)
-
-
-def _rank(screening: Screening) -> tuple[int, int]:
-    return (-len(screening.flags), -abs(screening.transaction.amount_minor))
-
-
 def read_ledgers(config: Config, ledger_paths: Sequence[str | Path], *, stream=None, spill: Path | None = None) -> list:
     """Read every ledger completely; any bad row rejects the run before anything is written.
 
-    When any file is at least `[ledger] large_file_bytes`, every file of the run is read
-    column-wise in blocks (`ingest_fast`), otherwise into `Transaction`s (`ingest`). From
-    `SPILL_BYTES` of ledgers on, the blocks are kept on disk (`spill`, or a folder beside the
-    database) and read back one at a time. A progress line goes to `stream` (stderr) while a
-    large file is read, if it is a terminal.
+    Every file is read column-wise in blocks (`ingest_fast`); a file in a shape only the
+    row-by-row reader reads exactly (`ingest_fast.Unsupported`) is read by `ingest` and
+    turned into one block. From `SPILL_BYTES` of ledgers on, the blocks are kept on disk
+    (`spill`, or a folder beside the database) and read back one at a time. When a file is
+    at least `[ledger] large_file_bytes`, a progress line goes to `stream` (stderr) while it
+    is read, if that is a terminal, and the reviewer's imports start meanwhile.
     """
+    from job.ledger.ingest_fast import FrameLedger, Unsupported, read_ledger_fast, transactions_frame
+    from job.progress import Progress
+
     fmt = ledger_format(config)
     sizes = []
     for p in ledger_paths:
         try:
             sizes.append(os.path.getsize(p))
         except OSError:
-            sizes.append(0)  # read_ledger reports it
-    if not any(size >= config.ledger.large_file_bytes for size in sizes):
-        return [read_ledger(p, fmt) for p in ledger_paths]
-    from job.ledger.ingest_fast import FrameLedger, Unsupported, read_ledger_fast, transactions_frame
-    from job.progress import Progress
-
-    if config.policy.approval_mode != "never":
+            sizes.append(0)  # the reader reports it
+    large = any(size >= config.ledger.large_file_bytes for size in sizes)
+    if large and config.policy.approval_mode != "never":
         _start_prefetch("job.review.agent")  # a large ledger will have flagged items to review
-
     if spill is None and sum(sizes) >= SPILL_BYTES:
         spill = _spill_folder(config)
     ledgers = []
     for p in ledger_paths:
-        progress = Progress(f"reading {os.path.basename(p)}", stream=stream)
+        progress = Progress(f"reading {os.path.basename(p)}", stream=stream if large else io.StringIO())
         try:
             ledgers.append(read_ledger_fast(p, fmt, progress=progress.update, spill=spill))
         except Unsupported:  # a shape only the row-by-row reader reads exactly
@@ -473,30 +217,17 @@ def _spill_folder(config: Config) -> Path:
 
 
 def prepare_rules(config: Config) -> list:
-    """The policy file's own rules, checked and compiled (ConfigError naming a bad one).
-
-    Only a policy with rules of its own pays for importing the rule engine (polars).
-    """
-    if not config.policy.rules:
-        return []
+    """The policy file's own rules, checked and compiled (ConfigError naming a bad one)."""
     from job.screening.rules import compile_rules
 
     return compile_rules(config)
-
-
-def _user_flags(rules: Sequence, fresh: Sequence[Transaction]) -> dict[int, list[Flag]]:
-    if not rules or not fresh:
-        return {}
-    from job.screening.rules import evaluate_rules, rules_frame
-
-    return evaluate_rules(rules, rules_frame(fresh))
 
 
 @dataclass(slots=True)
 class Review:
     """What screening and the review found: the flagged items with their notes."""
 
-    flagged: object  # FlaggedList or bulk.FlaggedFrame
+    flagged: object  # bulk.FlaggedFrame
     outcome: object = None  # agent.ReviewOutcome, when the agent reviewed anything
     summary: str = ""
     usage: tuple[int, int, int] = (0, 0, 0)
@@ -523,14 +254,11 @@ async def _run_audit(db, config: Config, ledgers: Sequence, *, reviewer: str, ru
     policy = config.policy
     mode = policy.approval_mode
 
-    large = bool(ledgers) and not isinstance(ledgers[0], Ledger)
-    if large:
-        from job.bulk import FrameBatch as batch_kind
-    else:
-        batch_kind = ListBatch
-    batch, outcomes, changed = batch_kind.select(db.conn, source, ledgers)
+    from job.bulk import FrameBatch
+
+    batch, outcomes, changed = FrameBatch.select(db.conn, source, ledgers)
     for ledger, new, skipped in outcomes:
-        result.ledgers.append(LedgerOutcome(ledger.name, _rows(ledger), new, skipped))
+        result.ledgers.append(LedgerOutcome(ledger.name, ledger.rows, new, skipped))
     result.changed_in_later_export = changed
     chosen = [(ledger, new) for ledger, new, skipped in outcomes if not skipped]
     known |= _existing(db.conn, "SELECT vendor_key FROM vendors WHERE vendor_key IN ({marks})", sorted(batch.vendor_keys()))
@@ -561,7 +289,7 @@ async def _run_audit(db, config: Config, ledgers: Sequence, *, reviewer: str, ru
     with transaction(db) as conn:
         run_id = conn.execute(
             "INSERT INTO runs (started_at, mode, reviewer, ledgers, transactions, new_transactions) VALUES (?,?,?,?,?,?)",
-            (now_utc(), mode, reviewer, len(ledgers), sum(_rows(ledger) for ledger in ledgers), fresh_count),
+            (now_utc(), mode, reviewer, len(ledgers), sum(ledger.rows for ledger in ledgers), fresh_count),
         ).lastrowid
         result.run_id = run_id
         next_pk = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM transactions").fetchone()[0]
@@ -569,7 +297,7 @@ async def _run_audit(db, config: Config, ledgers: Sequence, *, reviewer: str, ru
             conn.execute(
                 "INSERT INTO ledger_files (source, name, path, sha256, rows, new_rows, imported_at, run_id,"
                 " first_transaction_id, last_transaction_id, first_date, last_date) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (source, ledger.name, str(Path(ledger.path).resolve()), ledger.sha256, _rows(ledger), new, now_utc(), run_id, *zone),
+                (source, ledger.name, str(Path(ledger.path).resolve()), ledger.sha256, ledger.rows, new, now_utc(), run_id, *zone),
             ).lastrowid
             for (ledger, new), zone in zip(chosen, batch.zones(next_pk))
         ]
@@ -577,7 +305,7 @@ async def _run_audit(db, config: Config, ledgers: Sequence, *, reviewer: str, ru
             _insert_request(conn, request_id, run_id, flagged.count)
         marks = batch.flagged_rows(flagged, "held" if mode == "never" else "pending", request_id, next_pk)
         progress = _write_progress(batch.count, stream)
-        writer = Writer(conn, background=large)
+        writer = Writer(conn, background=True)
         draft = None
         try:
             if batch.digests_first:  # made before the long insert, which frees the rows they are made from
@@ -630,7 +358,7 @@ async def _run_audit(db, config: Config, ledgers: Sequence, *, reviewer: str, ru
             detail={
                 "run_id": run_id,
                 "mode": mode,
-                "ledgers": [{"name": lg.name, "sha256": lg.sha256, "rows": _rows(lg), "new": n} for lg, n in chosen],
+                "ledgers": [{"name": lg.name, "sha256": lg.sha256, "rows": lg.rows, "new": n} for lg, n in chosen],
                 "skipped": [o.name for o in result.ledgers if o.already_imported],
                 "new_transactions": fresh_count,
                 "flagged": flagged.count,
@@ -659,10 +387,6 @@ def _insert_request(conn, request_id: str, run_id: int, items: int) -> None:
     )
 
 
-def _rows(ledger) -> int:
-    return len(ledger.transactions) if isinstance(ledger, Ledger) else ledger.rows
-
-
 def _write_progress(rows: int, stream):
     if rows < 100_000:
         return None
@@ -686,21 +410,6 @@ def request_items_detail(flagged) -> dict:
         digest.update(text.encode("utf-8"))
     digest.update(b"]")
     return {"item_count": flagged.count, "items_sha256": digest.hexdigest()}
-
-
-def _review_item(s: Screening):
-    from job.review.agent import ReviewItem
-
-    tx = s.transaction
-    return ReviewItem(
-        id=tx.txn_id,
-        date=tx.date,
-        vendor=tx.vendor,
-        amount=format_amount(tx.amount_minor, tx.currency),
-        currency=tx.currency,
-        memo=tx.memo,
-        flags=tuple((f.code, f.reason) for f in s.flags),
-    )
 
 
 def _draft_request(
