@@ -43,20 +43,9 @@ from job.faults import crash_point
 from job.ledger.ingest import currency_exponent, format_amount
 from job.ledger.ingest_fast import PY_WHITESPACE, Block, FrameLedger
 from job.run import _existing, unseen_ledgers
-from job.screening.history import (
-    PART_SIZE,
-    DigestPart,
-    HistoryNeeds,
-    digest_part,
-    legacy_payments,
-    load_past_payments,
-    read_digests,
-    vendor_hash,
-    window_days,
-    write_digests,
-)
-from job.screening.screen import PastPayment, structuring_band
-from job.screening.screen_frame import Compact, combine, in_band, row_hits, rule_hits
+from job.screening.history import DigestPart, make_digests, write_digests
+from job.screening.screen import PastPayment
+from job.screening.screen_frame import Compact, combine, row_hits, rule_hits
 
 __all__ = ["FrameBatch", "FlaggedFrame", "WRITE_BATCH"]
 
@@ -174,18 +163,19 @@ class FrameBatch:
 
     # --- looking back and screening ---------------------------------------------------
 
-    def look_back(self, conn, policy: Policy) -> None:
-        """Read what the rules need from the database (earlier runs' payments), so that
-        `screen` needs nothing from it and can run while this run's rows are inserted."""
+    def make_compact(self) -> Compact:
+        """The compact columns of every row (`screen_frame.Compact`), which the run-wide
+        rules, the history lookup and the digests read."""
         compact = Compact()
         for offset, block in self.blocks():
             compact.add(block.load(["vendor", "currency", "amount_minor", "date"]), offset)
         compact.finish()
         self.compact = compact
-        self._past = self._history(conn, policy) if compact.frame.height else []
+        return compact
 
-    def screen(self, policy: Policy, known: set[str], rules: Sequence = ()) -> FlaggedFrame:
-        """Every rule over every row (after `look_back`); the flagged rows, most important first."""
+    def screen(self, policy: Policy, known: set[str], rules: Sequence = (), past: Sequence[PastPayment] = ()) -> FlaggedFrame:
+        """Every rule over every row (after `make_compact`), with the earlier runs' payments
+        `past` (`history.find_history`); the flagged rows, most important first."""
         compact = self.compact
         hits: list[pl.DataFrame] = []
         for offset, block in self.blocks():
@@ -193,7 +183,7 @@ class FrameBatch:
             hits += row_hits(frame, offset, policy, rules)
             del frame
         if compact.frame.height:
-            hits += rule_hits(compact, policy, known_vendor_keys=known, history=self._past, lookup=self._lookup)
+            hits += rule_hits(compact, policy, known_vendor_keys=known, history=past, lookup=self._lookup)
         flagged = combine(hits)  # in position order
         del hits
         details = self.gather(flagged["pos"], _DETAILS, ascending=True).with_columns(
@@ -206,51 +196,6 @@ class FrameBatch:
             pl.arg_sort_by([pl.col("codes").list.len(), pl.col("amount_minor").abs(), pl.col("pos")], descending=[True, True, False])
         ).to_series()
         return FlaggedFrame(items, order)
-
-    def _history(self, conn, policy: Policy) -> list[PastPayment]:
-        """Earlier runs' payments the duplicate and structuring rules may need."""
-        dup, struct = policy.duplicates, policy.structuring
-        base = self.compact.frame
-        if not base.height or not (dup.enabled or struct.enabled):
-            return []
-        days = [self._day(base["day"].min()), self._day(base["day"].max())]
-        dup_days = window_days(days, dup.window_days) if dup.enabled else None
-        band_days = window_days(days, struct.window_days - 1) if struct.enabled else None
-        spans = [s for s in (dup_days, band_days) if s is not None]
-        first, last = min(s[0] for s in spans), max(s[1] for s in spans)
-        key_list, currencies = self.compact.key_list, self.compact.currencies
-        hashes = [vendor_hash(key) for key in key_list]
-        past = legacy_payments(conn, HistoryNeeds(set(), dup_days, {}, band_days), dict(zip(hashes, key_list)))
-        digests = list(read_digests(conn, first, last, currencies))
-        if not digests:
-            return past
-        entries = pl.concat(
-            [
-                pl.DataFrame(
-                    {"vh": d.vendor_hashes, "amount": d.amounts, "pk": d.transaction_ids},
-                    schema={"vh": pl.Int64, "amount": pl.Int64, "pk": pl.Int64},
-                ).with_columns(cur=pl.lit(currencies.index(d.currency), dtype=pl.UInt16), day=pl.lit(d.day))
-                for d in digests
-            ]
-        )
-        tonight = base.select(vh=pl.col("vkey").replace_strict(dict(enumerate(hashes)), return_dtype=pl.Int64), cur="cur", amount="amount")
-        wanted: list[pl.DataFrame] = []
-        if dup_days is not None:
-            in_window = entries.filter(pl.col("day").is_between(pl.lit(dup_days[0]), pl.lit(dup_days[1])))
-            wanted.append(in_window.join(tonight.unique(), on=["vh", "cur", "amount"], how="semi").select("pk"))
-        if band_days is not None:
-            banded = in_band({n: structuring_band(policy.amount_threshold, struct.band_fraction, c) for n, c in enumerate(currencies)})
-            vendors = tonight.filter(banded).select("vh", "cur").unique()
-            in_days = pl.col("day").is_between(pl.lit(band_days[0]), pl.lit(band_days[1]))
-            wanted.append(entries.filter(in_days & banded).join(vendors, on=["vh", "cur"], how="semi").select("pk"))
-        pks = pl.concat(wanted)["pk"].unique().to_list() if wanted else []
-        return past + load_past_payments(conn, pks)
-
-    @staticmethod
-    def _day(days_since_epoch: int) -> str:
-        from datetime import date, timedelta
-
-        return (date(1970, 1, 1) + timedelta(days=int(days_since_epoch))).isoformat()
 
     # --- recording ----------------------------------------------------------------------
 
@@ -332,38 +277,10 @@ class FrameBatch:
                 gc.enable()
 
     def digests(self, next_pk: int) -> list[DigestPart]:
-        """`history.digest_parts` for the compact rows, one part of `PART_SIZE` rows at a
-        time, made by polars; then the compact rows, which nothing needs after this, are
-        freed. Pure: a run makes these on its main thread while the rows go in."""
-        compact = self.compact
-        hashes = dict(enumerate(vendor_hash(key) for key in compact.key_list))
-        base = compact.frame
-        parts = []
-        groups = base.select("day", "cur").unique().sort("day", "cur").rows()
-        for day, cur in groups:
-            rows = base if len(groups) == 1 else base.filter((pl.col("day") == day) & (pl.col("cur") == cur))
-            for part, start in enumerate(range(0, rows.height, PART_SIZE)):
-                chunk = (
-                    rows.slice(start, PART_SIZE)
-                    .select(
-                        vh=pl.col("vkey").replace_strict(hashes, return_dtype=pl.Int64),
-                        amount="amount",
-                        pk=(pl.col("row").cast(pl.Int64) + next_pk),
-                    )
-                    .sort("vh", "amount", "pk")
-                )
-                parts.append(
-                    digest_part(
-                        self._day(day),
-                        compact.currencies[cur],
-                        part,
-                        _ints(chunk["vh"]),
-                        _ints(chunk["amount"]),
-                        _ints(chunk["pk"]),
-                        chunk.height,
-                    )
-                )
-        compact.frame = None
+        """`history.make_digests` of the compact rows; then the compact rows, which nothing
+        needs after this, are freed. Pure: a run makes these while the rows go in."""
+        parts = make_digests(self.compact, next_pk)
+        self.compact.frame = None
         return parts
 
     def write_extras(self, conn, *, run_id: int, digests: Sequence[DigestPart]) -> None:
@@ -603,17 +520,6 @@ def _plain_amount(currencies: Sequence[str]) -> pl.Expr:
             shown = shown + "." + size.mod(scale).cast(pl.String).str.zfill(places)
         text = pl.when(pl.col("currency").cast(pl.String) == currency).then(shown).otherwise(text)
     return pl.when(pl.col("amount_minor") < 0).then("-" + text).otherwise(text)
-
-
-def _ints(series: pl.Series):
-    """The integers as an `array('q')`, made a slice at a time: a million Python ints at
-    once would cost more memory than the digest itself."""
-    from array import array
-
-    out = array("q")
-    for start in range(0, series.len(), CHUNK):
-        out.extend(series.slice(start, CHUNK).to_list())
-    return out
 
 
 def _schema():

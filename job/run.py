@@ -262,11 +262,13 @@ async def _run_audit(db, config: Config, ledgers: Sequence, *, reviewer: str, ru
     result.changed_in_later_export = changed
     chosen = [(ledger, new) for ledger, new, skipped in outcomes if not skipped]
     known |= _existing(db.conn, "SELECT vendor_key FROM vendors WHERE vendor_key IN ({marks})", sorted(batch.vendor_keys()))
-    batch.look_back(db.conn, policy)
+    from job.screening.history import find_history
+
+    past = find_history(db.conn, policy, batch.make_compact())
     fresh_count = batch.count
 
     crash_point("run:read")
-    review = Review(batch.screen(policy, known, rules))
+    review = Review(batch.screen(policy, known, rules, past))
     flagged = review.flagged
     if flagged.count and mode != "never":
         from job.review.agent import review_flagged, review_offline
