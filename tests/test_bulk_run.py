@@ -99,8 +99,13 @@ def run_both(tmp_path: Path, *nights: list[Path]) -> tuple[dict, dict, list[str]
     results = {}
     for large in (True, False):
         folder = site(tmp_path / ("columns" if large else "rows"), large=large)
-        if not large:
-            decline_columns(*{p for ledgers in nights for p in ledgers})
+        if not large:  # copies, with the same names, that the column-wise reader declines
+            copies = tmp_path / "declined"
+            copies.mkdir()
+            for path in {p for ledgers in nights for p in ledgers}:
+                (copies / path.name).write_bytes(path.read_bytes())
+                decline_columns(copies / path.name)
+            nights = tuple([copies / p.name for p in ledgers] for ledgers in nights)
         for ledgers in nights:
             result = audit("run", *[a for p in ledgers for a in ("--ledger", str(p))], cwd=folder)
             assert result.returncode == 0, result.stderr
