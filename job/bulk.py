@@ -31,17 +31,16 @@ from __future__ import annotations
 
 import gc
 import json
-import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
 import polars as pl
 
-from job.approval.request import CSV_FIELDS, FORMULA_START, PLAIN_NUMBER, RequestItem, csv_attachment
+from job.approval.request import RequestItem, items_attachment
 from job.config import Policy
 from job.faults import crash_point
-from job.ledger.ingest import currency_exponent, format_amount
-from job.ledger.ingest_fast import PY_WHITESPACE, Block, FrameLedger
+from job.ledger.ingest import format_amount
+from job.ledger.ingest_fast import Block, FrameLedger
 from job.run import _existing, unseen_ledgers
 from job.screening.history import DigestPart, make_digests, write_digests
 from job.screening.screen import PastPayment
@@ -363,47 +362,8 @@ class FlaggedFrame:
                 yield RequestItem(n, t, d.isoformat(), v, a, c, m, reasons, self._note(t, codes))
 
     def attachment(self, name: str) -> tuple[str, str | bytes]:
-        """The request's CSV of every flagged row (`request.csv_attachment`)."""
-        return csv_attachment(name, self.write_csv)
-
-    def write_csv(self, out) -> None:
-        """`request.write_items_csv` for every flagged row, as polars writes CSV: the same bytes.
-
-        Cells are cleaned as `message.sanitize_text` does and kept from being read as formulas
-        as `request._cell` does (ids only kept from formulas, as `request.safe_cell` does);
-        amounts are exact, from the integers; empty cells unquoted.
-        """
-        out.write(("\ufeff" + ",".join(CSV_FIELDS) + "\r\n").encode("utf-8"))
-        keys = pl.col("codes").list.join("\x1f")
-        group_notes = {"\x1f".join(codes): note for codes, note in self.group_notes.items()}
-        currencies = self.items["currency"].cast(pl.String).unique().to_list()
-        # the mappings become expressions once, not once per chunk
-        concern = (
-            pl.col("txn_id").replace_strict(self.concerns, default=None, return_dtype=pl.String)
-            if self.concerns
-            else pl.lit(None, pl.String)
-        )
-        note = pl.col("txn_id").replace_strict(self.notes, default=None, return_dtype=pl.String) if self.notes else pl.lit(None, pl.String)
-        note = note.fill_null(keys.replace_strict(group_notes, default="", return_dtype=pl.String) if group_notes else pl.lit(""))
-        reasons = (
-            pl.when(concern.is_null()).then(pl.col("reasons")).otherwise(pl.col("reasons").list.concat(concern.cast(pl.List(pl.String))))
-        )
-        for start in range(0, self.count, CHUNK):
-            rows = self.order.slice(start, CHUNK)
-            chunk = self.items[rows].with_columns(no=pl.int_range(start + 1, start + 1 + rows.len(), dtype=pl.Int64))
-            chunk.select(
-                "no",
-                id=_safe_cell(pl.col("txn_id")),
-                date=pl.col("date").dt.to_string("%Y-%m-%d"),
-                vendor=_cell(pl.col("vendor").cast(pl.String)),
-                amount=_plain_amount(currencies),
-                currency=pl.col("currency").cast(pl.String),
-                memo=_cell(pl.col("memo")),
-                reasons=_cell(reasons.list.join("; ")),
-                note=_cell(note),
-            ).with_columns(pl.col(pl.String).replace("", None)).write_csv(
-                out, include_header=False, quote_style="necessary", line_terminator="\r\n", null_value=""
-            )
+        """The request's CSV of every flagged row (`request.items_attachment`)."""
+        return items_attachment(name, self.request_items())
 
     def pairs(self) -> Iterator[tuple[int, str]]:
         for start, rows in self._chunks(["txn_id"]):
@@ -486,40 +446,6 @@ class Outcomes(NamedTuple):
 # backslash; with ensure_ascii=False, anything but those and the control characters
 _PLAIN_JSON = r"^[ !#-\[\]-~]*$"
 _PLAIN_JSON_TEXT = r'^[^"\\\x00-\x1f]*$'
-
-
-_CELL_CONTROLS = r"[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Co}]"  # what message.sanitize_text turns into spaces
-
-
-# `request.safe_cell`'s rule as patterns polars reads as Python does (characters by code)
-_FORMULA_START = "^[" + "".join(f"\\x{ord(c):02x}" for c in FORMULA_START) + "]"
-_PLAIN_NUMBER = "^" + PLAIN_NUMBER + "$"
-
-
-def _safe_cell(text: pl.Expr) -> pl.Expr:
-    """`request.safe_cell` as an expression."""
-    formula = text.str.contains(_FORMULA_START) & ~text.str.contains(_PLAIN_NUMBER)
-    return pl.when(formula).then(pl.lit("'") + text).otherwise(text)
-
-
-def _cell(text: pl.Expr) -> pl.Expr:
-    """`request._cell` as an expression."""
-    flat = text.str.replace_all(_CELL_CONTROLS, " ").str.replace_all("[" + re.escape(PY_WHITESPACE) + "]+", " ").str.strip_chars(" ")
-    return _safe_cell(flat)
-
-
-def _plain_amount(currencies: Sequence[str]) -> pl.Expr:
-    """`ingest.format_amount` as an expression: exact, from the integer minor units."""
-    size = pl.col("amount_minor").abs()
-    text = pl.lit(None, pl.String)
-    for currency in currencies:
-        places = currency_exponent(currency)
-        scale = 10**places
-        shown = size.floordiv(scale).cast(pl.String)
-        if places:
-            shown = shown + "." + size.mod(scale).cast(pl.String).str.zfill(places)
-        text = pl.when(pl.col("currency").cast(pl.String) == currency).then(shown).otherwise(text)
-    return pl.when(pl.col("amount_minor") < 0).then("-" + text).otherwise(text)
 
 
 def _schema():
