@@ -12,11 +12,12 @@ from decimal import Decimal
 
 import polars as pl
 
-from job.bulk import FrameBatch
 from job.config import DuplicateRule, Policy, RoundAmountRule, StructuringRule
 from job.ledger.ingest import Transaction
+from job.ledger.batch import Batch
 from job.ledger.ingest_fast import FrameLedger, transactions_frame
 from job.screening.screen import Flag, PastPayment
+from job.screening.screen_frame import compact_rows, screen_batch
 from row_rules import Screening
 
 
@@ -24,9 +25,8 @@ def flags_by_position(frame: pl.DataFrame, policy: Policy, known: Iterable[str],
                       rules: Sequence = ()) -> dict[int, list[Flag]]:
     """The flags of each flagged row of `frame` (columns of `ingest_fast.TXN_SCHEMA`), by position."""
     ledger = FrameLedger.of("ledger.csv", "ledger.csv", "", frame)
-    batch = FrameBatch([(ledger, list(ledger.blocks))])
-    batch.make_compact()
-    flagged = batch.screen(policy, set(known), rules, history)
+    batch = Batch.of([ledger])
+    flagged = screen_batch(batch, compact_rows(batch), policy, known_vendor_keys=set(known), rules=rules, history=history)
     return {pos: [Flag(code, reason) for code, reason in zip(codes, reasons)]
             for pos, codes, reasons in flagged.items.select("pos", "codes", "reasons").iter_rows()}
 

@@ -225,7 +225,8 @@ def test_a_run_with_its_blocks_on_disk_records_the_same(tmp_path: Path, monkeypa
     from job.ledger import ingest_fast
     from job.config import load_config
     from job.store.db import open_db
-    from job.run import prepare_rules, read_ledgers, run_audit
+    from job.run import read_ledgers, run_audit
+    from job.screening.rules import compile_rules
 
     ledger = generated(tmp_path / "big.csv", 3000, seed=11)
     rows_site = site(tmp_path / "rows", large=False)
@@ -238,7 +239,7 @@ def test_a_run_with_its_blocks_on_disk_records_the_same(tmp_path: Path, monkeypa
     ledgers = read_ledgers(config, [ledger], spill=spill)
     assert len(list(spill.glob("*.arrow"))) == len(ledgers[0].blocks) > 5
     db = open_db(config.db)
-    asyncio.run(run_audit(db, config, ledgers, reviewer=config.llm.describe(), rules=prepare_rules(config)))
+    asyncio.run(run_audit(db, config, ledgers, reviewer=config.llm.describe(), rules=compile_rules(config)))
     db.conn.close()
     assert recorded(rows_site) == recorded(folder)
 
@@ -256,12 +257,13 @@ def test_a_large_file_only_the_row_reader_can_read_records_the_same(tmp_path: Pa
 def test_blocks_left_by_a_killed_run_are_removed_by_the_next_large_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from job import run
     from job.config import load_config
+    from job.ledger import read
 
     folder = site(tmp_path / "site", large=True)
     stale = folder / ".audit.db.blocks-dead"
     stale.mkdir()
     (stale / "0.arrow").write_bytes(b"x")
-    monkeypatch.setattr(run, "SPILL_BYTES", 0)
+    monkeypatch.setattr(read, "SPILL_BYTES", 0)
     ledgers = run.read_ledgers(load_config(folder / "audit.toml"), [generated(tmp_path / "big.csv", 300, seed=2)])
     assert not stale.exists()
     spilled = {b.path.parent for b in ledgers[0].blocks}
@@ -339,17 +341,15 @@ def test_a_long_request_event_digests_the_same_list_on_both_paths(tmp_path: Path
     assert digests[0] == digests[1]
 
 
-@pytest.mark.parametrize("digests_first", [False, True], ids=["digests-alongside", "digests-first"])
-def test_digests_made_before_or_while_the_rows_go_in_record_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                      digests_first: bool) -> None:
-    """Runs over DIGESTS_ALONGSIDE_MAX rows make their digests before the insert; the rest
-    while it runs. Either way a second night finds the first night's duplicates."""
+def test_a_second_night_finds_the_first_nights_payments_through_the_digests(tmp_path: Path) -> None:
+    """A run made by the command's own functions records what `audit run` records, digests
+    included, and a second night finds the first night's duplicates through them."""
     import asyncio
 
-    from job import bulk
     from job.config import load_config
     from job.store.db import open_db
-    from job.run import prepare_rules, read_ledgers, run_audit
+    from job.run import read_ledgers, run_audit
+    from job.screening.rules import compile_rules
 
     nights = [generated(tmp_path / "n1.csv", 1200, seed=21), generated(tmp_path / "n2.csv", 1200, seed=21, prefix="H")]
     rows_site = site(tmp_path / "rows", large=False)
@@ -357,12 +357,11 @@ def test_digests_made_before_or_while_the_rows_go_in_record_the_same(tmp_path: P
         assert audit("run", "--ledger", str(ledger), cwd=rows_site).returncode == 0
     folder = site(tmp_path / "columns", large=True)
     config = load_config(folder / "audit.toml")
-    monkeypatch.setattr(bulk, "DIGESTS_ALONGSIDE_MAX", 0 if digests_first else 10**9)
     for ledger in nights:
         ledgers = read_ledgers(config, [ledger])
         assert ledgers[0].blocks and ledgers[0].blocks[0].rows == 1200
         db = open_db(config.db)
-        asyncio.run(run_audit(db, config, ledgers, reviewer=config.llm.describe(), rules=prepare_rules(config)))
+        asyncio.run(run_audit(db, config, ledgers, reviewer=config.llm.describe(), rules=compile_rules(config)))
         db.conn.close()
     expected, got = recorded(rows_site), recorded(folder)
     assert got["digests"] == expected["digests"] and got["transactions"] == expected["transactions"]

@@ -25,6 +25,8 @@ from decimal import Decimal
 import polars as pl
 
 from job.config import Policy
+from job.ledger.batch import Batch
+from job.screening.flagged import FlaggedFrame
 from job.screening.screen import (
     DUPLICATE_PAYMENT,
     LARGE_AMOUNT,
@@ -50,7 +52,7 @@ from job.screening.screen import (
     vague_memo_reason,
 )
 
-__all__ = ["Compact", "combine", "in_band", "row_hits", "rule_hits"]
+__all__ = ["Compact", "compact_rows", "screen_batch", "combine", "in_band", "row_hits", "rule_hits"]
 
 _EPOCH_ORDINAL = 719163  # date(1970, 1, 1).toordinal(): polars days count from 1970-01-01
 ORDER = {code: n for n, code in enumerate(RULE_ORDER)}  # user rules follow, in config order
@@ -98,6 +100,46 @@ class Compact:
         )
         self.parts = []
         return self.frame
+
+
+def compact_rows(batch: Batch) -> Compact:
+    """The compact columns of every row of a run, which the run-wide rules, the history
+    lookup (`history.find_history`) and the digests read."""
+    compact = Compact()
+    for offset, block in batch.blocks():
+        compact.add(block.load(["vendor", "currency", "amount_minor", "date"]), offset)
+    compact.finish()
+    return compact
+
+
+_DETAILS = ["txn_id", "date", "amount_minor", "currency", "vendor", "memo"]
+
+
+def screen_batch(
+    batch: Batch,
+    compact: Compact,
+    policy: Policy,
+    *,
+    known_vendor_keys: set[str] | frozenset[str],
+    rules: Sequence = (),
+    history: Sequence[PastPayment] = (),
+) -> FlaggedFrame:
+    """Every rule over every row of a run: the text rules block by block, the run-wide rules
+    on `compact` with the earlier runs' payments `history` (`history.find_history`); no
+    database. The flagged rows with what a reviewer and an approver see, ranked."""
+    hits: list[pl.DataFrame] = []
+    for offset, block in batch.blocks():
+        frame = block.load(["memo"] if not rules else None)
+        hits += row_hits(frame, offset, policy, rules)
+        del frame
+    if compact.frame is not None and compact.frame.height:
+        hits += rule_hits(compact, policy, known_vendor_keys=known_vendor_keys, history=history, lookup=batch.ids_and_dates)
+    flagged = combine(hits)  # in position order
+    del hits
+    details = batch.gather(flagged["pos"], _DETAILS, ascending=True).with_columns(
+        vendor=pl.col("vendor").cast(pl.Categorical), currency=pl.col("currency").cast(pl.Categorical)
+    )
+    return FlaggedFrame.ranked(flagged.hstack(details))
 
 
 def _hits(pos, code: str, order: int, reason) -> pl.DataFrame:
