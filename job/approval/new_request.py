@@ -11,10 +11,11 @@ agent's conversation, which `poll` resumes with the approvers' replies.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+
+import polars as pl
 
 from job.approval.request import ApproverCopy, RequestItem, attachment_name, build_request_copies, fit_attachment, items_attachment
 from job.config import Config
@@ -45,14 +46,23 @@ def open_request(conn, request_id: str, run_id: int, items: int) -> None:
     )
 
 
-def request_items(flagged: FlaggedFrame) -> Iterator[RequestItem]:
-    """Every flagged row as the request numbers it (rank order), one chunk at a time; the
-    agent's concern follows the rules' reasons."""
-    columns = ["txn_id", "date", "vendor", "amount_minor", "currency", "memo", "codes", "reasons"]
-    for start, rows in flagged.in_rank_order(columns):
-        for n, (t, d, v, a, c, m, codes, reasons) in enumerate(rows, start + 1):
-            reasons = tuple(reasons) + ((flagged.concerns[t],) if t in flagged.concerns else ())
-            yield RequestItem(n, t, d.isoformat(), v, a, c, m, reasons, flagged.note_of(t, codes))
+def request_items(flagged: FlaggedFrame, limit: int | None = None) -> Iterator[RequestItem]:
+    """Every flagged row (or the first `limit`) as the request numbers it (rank order), one
+    chunk at a time. Its reasons are one text, joined as the request shows them, with the
+    agent's concern last (`FlaggedFrame.reasons_text`)."""
+    columns = [
+        "txn_id",
+        pl.col("date").dt.to_string("%Y-%m-%d"),
+        pl.col("vendor").cast(pl.String),
+        "amount_minor",
+        pl.col("currency").cast(pl.String),
+        "memo",
+        flagged.reasons_text().alias("reasons"),
+        flagged.note_column().alias("note"),
+    ]
+    for start, rows in flagged.in_rank_order(columns, limit=limit):
+        for n, (t, d, v, a, c, m, reasons, note) in enumerate(rows, start + 1):
+            yield RequestItem(n, t, d, v, a, c, m, (reasons,), note)
 
 
 def draft_request(
@@ -67,7 +77,7 @@ def draft_request(
     ledger_names: Sequence[str],
 ) -> Draft:
     """The request's copies, one per approver (composed without the database)."""
-    listed = list(itertools.islice(request_items(flagged), config.request.max_listed))
+    listed = list(request_items(flagged, config.request.max_listed))
     attachment = None
     if flagged.count > len(listed):
         attachment = items_attachment(attachment_name(ledger_names, run_id), request_items(flagged))

@@ -44,15 +44,30 @@ class FlaggedFrame:
         ).to_series()
         return cls(items, order)
 
-    def in_rank_order(self, columns: list[str]) -> Iterator[tuple[int, list[tuple]]]:
-        """(rank of the first, rows of `columns`) in rank order, a chunk at a time."""
+    def in_rank_order(self, columns: list[str | pl.Expr], *, limit: int | None = None) -> Iterator[tuple[int, list[tuple]]]:
+        """(rank of the first, rows of `columns`) in rank order, a chunk at a time; the first
+        `limit` rows only, if given."""
         narrow = self.items.select(columns)
-        for start in range(0, self.count, CHUNK):
-            yield start, narrow[self.order.slice(start, CHUNK)].rows()
+        count = self.count if limit is None else min(limit, self.count)
+        for start in range(0, count, CHUNK):
+            yield start, narrow[self.order.slice(start, min(CHUNK, count - start))].rows()
 
-    def note_of(self, txn_id: str, codes) -> str:
-        """The review's note on a row: its own, else its group's, else none."""
-        return self.notes.get(txn_id) or self.group_notes.get(tuple(codes), "")
+    def note_column(self) -> pl.Expr:
+        """A row's note from the review, over `items`: its own, else its group's, else none."""
+        by_codes = {"\x1f".join(codes): note for codes, note in self.group_notes.items()}
+        note = pl.col("codes").list.join("\x1f").replace_strict(by_codes, default="", return_dtype=pl.String) if by_codes else pl.lit("")
+        if self.notes:
+            note = pl.col("txn_id").replace_strict(self.notes, default=None, return_dtype=pl.String).fill_null(note)
+        return note
+
+    def reasons_text(self) -> pl.Expr:
+        """A row's reasons as the request shows them, over `items`: the rules' reasons, then
+        the agent's concern, if any, joined by "; "."""
+        text = pl.col("reasons").list.join("; ")
+        if self.concerns:
+            concern = pl.col("txn_id").replace_strict(self.concerns, default=None, return_dtype=pl.String)
+            text = pl.when(concern.is_null()).then(text).otherwise(pl.concat_str(text, pl.lit("; "), concern))
+        return text
 
     def flags_of(self, txn_id: str, codes, reasons) -> list[dict[str, str]]:
         """A row's flags as recorded: the rules' findings, then the agent's concern, if any."""

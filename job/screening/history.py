@@ -95,9 +95,9 @@ class HistoryNeeds:
 
     currencies: list[str]
     vendor_keys: dict[int, str]
-    payments: pl.DataFrame | None
+    payments: pl.LazyFrame | None
     duplicate_days: tuple[str, str] | None
-    band_vendors: pl.DataFrame | None
+    band_vendors: pl.LazyFrame | None
     bands: dict[int, tuple[int, int]]
     band_days: tuple[str, str] | None
 
@@ -138,7 +138,10 @@ def history_needs(compact: Compact, policy: Policy) -> HistoryNeeds | None:
         return None
     days = [day_text(base["day"].min()), day_text(base["day"].max())]
     hashes = [vendor_hash(key) for key in compact.key_list]
-    tonight = base.select(vh=pl.col("vkey").replace_strict(dict(enumerate(hashes)), return_dtype=pl.Int64), cur="cur", amount="amount")
+    # lazy: built only when there are digests to compare them with (a first import has none)
+    tonight = base.lazy().select(
+        vh=pl.col("vkey").replace_strict(dict(enumerate(hashes)), return_dtype=pl.Int64), cur="cur", amount="amount"
+    )
     bands = {}
     if struct.enabled:
         bands = {n: structuring_band(policy.amount_threshold, struct.band_fraction, c) for n, c in enumerate(compact.currencies)}
@@ -173,11 +176,13 @@ def find_candidates(digests: Iterable[Digest], needs: HistoryNeeds) -> set[int]:
     if needs.payments is not None and needs.duplicate_days is not None:
         first, last = needs.duplicate_days
         in_window = entries.filter(pl.col("day").is_between(pl.lit(first), pl.lit(last)))
-        wanted.append(in_window.join(needs.payments, on=["vh", "cur", "amount"], how="semi").select("pk"))
+        wanted.append(in_window.join(needs.payments.collect(), on=["vh", "cur", "amount"], how="semi").select("pk"))
     if needs.band_vendors is not None and needs.band_days is not None:
         first, last = needs.band_days
         in_days = pl.col("day").is_between(pl.lit(first), pl.lit(last))
-        wanted.append(entries.filter(in_days & in_band(needs.bands)).join(needs.band_vendors, on=["vh", "cur"], how="semi").select("pk"))
+        wanted.append(
+            entries.filter(in_days & in_band(needs.bands)).join(needs.band_vendors.collect(), on=["vh", "cur"], how="semi").select("pk")
+        )
     return set(pl.concat(wanted)["pk"].to_list()) if wanted else set()
 
 

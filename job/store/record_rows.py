@@ -54,11 +54,7 @@ def _packed(flagged: FlaggedFrame, request_id: str | None, next_pk: int) -> Iter
     rows with an agent concern).
     """
     rank = flagged.order.arg_sort() + 1  # the item number of each row
-    keys = pl.col("codes").list.join("\x1f")
-    group_notes = {"\x1f".join(codes): note for codes, note in flagged.group_notes.items()}
-    note = keys.replace_strict(group_notes, default="", return_dtype=pl.String) if group_notes else pl.lit("")
-    if flagged.notes:
-        note = pl.col("txn_id").replace_strict(flagged.notes, default=None, return_dtype=pl.String).fill_null(note)
+    note = flagged.note_column()
     plain = (
         pl.col("codes").list.eval(pl.element().str.contains(_PLAIN_JSON).all()).list.first()
         & pl.col("reasons").list.eval(pl.element().str.contains(_PLAIN_JSON).all()).list.first()
