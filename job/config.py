@@ -182,7 +182,7 @@ class LedgerSettings:
     date_formats: tuple[str, ...] = ("%Y-%m-%d",)
     decimal_separator: str = "."
     thousands_separator: str = ","
-    large_file_bytes: int = 1_000_000  # files this big or bigger are read and screened column-wise
+    large_file_bytes: int = 1_000_000  # a file this big or bigger shows a progress line (on a terminal) while read
 
 
 @dataclass(frozen=True, slots=True)
@@ -653,7 +653,7 @@ default_currency = "USD"             # used when the file has no currency column
 date_formats = ["%Y-%m-%d"]          # tried in order; a date two formats read differently is refused
 decimal_separator = "."
 thousands_separator = ","
-large_file_bytes = 1000000           # a run with a file this big or bigger reads and screens it column-wise
+large_file_bytes = 1000000           # a file this big or bigger shows a progress line on a terminal while read
                                      # (polars); smaller files row by row, which starts faster
 # [ledger.columns]                   # map canonical names to the headers your export uses
 # id = "Reference"
