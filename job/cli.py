@@ -144,13 +144,15 @@ def run(
     # what limits the ledger size (570 -> 480 MiB at a million rows, same speed). The
     # allocator reads this when polars is first imported, so it is set before anything is.
     os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")
-    from job.run import load_known_vendors, prepare_rules, read_ledgers, run_audit
+    from job.run import read_ledgers, run_audit
+    from job.screening.rules import compile_rules
+    from job.screening.vendors import load_known_vendors
     from job.store.db import hold_lock, open_db
 
     settings = _setup(config, db)
     _warn_sender_auth(settings)
     reviewer = settings.llm.describe()
-    rules = prepare_rules(settings)  # a bad rule is a config error before any file is read
+    rules = compile_rules(settings)  # a bad rule is a config error before any file is read
     with hold_lock(settings.db, "run", wait=wait):
         ledgers = read_ledgers(settings, ledger)  # every file read in full before the database is touched
         load_known_vendors(settings)

@@ -67,10 +67,9 @@ def overlap_ledger(folder: Path) -> Path:
     return path
 
 
-def maildir_site(path: Path, *, large: bool = False, **mail) -> Path:
-    """A site with the maildir transport; `large` reads every ledger column-wise, as a big
-    one is (its rows then go in on a background thread), else every ledger row by row."""
-    return write_site(path, [CONTROLLER, CFO], mail=mail, ledger={"large_file_bytes": 0 if large else 10**12})
+def maildir_site(path: Path, **mail) -> Path:
+    """A site with the maildir transport."""
+    return write_site(path, [CONTROLLER, CFO], mail=mail)
 
 
 def smtp_site(tmp_path: Path, mailstack, *, imap_port: int | None = None, imap_tls: str = "tls", imap_timeout: float = 10,
@@ -179,10 +178,9 @@ def run_baseline(tmp_path_factory) -> dict:
     return snapshot(site)
 
 
-@pytest.mark.parametrize("large", [False, True], ids=["rows", "columns"])
 @pytest.mark.parametrize("step", RUN_STEPS)
-def test_run_killed_at_each_step_then_rerun_equals_an_uninterrupted_run(step: str, large: bool, tmp_path: Path, run_baseline: dict) -> None:
-    site = maildir_site(tmp_path / "site", large=large)
+def test_run_killed_at_each_step_then_rerun_equals_an_uninterrupted_run(step: str, tmp_path: Path, run_baseline: dict) -> None:
+    site = maildir_site(tmp_path / "site")
     args = ledgers_args(EXAMPLE_LEDGER, overlap_ledger(tmp_path))
     killed = audit("run", *args, cwd=site, env={CRASH: step})
     assert killed.returncode == KILLED, f"not killed at {step}: {killed.returncode} {killed.stderr}"
@@ -215,9 +213,8 @@ def full_disk_run(site: Path, ledger: Path, limit: int) -> subprocess.CompletedP
                           capture_output=True, text=True, timeout=120, preexec_fn=limit_files)
 
 
-@pytest.mark.parametrize("large", [False, True], ids=["rows", "columns"])
-def test_a_full_disk_during_the_run_is_one_line_exit_7_and_records_nothing(large: bool, tmp_path: Path) -> None:
-    site = maildir_site(tmp_path / "site", large=large)
+def test_a_full_disk_during_the_run_is_one_line_exit_7_and_records_nothing(tmp_path: Path) -> None:
+    site = maildir_site(tmp_path / "site")
     lines = EXAMPLE_LEDGER.read_text().splitlines()
     ledger = tmp_path / "ledger.csv"
     ledger.write_text("\n".join(lines + [f"F-{n:05d},2026-11-24,{100 + n // 100}.{n % 100:02d},USD,Acme Office Supply,Toner,6100"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import re
 import shutil
 import tempfile
@@ -49,6 +50,7 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # spreadsheets run cells that 
 # ... but a plain decimal number (an amount such as -12.50, or +3) is read as the number it is
 PLAIN_NUMBER = r"[+-]?[0-9]+(?:\.[0-9]+)?"
 _PLAIN_NUMBER = re.compile(PLAIN_NUMBER)
+CSV_CHUNK = 20_000  # items turned into CSV rows at a time
 ZIP_ABOVE_BYTES = 5_000_000  # a bigger CSV is attached zipped (about a tenth of the size)
 
 MEMO_LIMIT = 200
@@ -101,7 +103,7 @@ def request_subject(total: int, run_id: int) -> str:
 def safe_cell(text: str) -> str:
     """A CSV cell a spreadsheet never runs as a formula: text that starts with one of
     `FORMULA_START` gets a leading apostrophe, unless it is a plain number (`PLAIN_NUMBER`).
-    Nothing else changes. `bulk._safe_cell` is the same rule for polars."""
+    Nothing else changes."""
     if text.startswith(FORMULA_START) and not _PLAIN_NUMBER.fullmatch(text):
         return "'" + text
     return text
@@ -114,8 +116,10 @@ def _cell(text: str) -> str:
 
 def write_items_csv(out: IO[str], items: Iterable[RequestItem], *, bom: bool = True) -> None:
     """Every item, numbered as in replies, with exact amounts; a BOM first (unless `bom` is
-    false, for standard output), so spreadsheets read UTF-8. `items` may be a generator:
-    nothing is held but the distinct texts."""
+    false, for standard output), so spreadsheets read UTF-8. This is the one writer of the
+    items CSV: the request's attachment, reminders and `audit items` all use it. `items`
+    may be a generator: it is read a chunk at a time, and nothing is held but the distinct
+    texts."""
     if bom:
         out.write("\ufeff")
     writer = csv.writer(out, lineterminator="\r\n")
@@ -125,25 +129,27 @@ def write_items_csv(out: IO[str], items: Iterable[RequestItem], *, bom: bool = T
     def cell(text: str) -> str:
         value = cells.get(text)
         if value is None:
-            if len(cells) > 200_000:
-                cells.clear()
             value = cells[text] = _cell(text)
         return value
 
-    writer.writerows(
-        (
-            item.no,
-            safe_cell(item.txn_id),
-            item.date,
-            cell(item.vendor),
-            format_amount(item.amount_minor, item.currency),
-            item.currency,
-            cell(item.memo),
-            cell("; ".join(item.reasons)),
-            cell(item.note),
+    items = iter(items)
+    while chunk := list(itertools.islice(items, CSV_CHUNK)):
+        if len(cells) > 200_000:
+            cells.clear()
+        numbers, ids, dates, vendors, amounts, currencies, memos, reasons, notes = zip(*chunk)
+        writer.writerows(
+            zip(
+                numbers,
+                map(safe_cell, ids),
+                dates,
+                map(cell, vendors),
+                map(format_amount, amounts, currencies),
+                currencies,
+                map(cell, memos),
+                map(cell, map("; ".join, reasons)),
+                map(cell, notes),
+            )
         )
-        for item in items
-    )
 
 
 def attachment_name(ledger_names: Sequence[str], run_id: int) -> str:

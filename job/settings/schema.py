@@ -208,8 +208,7 @@ class LedgerSettings(Section):
     large_file_bytes: int = Field(
         1_000_000,
         ge=0,
-        description="a run with a file this big or bigger reads and screens it column-wise (polars);"
-        " smaller files row by row, which starts faster",
+        description="a file this big or bigger shows a progress line (on a terminal) while it is read",
     )
 
     @model_validator(mode="before")
