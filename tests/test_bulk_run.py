@@ -178,6 +178,7 @@ def test_progress_shows_on_a_terminal_only(tmp_path: Path) -> None:
     assert "reading" not in result.stderr and "\r" not in result.stderr
 
 
+@pytest.mark.separate_process("what a fresh interpreter imports")
 @pytest.mark.parametrize("large", [False, True])
 def test_small_runs_do_not_import_polars(tmp_path: Path, large: bool) -> None:
     folder = site(tmp_path / "site", large=large)
