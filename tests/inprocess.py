@@ -9,6 +9,7 @@ back around each call, so one call cannot leak into the next or into the test:
   statement cache, so it would otherwise stay open, with its WAL, until a full collection);
 * the working directory (`cwd`) and the environment (`env`; a value of None removes the name),
   restored afterwards, including names the command sets itself;
+* the width help is wrapped to, from the terminal size (the runner would force 80 columns);
 * stdin (empty), stdout and stderr (captured, as `subprocess.run(capture_output=True)` does),
   and the exit code, from `sys.exit`/`typer.Exit` or 1 with the traceback on stderr for an
   exception the command let out, as the interpreter would print it;
@@ -31,6 +32,7 @@ import io
 import locale
 import logging
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -131,7 +133,9 @@ def run_cli(
             for action, category, module in reversed(DEFAULT_WARNING_FILTERS):
                 warnings.filterwarnings(action, category=category, module=module)
             warnings.showwarning = _show_warning
-            result = CliRunner().invoke(app, argv, env=dict(env), prog_name="audit", catch_exceptions=True)
+            # help is wrapped as a process wraps it (the runner would force 80 columns)
+            width = max(min(shutil.get_terminal_size().columns, 80) - 2, 50)
+            result = CliRunner().invoke(app, argv, env=dict(env), prog_name="audit", catch_exceptions=True, terminal_width=width)
     finally:
         faulthandler.cancel_dump_traceback_later()
         _OPENED.close_all()
