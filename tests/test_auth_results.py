@@ -330,6 +330,7 @@ DISPLAY_SHAPES = {
 }
 
 
+@pytest.mark.no_cover  # timed: the coverage tracer's cost is no part of what is measured
 @pytest.mark.parametrize("shape", list(DISPLAY_SHAPES))
 def test_identify_sender_is_linear_in_the_display_name(shape: str) -> None:
     make = DISPLAY_SHAPES[shape]
@@ -350,6 +351,7 @@ SCAN_SHAPES = {
 }
 
 
+@pytest.mark.no_cover  # timed: the coverage tracer's cost is no part of what is measured
 @pytest.mark.parametrize("shape", list(SCAN_SHAPES))
 def test_display_name_scan_is_linear(shape: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(authenticate, "MAX_ADDRESS_HEADER", 10**6)
@@ -403,6 +405,7 @@ AR_SHAPES = {
 }
 
 
+@pytest.mark.no_cover  # timed: the coverage tracer's cost is no part of what is measured
 @pytest.mark.parametrize("shape", list(AR_SHAPES))
 def test_parse_authentication_results_is_linear(shape: str) -> None:
     make = AR_SHAPES[shape]

@@ -25,10 +25,11 @@ GROWING = ("transactions", "messages", "decisions", "request_tokens", "events", 
 TRACER = '''
 import os, sqlite3
 _connect = sqlite3.connect
-def _traced(*args, **kwargs):
-    conn = _connect(*args, **kwargs)
-    log = open(os.environ["AUDIT_TEST_SQL_LOG"], "a", encoding="utf-8")
-    conn.set_trace_callback(lambda sql: log.write(json.dumps(sql) + "\\n") or log.flush())
+def _traced(database, *args, **kwargs):
+    conn = _connect(database, *args, **kwargs)
+    if os.path.basename(str(database)) == "audit.db":  # not, e.g., a coverage data file
+        log = open(os.environ["AUDIT_TEST_SQL_LOG"], "a", encoding="utf-8")
+        conn.set_trace_callback(lambda sql: log.write(json.dumps(sql) + "\\n") or log.flush())
     return conn
 import json
 sqlite3.connect = _traced

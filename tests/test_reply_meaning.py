@@ -323,6 +323,7 @@ ADVERSARIAL_BODIES = [
 ]
 
 
+@pytest.mark.no_cover  # timed: the coverage tracer's cost is no part of what is measured
 @pytest.mark.parametrize("shape", range(len(ADVERSARIAL_BODIES)))
 def test_reading_a_reply_takes_linear_time(shape: int) -> None:
     import gc
