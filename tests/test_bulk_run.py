@@ -201,6 +201,7 @@ def test_progress_shows_on_a_terminal_only(tmp_path: Path) -> None:
     assert "reading" not in result.stderr and "\r" not in result.stderr
 
 
+@pytest.mark.separate_process("what a fresh interpreter imports")
 @pytest.mark.parametrize("large", [False, True])
 def test_every_run_reads_and_screens_with_polars(tmp_path: Path, large: bool) -> None:
     """One engine: a ledger of ten rows is read and screened column-wise too (this test
