@@ -409,3 +409,26 @@ def test_an_upgraded_database_retires_its_readable_tokens_and_sends_the_open_req
     assert {r["status"] for r in report_json(site) if r["transaction_id"] in ("TX-1002", "TX-1003", "TX-1007")} == {"approved"}
     assert_not_kept(site, {fresh}, leave_out=(site / "var/mail",))
     assert audit("verify", cwd=site).returncode == 0
+
+
+def test_redaction_reaches_every_form_a_token_takes_in_a_message() -> None:
+    """The pure redaction, on a message holding one token in every form: a plus-address, an
+    encoded-word Subject, a quoted-printable soft line break inside it, a file attached in
+    base64, upper case. What comes out holds it in none, read every way; the rest is kept."""
+    from job.mail.redact import redact_message, token_candidates
+
+    token = "usoc4q5cxbnj6yrudluo2jn62m"
+    attached = base64.encodebytes(f"Reply-To: audit+{token}@example.com\r\n".encode()).decode()
+    subject = base64.b64encode(f"Re: {token.upper()}".encode()).decode()
+    raw = (
+        f"From: cfo@example.com\r\nTo: audit+{token}@example.com\r\nSubject: =?utf-8?b?{subject}?=\r\n"
+        'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="zz"\r\n\r\n'
+        "--zz\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+        f"approve 1\r\n> audit+{token[:10]}=\r\n{token[10:]}@example.com\r\n"
+        f"--zz\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n{attached}--zz--\r\n"
+    ).encode()
+    assert token in token_candidates(raw)
+    kept = redact_message(raw, {token})
+    assert token not in token_shaped(kept) and token not in kept.decode().lower()
+    assert kept.count(MARKER.encode()) == 3 and b"approve 1" in kept and b"From: cfo@example.com" in kept
+    assert MARKER in str(email.header.make_header(email.header.decode_header(parse(kept)["Subject"])))

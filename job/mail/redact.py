@@ -3,8 +3,8 @@
 Pure functions, no database. A reply token is 26 characters of base32 (`message.new_token`).
 `token_candidates` lists every string of that shape a message carries where a token could
 hide: its text as sent (quoted-printable soft line breaks joined, base64 lines left out), its
-header values with encoded words decoded, and its text parts decoded from base64 or
-quoted-printable. The caller keeps those that hash to a token it issued and hands them to
+header values with encoded words decoded, and its parts decoded from base64 or
+quoted-printable (an attached message or file included, up to `MAX_DECODED_PART`). The caller keeps those that hash to a token it issued and hands them to
 `redact_message`, which replaces each wherever it appears, in any case, with `REDACTED`,
 then reads the result the same ways again: a token still found (in an encoded part or
 header) gets that part rewritten decoded, and a message that still holds one keeps only its
@@ -30,7 +30,7 @@ __all__ = ["REDACTED", "token_candidates", "redact_message", "redact_text", "red
 REDACTED = "[reply token redacted]"
 TOKEN_LENGTH = 26
 LONG_RUN = 64  # a longer run of token letters is checked at its two ends only
-MAX_DECODED_PART = 2_000_000  # larger parts are files, not text an approver wrote
+MAX_DECODED_PART = 2_000_000  # larger parts are files (a large request's list), never a place a token is written
 
 _RUN = re.compile(r"[A-Za-z2-7]{26,}")
 _SOFT_BREAK = re.compile(r"=\r?\n")
@@ -55,13 +55,10 @@ def _decoded_header(value: object) -> str:
         return text
 
 
-def _is_text(part: email.message.Message) -> bool:
-    return part.get_content_maintype() in ("text", "message")
-
-
 def _decoded_payload(part: email.message.Message) -> bytes | None:
-    """A text part's body decoded from base64 or quoted-printable (None if not encoded)."""
-    if part.is_multipart() or not _is_text(part):
+    """A part's body decoded from base64 or quoted-printable (None if not encoded, or too
+    large to be text someone wrote or quoted)."""
+    if part.is_multipart():
         return None
     if str(part.get("Content-Transfer-Encoding", "")).strip().lower() not in _ENCODINGS:
         return None
