@@ -432,3 +432,13 @@ def test_redaction_reaches_every_form_a_token_takes_in_a_message() -> None:
     assert token not in token_shaped(kept) and token not in kept.decode().lower()
     assert kept.count(MARKER.encode()) == 3 and b"approve 1" in kept and b"From: cfo@example.com" in kept
     assert MARKER in str(email.header.make_header(email.header.decode_header(parse(kept)["Subject"])))
+
+
+def test_the_bundled_example_database_verifies_and_holds_no_token(tmp_path: Path) -> None:
+    copy = tmp_path / "audit.db"
+    shutil.copy(ROOT / "audit.db.example", copy)
+    result = audit("verify", "--db", str(copy), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    [(raw,)] = db_rows(tmp_path, "SELECT raw FROM messages WHERE kind = 'request'")
+    assert f"audit+{MARKER}@example.com".encode() in raw
+    assert db_rows(tmp_path, "SELECT COUNT(*) FROM request_tokens WHERE retired_at IS NULL") == [(1,)]
