@@ -262,6 +262,8 @@ def _poll_once(database, settings) -> None:
     chased = result.chased
     for request_id in chased.reminded if chased else ():
         typer.echo(f"request {request_id}: reminder sent")
+    for request_id in chased.reissued if chased else ():
+        typer.echo(f"request {request_id}: sent again with fresh reply addresses (the old ones were retired)")
     for request_id in chased.escalated if chased else ():
         typer.echo(f"request {request_id}: escalated to {', '.join(settings.reminders.escalation_addresses)}")
     for request_id in result.closed_requests:

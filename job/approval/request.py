@@ -2,8 +2,11 @@
 
 Pure composition over data the caller gives it; `run` records the result and `outbox`
 sends it. Each approver gets their own copy with their own reply token, carried in the
-`Reply-To` plus-address and in our `Message-ID` (so `In-Reply-To`/`References` carry it
-for servers without plus-addressing). Only a hash of each token is stored.
+`Reply-To` plus-address and written once more at the foot of the body (so a reply that
+quotes it carries it through servers without plus-addressing). Our `Message-ID` never
+holds it: Message-IDs are repeated by every reply and kept by every server and by the
+audit log. Only a hash of each token is stored, and the copy's `plain` text is the one to
+store: its token replaced by a marker (`raw` is what is sent).
 
 However many items are flagged it is one email: the body lists the first `max_listed`
 items (the caller ranks them by risk, then amount) and, when there are more, every item
@@ -28,6 +31,7 @@ from typing import IO, NamedTuple
 
 from job.ledger.ingest import format_amount, format_amount_display
 from job.mail.message import compose, hash_token, message_id_for, new_token, render, reply_address_for, safe_filename, sanitize_text
+from job.mail.redact import redact_text
 
 __all__ = [
     "RequestItem",
@@ -75,8 +79,8 @@ class ApproverCopy:
     token_hash: str
     message_id: str
     subject: str
-    plain: str
-    raw: bytes
+    plain: str  # the plain text as stored: the token replaced by a marker
+    raw: bytes  # the message as sent, token included
 
 
 def item_view(item: RequestItem) -> dict[str, object]:
@@ -239,7 +243,8 @@ def build_request_copies(
     copies = []
     for approver in approvers:
         token = new_token()
-        message_id = message_id_for(token, domain)
+        message_id = message_id_for(domain)
+        address = reply_address_for(reply_address, token)
         plain, html = render(
             "request",
             heading=subject,
@@ -256,6 +261,7 @@ def build_request_copies(
             reviewer=reviewer,
             summary=sanitize_text(summary, 1000),
             notice=sanitize_text(notice, 500),
+            reply_address=address,
         )
         follows = list(thread(approver)) if thread else []
         msg = compose(
@@ -265,11 +271,11 @@ def build_request_copies(
             plain=plain,
             html=html,
             message_id=message_id,
-            reply_to=reply_address_for(reply_address, token),
+            reply_to=address,
             in_reply_to=follows[-1] if follows else None,
             references=follows,
             extra_headers={"X-Audit-Request": request_id},
             attachments=attachments,
         )
-        copies.append(ApproverCopy(approver, hash_token(token), message_id, subject, plain, msg.as_bytes()))
+        copies.append(ApproverCopy(approver, hash_token(token), message_id, subject, redact_text(plain, {token}), msg.as_bytes()))
     return copies
