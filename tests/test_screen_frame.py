@@ -61,7 +61,7 @@ policies = st.builds(
     st.sampled_from([("confidential", "misc", "miscellaneous", "various", "sundry"), (), ("n/a",), ("ünterlagen",)]),
 )
 
-USER_RULES = compile_rules(Config(policy=Policy(rules=(UserRule("user_rule", "vendor = 'Initech'", "because", "policy.rules[1]"),))))
+USER_RULES = compile_rules(Config(policy=Policy(rules=(UserRule(name="user_rule", when="vendor = 'Initech'", reason="because", key="policy.rules[1]"),))))
 
 
 @settings(max_examples=300, deadline=None)
