@@ -13,8 +13,8 @@ date (else the value date); a debit (D, or RC: a reversed credit) is positive, a
 (C, RD) negative. German banks structure ``:86:`` as a business transaction code and
 ``?NN`` subfields: ``?32``/``?33`` the counterparty's name (the vendor), ``?20``–``?29``
 and ``?60``–``?63`` the purpose (memo: its SVWZ+ part when it has SEPA keywords), ``?00``
-the posting text. Other ``:86:`` texts give the vendor from the ``:61:`` supplementary
-details, else their first line, and the memo from all their lines. MT940 has no unique
+the posting text. Other ``:86:`` texts give the vendor from their first line (else the
+``:61:`` supplementary details), and the memo from all their lines. MT940 has no unique
 transaction id: every id is derived (see `common.Rows`), with the value date, mark, type
 code and both references among the facts.
 """
@@ -79,7 +79,7 @@ def load(path, problems: Problems, options: ReadOptions) -> Reading:
         "date": ":61: entry date (else value date)",
         "amount": ":61: amount: D and RC positive, C and RD negative",
         "currency": ":60F:/:60M: opening balance",
-        "vendor": ":86: ?32?33 (else :61: supplementary details, else the first line of :86:)",
+        "vendor": ":86: ?32?33 (unstructured: its first line, else :61: supplementary details)",
         "memo": ":86: purpose ?20-?29, ?60-?63 (its SVWZ+ part; else all of :86:)",
         "account": ":25:",
     }
@@ -273,7 +273,7 @@ def _details(lines: list[str], supplementary: str) -> tuple[str, str]:
         return vendor or supplementary, memo
     texts = [clean_text(t) for t in lines if clean_text(t)]
     memo = " ".join(texts)
-    return supplementary or (texts[0] if texts else ""), memo
+    return (texts[0] if texts else "") or supplementary, memo
 
 
 def _sepa_purpose(purpose: str) -> str:

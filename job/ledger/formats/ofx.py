@@ -112,6 +112,7 @@ def parse_text(text: str, problems: Problems) -> tuple[Rows, list[str]]:
     transaction_line = 0
     leaf: str | None = None
     leaf_line = 0
+    valued: str | None = None  # the leaf whose value was just read
     derived = 0
     for match in _TOKEN.finditer(text, start):
         line += text.count("\n", position, match.start())
@@ -120,15 +121,15 @@ def parse_text(text: str, problems: Problems) -> tuple[Rows, list[str]]:
         if value is not None:
             if leaf is not None and value.strip():
                 _set_leaf(path, leaf, html.unescape(value.strip()), context, transaction)
-                leaf = None
+                valued, leaf = leaf, None
             continue
         if not tag or match[0].endswith("/>"):  # a declaration, or an empty element <MEMO/>
             continue
         if closing:
-            if leaf == tag:  # </NAME> right after a leaf's value (2.x) or an empty leaf
-                leaf = None
+            if tag in (leaf, valued):  # </NAME> right after a leaf's value (2.x), or of an empty leaf
+                leaf = valued = None
                 continue
-            leaf = None
+            leaf = valued = None
             if tag not in path:
                 problems.add(line, "/".join(path[-3:]), f"</{tag}> closes nothing that is open")
                 continue
@@ -138,6 +139,7 @@ def parse_text(text: str, problems: Problems) -> tuple[Rows, list[str]]:
                 derived += _emit(transaction, transaction_line, context, rows, problems)
                 transaction = None
             continue
+        valued = None
         if leaf is not None:  # the previous tag had no value: it opened an aggregate
             path.append(leaf)
             _open(leaf, context)
