@@ -11,7 +11,7 @@ funds code, amount with a decimal comma, type code, customer reference, ``//`` b
 reference, and optional supplementary details on its second line. The date is the entry
 date (else the value date); a debit (D, or RC: a reversed credit) is positive, a credit
 (C, RD) negative. German banks structure ``:86:`` as a business transaction code and
-``?NN`` subfields: ``?32``/``?33`` the counterparty's name (the vendor), ``?20``–``?29``
+``?NN`` subfields: ``?32``/``?33`` the counterparty's name (the vendor; else the posting text ``?00``), ``?20``–``?29``
 and ``?60``–``?63`` the purpose (memo: its SVWZ+ part when it has SEPA keywords), ``?00``
 the posting text. Other ``:86:`` texts give the vendor from their first line (else the
 ``:61:`` supplementary details), and the memo from all their lines. MT940 has no unique
@@ -79,7 +79,7 @@ def load(path, problems: Problems, options: ReadOptions) -> Reading:
         "date": ":61: entry date (else value date)",
         "amount": ":61: amount: D and RC positive, C and RD negative",
         "currency": ":60F:/:60M: opening balance",
-        "vendor": ":86: ?32?33 (unstructured: its first line, else :61: supplementary details)",
+        "vendor": ":86: ?32?33, else ?00 (unstructured :86:: its first line, else the :61: supplementary details)",
         "memo": ":86: purpose ?20-?29, ?60-?63 (its SVWZ+ part; else all of :86:)",
         "account": ":25:",
     }
@@ -172,7 +172,7 @@ def parse_lines(lines: Iterable[tuple[int, str]], problems: Problems) -> tuple[R
                 if balance[1] == statement.currency and balance[0] != expected:
                     problems.add(
                         line,
-                        f":{tag}:",
+                        f"tag {tag}",
                         f"closing balance {format_amount(balance[0], balance[1])} is not the opening balance plus the"
                         f" statement lines ({format_amount(expected, balance[1])} {balance[1]}): lines missing or changed?",
                     )
@@ -190,13 +190,13 @@ def _balance(text: str, tag: str, line: int, problems: Problems) -> tuple[int, s
     """(amount in the bank's sign, currency) of a balance field."""
     match = _BALANCE.fullmatch(text.strip())
     if not match:
-        problems.add(line, f":{tag}:", f"{show(text.strip())} is not a balance (mark, YYMMDD, currency, amount)")
+        problems.add(line, f"tag {tag}", f"{show(text.strip())} is not a balance (mark, YYMMDD, currency, amount)")
         return None
     try:
         currency = check_currency(match["currency"])
         amount = decimal_minor(match["amount"], currency, point=",")
     except ValueError as error:
-        problems.add(line, f":{tag}:", str(error))
+        problems.add(line, f"tag {tag}", str(error))
         return None
     return (amount if match["mark"] == "C" else -amount), currency
 
@@ -224,24 +224,24 @@ def _emit(pending: dict, statement: _Statement, rows: Rows, problems: Problems) 
     line, content = pending["line"], pending["content"]
     match = _LINE_61.fullmatch(content[0].strip())
     if not match:
-        problems.add(line, ":61:", f"{show(content[0].strip())} is not a statement line (date, mark, amount, type, reference)")
+        problems.add(line, "tag 61", f"{show(content[0].strip())} is not a statement line (date, mark, amount, type, reference)")
         statement.ok = False
         return
     try:
         value = date(_year(match["value"][:2]), int(match["value"][2:4]), int(match["value"][4:]))
         day = _entry_day(value, match["entry"]) if match["entry"] else value
     except ValueError as error:
-        problems.add(line, ":61:", str(error) if "entry" in str(error) else f"value date {show(match['value'])} is not a day")
+        problems.add(line, "tag 61", str(error) if "entry" in str(error) else f"value date {show(match['value'])} is not a day")
         statement.ok = False
         return
     if not statement.currency:
-        problems.add(line, ":61:", "no currency: the statement has no opening balance (:60F:) before its lines")
+        problems.add(line, "tag 61", "no currency: the statement has no opening balance (:60F:) before its lines")
         statement.ok = False
         return
     try:
         amount = decimal_minor(match["amount"], statement.currency, point=",")
     except ValueError as error:
-        problems.add(line, ":61:", str(error))
+        problems.add(line, "tag 61", str(error))
         statement.ok = False
         return
     mark = match["mark"].upper()
@@ -252,7 +252,9 @@ def _emit(pending: dict, statement: _Statement, rows: Rows, problems: Problems) 
     if mark in ("RC", "RD"):
         memo = f"Reversal: {memo}".strip()
     if not vendor:
-        problems.add(line, ":86:", "no counterparty name (?32/?33) and no details to name the line by")
+        problems.add(
+            line, "tag 86", "no counterparty name (?32/?33) and nothing else to name the line by (no :86:, no supplementary details)"
+        )
         return
     cref, bref = match["cref"].strip(), (match["bref"] or "").strip()
     facts = (match["value"], mark, match["type"], cref, bref)
@@ -262,7 +264,7 @@ def _emit(pending: dict, statement: _Statement, rows: Rows, problems: Problems) 
 def _details(lines: list[str], supplementary: str) -> tuple[str, str]:
     """(vendor, memo) from an :86: field's lines."""
     joined = "".join(lines)
-    if re.match(r"[0-9]{3}\?", joined):
+    if re.match(r"(?:[0-9]{3})?\?[0-9]{2}", joined):
         parts = _SUBFIELD.split(joined)
         fields: dict[str, str] = {}
         for key, text in zip(parts[1::2], parts[2::2]):
@@ -270,7 +272,7 @@ def _details(lines: list[str], supplementary: str) -> tuple[str, str]:
         vendor = clean_text(fields.get("32", "") + fields.get("33", ""))
         purpose = clean_text("".join(fields.get(k, "") for k in _PURPOSE))
         memo = _sepa_purpose(purpose) or clean_text(fields.get("00", ""))
-        return vendor or supplementary, memo
+        return vendor or supplementary or clean_text(fields.get("00", "")), memo
     texts = [clean_text(t) for t in lines if clean_text(t)]
     memo = " ".join(texts)
     return (texts[0] if texts else "") or supplementary, memo

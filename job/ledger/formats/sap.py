@@ -63,7 +63,10 @@ def sap_amount(text: str, currency: str, point: str) -> int:
         body = body[:-1].strip()
         if body.startswith(("-", "+")):
             raise ValueError(f"{show(text)} has two signs")
-    minor, written = parse_amount(body, currency=currency, decimal_separator=point, thousands_separator="." if point == "," else ",")
+    try:
+        minor, written = parse_amount(body, currency=currency, decimal_separator=point, thousands_separator="." if point == "," else ",")
+    except ValueError as error:
+        raise ValueError(str(error).replace(show(body), show(text))) from None
     if written and written != currency:
         raise ValueError(f"{show(text)} is in {written} but the row's currency is {currency}")
     return -minor if negative else minor
