@@ -15,6 +15,8 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from xlsx_writer import Number, write_xlsx
 
 from job.errors import LedgerError
@@ -464,3 +466,25 @@ def test_a_copy_elsewhere_reads_the_same(tmp_path: Path) -> None:
     copy = tmp_path / "statement.xml"
     shutil.copy(FIXTURES / "camt053_v08.xml", copy)
     assert rows_of(read_ledger_file(copy)[0]) == EXPECTED["camt053_v08.xml"][1]
+
+
+# --- damaged files never crash ------------------------------------------------------------
+
+PAYLOADS = [b"", b",", b";", b"<", b">", b"\n", b'"', b"-", b"?", b":61:", b"\x00", b"\xff", b"99", b"</Ntry>", b"&amp;", b"\r"]
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 12), st.sampled_from(PAYLOADS)), min_size=1, max_size=4))
+def test_a_damaged_file_is_read_or_refused_in_one_line(tmp_path: Path, name: str, edits) -> None:
+    raw = bytearray((FIXTURES / name).read_bytes())
+    for where, cut, payload in edits:
+        at = int(where * len(raw))
+        raw[at : at + cut] = payload
+    path = tmp_path / name
+    path.write_bytes(bytes(raw))
+    for collect in (False, True):
+        try:
+            load_file(path, collect=collect)
+        except LedgerError as error:
+            assert "\n" not in str(error) and str(error).startswith(str(path))

@@ -60,3 +60,11 @@ def test_inspect_with_a_named_format_and_with_no_format_that_fits(tmp_path: Path
     assert unknown.stderr.count("\n") == 1 and "Traceback" not in unknown.stderr
     lotus = audit("inspect", str(letter), "--format", "lotus", cwd=tmp_path)
     assert lotus.returncode == 4 and "unknown format 'lotus'; known: csv, quickbooks" in lotus.stderr
+
+
+def test_the_readme_shows_what_inspect_prints(tmp_path: Path) -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    block = readme.split("$ audit inspect statement.xml --rows 2\n", 1)[1].split("```", 1)[0]
+    shutil.copy(FIXTURES / "camt053_v08.xml", tmp_path / "statement.xml")
+    result = audit("inspect", "statement.xml", "--rows", "2", cwd=tmp_path)
+    assert result.stdout == block

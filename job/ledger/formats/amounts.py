@@ -51,4 +51,7 @@ def row_amount(
     if not seen:
         problems.add(line, " / ".join(names[r] for r in roles), "missing value")
         return None
+    if not -(2**63) <= total < 2**63:  # SQLite stores integers in 64 bits
+        problems.add(line, " / ".join(names[r] for r in roles), "is too large to record exactly")
+        return None
     return total, code

@@ -96,8 +96,10 @@ def _minor(text: str) -> int:
         return 0
     sign = -1 if body.startswith("-") else 1
     digits = body.lstrip("+-")
-    if not digits.isdigit():
+    if not digits.isdigit() or not digits.isascii():
         raise ValueError(f"{show(text)} is not an amount in minor units")
+    if len(digits) > 18:
+        raise ValueError(f"{show(text)} is too large to record exactly")
     return sign * int(digits)
 
 

@@ -10,6 +10,7 @@ element); `audit inspect` collects them all and carries on with the next record.
 from __future__ import annotations
 
 import codecs
+import functools
 import hashlib
 import os
 import re
@@ -47,6 +48,8 @@ CHUNK_ROWS = 100_000  # rows gathered in Python lists before they become a frame
 _LINE_BREAKS = re.compile(r"[\t\n\v\f\r\x85\u2028\u2029]+")
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _CODE = re.compile(r"[A-Z]{3}")
+_DECIMAL_POINT = re.compile(r"([+-]?)([0-9]*)(?:\.([0-9]*))?")
+_DECIMAL_COMMA = re.compile(r"([+-]?)([0-9]*)(?:,([0-9]*))?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +102,8 @@ def show(text: str) -> str:
 def clean_text(text: str) -> str:
     """Line breaks and tabs become one space, other control characters go, ends are stripped
     (as the CSV reader cleans its cells)."""
+    if text.isprintable() and text == text.strip():  # most texts: nothing to clean
+        return text
     return _CONTROLS.sub("", _LINE_BREAKS.sub(" ", text)).strip()
 
 
@@ -106,7 +111,7 @@ def decimal_minor(text: str, currency: str, *, point: str = ".") -> int:
     """Exact integer minor units of a plain decimal such as ``-1250.5`` (or ``1250,50`` with
     `point` ``,``); decimals past the currency's are allowed only when they are zeros.
     Raises ValueError with a short message."""
-    match = re.fullmatch(rf"([+-]?)([0-9]*)(?:{re.escape(point)}([0-9]*))?", text.strip())
+    match = (_DECIMAL_POINT if point == "." else _DECIMAL_COMMA).fullmatch(text.strip())
     if not match or not (match[2] or match[3]):
         raise ValueError(f"{show(text)} is not an amount")
     places = currency_exponent(currency)
@@ -119,6 +124,7 @@ def decimal_minor(text: str, currency: str, *, point: str = ".") -> int:
     return -minor if match[1] == "-" else minor
 
 
+@functools.lru_cache(maxsize=512)
 def check_currency(code: str) -> str:
     """An ISO 4217 code as the engine records it (upper case), or ValueError."""
     upper = code.strip().upper()

@@ -65,7 +65,7 @@ def _header_day(fields: list[str], index: int) -> date | None:
 def _posting_day(text: str, start: date | None, end: date | None) -> date:
     """The day of a Belegdatum TTMM (or TTMMJJJJ) inside the batch's period."""
     digits = text.strip()
-    if not digits.isdigit() or len(digits) not in (3, 4, 8):
+    if not (digits.isascii() and digits.isdigit()) or len(digits) not in (3, 4, 8):
         raise ValueError(f"{show(text)} is not a date TTMM")
     if len(digits) == 8:
         return datetime.strptime(digits, "%d%m%Y").date()

@@ -50,7 +50,7 @@ _LINE_61 = re.compile(
 _BALANCE = re.compile(r"(?P<mark>[CD])(?P<day>[0-9]{6})(?P<currency>[A-Za-z]{3})(?P<amount>[0-9]+,[0-9]*)")
 _SUBFIELD = re.compile(r"\?([0-9]{2})")
 _SEPA = re.compile(r"(EREF|KREF|MREF|CRED|DEBT|SVWZ|ABWA|ABWE|IBAN|BIC|COAM|OAMT|SQTP|PURP)\+")
-_PURPOSE = [f"{n:02d}" for n in (*range(20, 30), *range(60, 64))]
+_PURPOSE = frozenset(f"{n:02d}" for n in (*range(20, 30), *range(60, 64)))
 
 
 def is_mt940(head: str) -> bool:
@@ -209,6 +209,11 @@ def _year(two_digits: str) -> int:
 def _entry_day(value: date, text: str) -> date:
     """The day of an entry date MMDD: in the year that puts it nearest the value date."""
     month, day = int(text[:2]), int(text[2:])
+    if month == value.month:
+        try:
+            return date(value.year, month, day)
+        except ValueError:
+            raise ValueError(f"entry date {show(text)} is not a day") from None
     found = []
     for year in (value.year - 1, value.year, value.year + 1):
         try:
@@ -270,7 +275,7 @@ def _details(lines: list[str], supplementary: str) -> tuple[str, str]:
         for key, text in zip(parts[1::2], parts[2::2]):
             fields[key] = fields.get(key, "") + text
         vendor = clean_text(fields.get("32", "") + fields.get("33", ""))
-        purpose = clean_text("".join(fields.get(k, "") for k in _PURPOSE))
+        purpose = clean_text("".join(fields[k] for k in sorted(fields) if k in _PURPOSE))
         memo = _sepa_purpose(purpose) or clean_text(fields.get("00", ""))
         return vendor or supplementary or clean_text(fields.get("00", "")), memo
     texts = [clean_text(t) for t in lines if clean_text(t)]

@@ -69,6 +69,8 @@ def sap_amount(text: str, currency: str, point: str) -> int:
         raise ValueError(str(error).replace(show(body), show(text))) from None
     if written and written != currency:
         raise ValueError(f"{show(text)} is in {written} but the row's currency is {currency}")
+    if minor >= 2**63:
+        raise ValueError(f"{show(text)} is too large to record exactly")
     return -minor if negative else minor
 
 

@@ -14,6 +14,7 @@ import io
 import posixpath
 import re
 import zipfile
+import zlib
 from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 
@@ -33,24 +34,37 @@ _PARSER = {"resolve_entities": False, "no_network": True, "load_dtd": False}
 def read_workbook_rows(raw: bytes, path: str, *, max_rows: int | None = None) -> tuple[str, list[tuple[int, list[str]]]]:
     """(sheet name, non-blank rows as (row number, cells)) of the workbook's first sheet."""
     try:
-        book = zipfile.ZipFile(io.BytesIO(raw))
-    except zipfile.BadZipFile as error:
-        raise LedgerError(path, None, None, f"not an xlsx workbook: {error}") from None
-    with book:
-        if sum(i.file_size for i in book.infolist()) > _MAX_UNPACKED:
-            raise LedgerError(path, None, None, "not read: the workbook unpacks to more than 2 GiB")
-        names = set(book.namelist())
-        if "xl/workbook.xml" not in names:
-            raise LedgerError(
-                path, None, None, "not an xlsx workbook (no xl/workbook.xml; .xls and .ods are not read: save as .xlsx or CSV)"
-            )
-        sheet_name, sheet_path, date1904 = _first_sheet(book, path)
-        strings = _shared_strings(book) if "xl/sharedStrings.xml" in names else []
-        date_styles = _date_styles(book) if "xl/styles.xml" in names else set()
-        if sheet_path not in names:
-            raise LedgerError(path, None, None, f"xlsx: the sheet {sheet_name!r} is missing ({sheet_path})")
-        with book.open(sheet_path) as stream:
-            rows = _sheet_rows(stream, strings, date_styles, date1904, path, max_rows)
+        with zipfile.ZipFile(io.BytesIO(raw)) as book:
+            return _read_first_sheet(book, path, max_rows)
+    except (
+        zipfile.BadZipFile,
+        zlib.error,
+        EOFError,
+        etree.XMLSyntaxError,
+        KeyError,
+        ValueError,
+        IndexError,
+        NotImplementedError,
+        RuntimeError,
+        OverflowError,
+    ) as error:
+        problem = " ".join(str(getattr(error, "msg", None) or error).split())
+        raise LedgerError(path, None, None, f"not a readable xlsx workbook: {type(error).__name__}: {problem}") from None
+
+
+def _read_first_sheet(book: zipfile.ZipFile, path: str, max_rows: int | None) -> tuple[str, list[tuple[int, list[str]]]]:
+    if sum(i.file_size for i in book.infolist()) > _MAX_UNPACKED:
+        raise LedgerError(path, None, None, "not read: the workbook unpacks to more than 2 GiB")
+    names = set(book.namelist())
+    if "xl/workbook.xml" not in names:
+        raise LedgerError(path, None, None, "not an xlsx workbook (no xl/workbook.xml; .xls and .ods are not read: save as .xlsx or CSV)")
+    sheet_name, sheet_path, date1904 = _first_sheet(book, path)
+    strings = _shared_strings(book) if "xl/sharedStrings.xml" in names else []
+    date_styles = _date_styles(book) if "xl/styles.xml" in names else set()
+    if sheet_path not in names:
+        raise LedgerError(path, None, None, f"xlsx: the sheet {sheet_name!r} is missing ({sheet_path})")
+    with book.open(sheet_path) as stream:
+        rows = _sheet_rows(stream, strings, date_styles, date1904, path, max_rows)
     return sheet_name, rows
 
 
@@ -146,7 +160,7 @@ def _sheet_rows(stream, strings, date_styles, date1904, path, max_rows) -> list[
                 if max_rows is not None and len(rows) >= max_rows:
                     break
     except etree.XMLSyntaxError as error:
-        raise LedgerError(path, None, None, f"xlsx: the sheet is not well-formed XML: {error}") from None
+        raise LedgerError(path, None, None, "xlsx: the sheet is not well-formed XML: " + " ".join(str(error.msg).split())) from None
     return rows
 
 
