@@ -8,13 +8,14 @@ ASCII, debits and credits, a reversal now and then), and an MT940 file with the 
 entries as `:61:`/`:86:` pairs in German structured form (statements of 10,000 lines each,
 balances matching). Then reads each in a fresh process, the way `audit inspect` or a run
 would (`job.ledger.formats.read.read_ledger_file`), and reports wall time and the child's
-peak RSS (`ru_maxrss` from `os.wait4`). With `--compare`, also times what we decided not to
+CPU time and peak RSS (`ru_utime + ru_stime` and `ru_maxrss` from `os.wait4`; on a
+machine shared with other work the CPU time is the steadier figure). With `--compare`, also times what we decided not to
 use, on the same file: lxml building the whole camt.053 tree (`etree.parse`), and the
 `mt-940` package's `mt940.parse` (if installed).
 
     python bench/formats_bench.py --entries 1000000 [--runs 1] [--compare]
 
-Prints one markdown table row per measurement.
+Prints one markdown table row per measurement (the median run by wall time).
 """
 
 from __future__ import annotations
@@ -106,8 +107,8 @@ COMPARE = {
 }
 
 
-def measure(code: str, path: Path) -> tuple[float, int, str]:
-    """Wall seconds, peak RSS (KiB) and output of `code` run in a fresh interpreter on `path`."""
+def measure(code: str, path: Path) -> tuple[float, float, int, str]:
+    """Wall seconds, CPU seconds, peak RSS (KiB) and output of `code` run in a fresh interpreter on `path`."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     start = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-c", code, str(path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -116,7 +117,7 @@ def measure(code: str, path: Path) -> tuple[float, int, str]:
     out = process.stdout.read().decode().strip() + process.stderr.read().decode().strip()[-300:]
     if os.waitstatus_to_exitcode(status) != 0:
         out = f"FAILED: {out}"
-    return wall, usage.ru_maxrss, out
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss, out
 
 
 def main() -> None:
@@ -131,8 +132,8 @@ def main() -> None:
         "camt053": (OUT / f"camt053-{args.entries}-seed{args.seed}.xml", write_camt),
         "mt940": (OUT / f"mt940-{args.entries}-seed{args.seed}.sta", write_mt940),
     }
-    print("| format | entries | file | reader | wall | entries/s | peak RSS |")
-    print("|---|---|---|---|---|---|---|")
+    print("| format | entries | file | reader | wall | CPU | entries/CPU s | peak RSS |")
+    print("|---|---:|---:|---|---:|---:|---:|---:|")
     for name, (path, write) in files.items():
         if not path.exists():
             started = time.perf_counter()
@@ -143,9 +144,9 @@ def main() -> None:
         readers = [("read_ledger_file", READ)] + ([COMPARE[name]] if args.compare else [])
         for label, code in readers:
             runs = sorted(measure(code, path) for _ in range(args.runs))
-            wall, peak, out = runs[len(runs) // 2]
-            rate = f"{args.entries / wall:,.0f}" if not out.startswith("FAILED") else "-"
-            print(f"| {name} | {args.entries:,} | {size} | {label} | {wall:,.1f} s | {rate} | {peak / 1024:,.0f} MiB |")
+            wall, cpu, peak, out = runs[len(runs) // 2]
+            rate = f"{args.entries / cpu:,.0f}" if not out.startswith("FAILED") else "-"
+            print(f"| {name} | {args.entries:,} | {size} | {label} | {wall:,.1f} s | {cpu:,.1f} s | {rate} | {peak / 1024:,.0f} MiB |")
             print(f"  ({label}: {out[:200]})", file=sys.stderr)
 
 

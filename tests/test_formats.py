@@ -488,3 +488,10 @@ def test_a_damaged_file_is_read_or_refused_in_one_line(tmp_path: Path, name: str
             load_file(path, collect=collect)
         except LedgerError as error:
             assert "\n" not in str(error) and str(error).startswith(str(path))
+
+
+def test_xlsx_named_is_a_workbook_whose_export_is_detected(tmp_path: Path) -> None:
+    book = write_xlsx(tmp_path / "search.xlsx", [["Internal ID", "Date", "Type", "Name", "Amount"], ["7", date(2026, 11, 3), "Bill", "Acme", Number("5")]])
+    assert read_ledger_file(book, "xlsx")[1] == "netsuite"
+    with pytest.raises(LedgerError, match=r"netsuite_saved_search\.csv: not an xlsx workbook \(named by --format xlsx\)$"):
+        read_ledger_file(FIXTURES / "netsuite_saved_search.csv", "xlsx")

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import os
 
-from job.errors import InputError
+from job.errors import InputError, LedgerError
 from job.ledger.formats import bai2, camt053, datev, generic, mt940, netsuite, ofx, quickbooks, sap, xero
 from job.ledger.formats.common import Problems, Reading, ReadOptions
 from job.ledger.formats.detect import FORMAT_NAMES, detect_format
+from job.ledger.formats.xlsx import XLSX_MAGIC
 from job.ledger.ingest import LedgerFormat
 from job.ledger.ingest_fast import FrameLedger
 
-__all__ = ["FORMAT_NAMES", "check_format_name", "load_file", "read_ledger_file"]
+__all__ = ["FORMAT_NAMES", "check_format_name", "load_file", "read_ledger_file", "read_xlsx"]
 
 LOADERS = {
     "quickbooks": quickbooks.load,
@@ -43,6 +44,14 @@ def check_format_name(name: str | None) -> str | None:
     return canonical
 
 
+def _is_workbook(path) -> bool:
+    try:
+        with open(path, "rb") as stream:
+            return stream.read(4) == XLSX_MAGIC
+    except OSError:
+        return True  # the reader says why it cannot be read
+
+
 def load_file(
     path,
     format_name: str | None = None,
@@ -54,6 +63,8 @@ def load_file(
     """Read `path` in the named (or detected) format; with `collect`, gather every problem
     instead of raising the first (what `audit inspect` shows)."""
     name = check_format_name(format_name)
+    if name == "xlsx" and not _is_workbook(path):
+        raise LedgerError(os.fsdecode(path), None, None, "not an xlsx workbook (named by --format xlsx)")
     if name in (None, "xlsx"):
         name = detect_format(path, csv_format)
     problems = Problems(os.fsdecode(path), collect=collect)
@@ -73,3 +84,8 @@ def read_ledger_file(
     """(the ledger, the format it was read as); the first problem raises `LedgerError`."""
     reading = load_file(path, format_name, csv_format, date_formats=date_formats)
     return reading.ledger, reading.format
+
+
+def read_xlsx(path, csv_format: LedgerFormat = LedgerFormat()) -> FrameLedger:
+    """Read an xlsx workbook holding any of the table exports (its first sheet decides which)."""
+    return read_ledger_file(path, "xlsx", csv_format)[0]
