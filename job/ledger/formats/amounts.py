@@ -10,17 +10,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from job.ledger.formats.common import Problems, show
-from job.ledger.formats.table import cell
+from job.ledger.formats.table import get_cell
 from job.ledger.ingest import parse_amount
 
-__all__ = ["has_amount", "row_amount"]
+__all__ = ["has_amount", "read_amount"]
 
 
 def has_amount(columns: Mapping[str, int]) -> bool:
     return "amount" in columns or "debit" in columns or "credit" in columns
 
 
-def row_amount(
+def read_amount(
     cells: Sequence[str],
     columns: Mapping[str, int],
     names: Mapping[str, str],
@@ -35,7 +35,7 @@ def row_amount(
     roles = ["amount"] if "amount" in columns else [r for r in ("debit", "credit") if r in columns]
     total, seen, code = 0, False, currency
     for role in roles:
-        text = cell(cells, columns, role)
+        text = get_cell(cells, columns, role)
         if not text:
             continue
         try:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from job.ledger.formats.common import Problems, Reading, ReadOptions, Rows, check_currency, decimal_minor, finish_reading, show
-from job.ledger.formats.table import Table, cell, fold, header_names, load_table, map_columns
+from job.ledger.formats.table import Table, fold, get_cell, label_columns, load_table, map_columns
 
 __all__ = ["NAME", "is_datev", "load", "read_datev", "read_table"]
 
@@ -99,42 +99,42 @@ def read_table(table: Table, problems: Problems, options: ReadOptions) -> Readin
     batch_currency = record[21].strip() if len(record) > 21 and record[21].strip() else "EUR"
     columns_line, headers = table.rows[1]
     columns = map_columns(headers, ALIASES)
-    names = header_names(headers, columns)
+    names = label_columns(headers, columns)
     if missing := [n for n in ("amount", "side", "account", "day") if n not in columns]:
         raise problems.fail(columns_line, None, f"missing DATEV column(s) {', '.join(ALIASES[n][0] for n in missing)}")
     rows = Rows(NAME, problems)
     for line, cells in table.rows[2:]:
         try:
-            day = _posting_day(cell(cells, columns, "day"), start, end)
+            day = _posting_day(get_cell(cells, columns, "day"), start, end)
         except ValueError as error:
             problems.add(line, names["day"], str(error))
             continue
         try:
-            currency = check_currency(cell(cells, columns, "currency") or batch_currency)
+            currency = check_currency(get_cell(cells, columns, "currency") or batch_currency)
         except ValueError as error:
             problems.add(line, names.get("currency"), str(error))
             continue
         try:
-            amount = decimal_minor(cell(cells, columns, "amount"), currency, point=",")
+            amount = decimal_minor(get_cell(cells, columns, "amount"), currency, point=",")
         except ValueError as error:
             problems.add(line, names["amount"], str(error))
             continue
         if amount < 0:
             problems.add(line, names["amount"], "is signed; the sign belongs in Soll/Haben-Kennzeichen")
             continue
-        side = fold(cell(cells, columns, "side"))
+        side = fold(get_cell(cells, columns, "side"))
         if side not in ("s", "h"):
-            problems.add(line, names["side"], f"{show(cell(cells, columns, 'side'))} is neither S nor H")
+            problems.add(line, names["side"], f"{show(get_cell(cells, columns, 'side'))} is neither S nor H")
             continue
-        account, contra = cell(cells, columns, "account"), cell(cells, columns, "contra")
-        text = cell(cells, columns, "text")
+        account, contra = get_cell(cells, columns, "account"), get_cell(cells, columns, "contra")
+        text = get_cell(cells, columns, "text")
         vendor = text or (f"Gegenkonto {contra}" if contra else "")
         if not vendor:
             problems.add(line, names.get("text", "Buchungstext"), "missing value (and no Gegenkonto)")
             continue
-        document = cell(cells, columns, "document")
-        memo = " ".join(p for p in (document, cell(cells, columns, "document2")) if p)
-        facts = (contra, cell(cells, columns, "tax_key"), document)
+        document = get_cell(cells, columns, "document")
+        memo = " ".join(p for p in (document, get_cell(cells, columns, "document2")) if p)
+        facts = (contra, get_cell(cells, columns, "tax_key"), document)
         rows.add(None, day, amount if side == "s" else -amount, currency, vendor, memo, account, line, facts)
     period = f"{start:%d.%m.%Y} to {end:%d.%m.%Y}" if start and end else "none given"
     mapping = {

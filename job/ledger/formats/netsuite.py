@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-from job.ledger.formats.amounts import has_amount, row_amount
+from job.ledger.formats.amounts import has_amount, read_amount
 from job.ledger.formats.common import Problems, Reading, ReadOptions, Rows, check_currency, finish_reading, parse_day
-from job.ledger.formats.table import Table, cell, find_header, fold, header_names, load_table, map_columns
+from job.ledger.formats.table import Table, find_header, fold, get_cell, label_columns, load_table, map_columns
 
 __all__ = ["NAME", "is_header", "load", "read_netsuite", "read_table"]
 
@@ -62,7 +62,7 @@ def read_table(table: Table, problems: Problems, options: ReadOptions) -> Readin
         raise problems.fail(first[0], None, "no NetSuite saved-search header (Internal ID or Document Number, Type, Date)")
     header_line, headers = table.rows[start]
     columns = map_columns(headers, ALIASES)
-    names = header_names(headers, columns)
+    names = label_columns(headers, columns)
     foreign = "foreign_amount" in columns and "currency" in columns
     if foreign:
         columns = {**{k: v for k, v in columns.items() if k not in ("amount", "debit", "credit")}, "amount": columns["foreign_amount"]}
@@ -76,8 +76,8 @@ def read_table(table: Table, problems: Problems, options: ReadOptions) -> Readin
     skipped = 0
     for line, cells in table.rows[start + 1 :]:
         first = next((fold(c) for c in cells if c.strip()), "")
-        date_text = cell(cells, columns, "date")
-        if not date_text and (first.startswith("total") or not any(cell(cells, columns, r) for r in ("amount", "debit", "credit"))):
+        date_text = get_cell(cells, columns, "date")
+        if not date_text and (first.startswith("total") or not any(get_cell(cells, columns, r) for r in ("amount", "debit", "credit"))):
             skipped += 1
             continue
         try:
@@ -86,28 +86,28 @@ def read_table(table: Table, problems: Problems, options: ReadOptions) -> Readin
             problems.add(line, names["date"], str(error))
             continue
         try:
-            currency = check_currency(cell(cells, columns, "currency") or options.default_currency)
+            currency = check_currency(get_cell(cells, columns, "currency") or options.default_currency)
         except ValueError as error:
             problems.add(line, names.get("currency"), str(error))
             continue
-        money = row_amount(cells, columns, names, currency, problems, line)
+        money = read_amount(cells, columns, names, currency, problems, line)
         if money is None:
             continue
         txn_id = None
         if key_role is not None:
-            key = cell(cells, columns, key_role)
+            key = get_cell(cells, columns, key_role)
             if not key:
                 problems.add(line, names[key_role], "missing value")
                 continue
             seen[key] += 1
-            part = cell(cells, columns, "line_id") if "line_id" in columns else str(seen[key])
+            part = get_cell(cells, columns, "line_id") if "line_id" in columns else str(seen[key])
             txn_id = f"{key}-{part}"
-        memo, kind = cell(cells, columns, "memo"), cell(cells, columns, "type")
-        vendor = cell(cells, columns, "name") or memo or kind
+        memo, kind = get_cell(cells, columns, "memo"), get_cell(cells, columns, "type")
+        vendor = get_cell(cells, columns, "name") or memo or kind
         if not vendor:
             problems.add(line, names.get("name", "Name"), "missing value")
             continue
-        rows.add(txn_id, day, money[0], money[1], vendor, memo, cell(cells, columns, "account"), line, (kind,))
+        rows.add(txn_id, day, money[0], money[1], vendor, memo, get_cell(cells, columns, "account"), line, (kind,))
     if key_role is None:
         how = "derived from the row (Type, date, amount, name, memo, account)"
     else:

@@ -12,9 +12,9 @@ facts.
 
 from __future__ import annotations
 
-from job.ledger.formats.amounts import has_amount, row_amount
+from job.ledger.formats.amounts import has_amount, read_amount
 from job.ledger.formats.common import Problems, Reading, ReadOptions, Rows, check_currency, finish_reading, parse_day
-from job.ledger.formats.table import Table, cell, find_header, fold, header_names, load_table, map_columns
+from job.ledger.formats.table import Table, find_header, fold, get_cell, label_columns, load_table, map_columns
 
 __all__ = ["NAME", "is_header", "load", "read_quickbooks", "read_table"]
 
@@ -64,7 +64,7 @@ def read_table(table: Table, problems: Problems, options: ReadOptions) -> Readin
         raise problems.fail(first[0], None, "no QuickBooks report header (Date, Transaction Type, Num, Amount or Debit/Credit)")
     header_line, headers = table.rows[start]
     columns = map_columns(headers, ALIASES)
-    names = header_names(headers, columns)
+    names = label_columns(headers, columns)
     if not has_amount(columns):
         raise problems.fail(header_line, None, "no Amount or Debit/Credit column")
     formats = options.date_formats or DATE_FORMATS
@@ -81,14 +81,14 @@ def read_table(table: Table, problems: Problems, options: ReadOptions) -> Readin
         if first.startswith("total for ") or first.startswith("total "):
             counts["total"] += 1
             continue
-        date_text = cell(cells, columns, "date")
-        amounts = any(cell(cells, columns, r) for r in ("amount", "debit", "credit"))
+        date_text = get_cell(cells, columns, "date")
+        amounts = any(get_cell(cells, columns, r) for r in ("amount", "debit", "credit"))
         if sum(1 for t in texts if t) == 1 and not amounts:  # an account's name alone on its row
             section, last = next(c for c in cells if c.strip()).strip(), None
             counts["section"] += 1
             continue
         if not date_text:
-            if amounts and cell(cells, columns, "account") and last is not None:
+            if amounts and get_cell(cells, columns, "account") and last is not None:
                 day, kind, num, name = last
             else:
                 counts["total" if amounts else "other"] += 1
@@ -100,24 +100,24 @@ def read_table(table: Table, problems: Problems, options: ReadOptions) -> Readin
                 problems.add(line, names["date"], str(error))
                 last = None
                 continue
-            kind, num, name = cell(cells, columns, "type"), cell(cells, columns, "num"), cell(cells, columns, "name")
+            kind, num, name = get_cell(cells, columns, "type"), get_cell(cells, columns, "num"), get_cell(cells, columns, "name")
             last = (day, kind, num, name)
-        currency = cell(cells, columns, "currency") or options.default_currency
+        currency = get_cell(cells, columns, "currency") or options.default_currency
         try:
             currency = check_currency(currency)
         except ValueError as error:
             problems.add(line, names.get("currency"), str(error))
             continue
-        money = row_amount(cells, columns, names, currency, problems, line)
+        money = read_amount(cells, columns, names, currency, problems, line)
         if money is None:
             continue
-        memo = cell(cells, columns, "memo")
+        memo = get_cell(cells, columns, "memo")
         vendor = name or memo or kind
         if not vendor:
             problems.add(line, names.get("name", "Name"), "missing value (and no memo or transaction type to name the row by)")
             continue
-        account = cell(cells, columns, "account") or section
-        rows.add(None, day, money[0], money[1], vendor, memo, account, line, (kind, num, cell(cells, columns, "split")))
+        account = get_cell(cells, columns, "account") or section
+        rows.add(None, day, money[0], money[1], vendor, memo, account, line, (kind, num, get_cell(cells, columns, "split")))
     mapping = {
         "id": "derived from the row (Transaction Type, Num, Split, date, amount, name, memo, account)",
         "date": names["date"],

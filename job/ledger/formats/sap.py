@@ -19,10 +19,10 @@ import re
 from collections import Counter
 
 from job.ledger.formats.common import Problems, Reading, ReadOptions, Rows, check_currency, finish_reading, parse_day, show
-from job.ledger.formats.table import Table, cell, find_header, fold, header_names, load_table, map_columns
+from job.ledger.formats.table import Table, find_header, fold, get_cell, label_columns, load_table, map_columns
 from job.ledger.ingest import parse_amount
 
-__all__ = ["NAME", "is_header", "load", "read_sap", "read_table", "sap_amount"]
+__all__ = ["NAME", "is_header", "load", "read_sap", "read_table", "parse_sap_amount"]
 
 NAME = "sap"
 DATE_FORMATS = ("%d.%m.%Y", "%m/%d/%Y", "%Y-%m-%d", "%Y/%m/%d")
@@ -55,7 +55,7 @@ def is_header(cells: set[str]) -> bool:
     return document and day and money
 
 
-def sap_amount(text: str, currency: str, point: str) -> int:
+def parse_sap_amount(text: str, currency: str, point: str) -> int:
     """Exact minor units of an SAP amount: ``1.234,56-`` (trailing minus), ``-1.234,56``, ``1,234.56-``."""
     body = text.strip()
     negative = body.endswith("-")
@@ -101,7 +101,7 @@ def read_table(table: Table, problems: Problems, options: ReadOptions) -> Readin
         raise problems.fail(first[0], None, "no SAP line-item list header (document number, posting or document date, amount)")
     header_line, headers = table.rows[start]
     columns = map_columns(headers, ALIASES)
-    names = header_names(headers, columns)
+    names = label_columns(headers, columns)
     if "doc_amount" in columns and "doc_currency" in columns:
         amount_role, currency_role = "doc_amount", "doc_currency"
     elif "local_amount" in columns:
@@ -111,48 +111,48 @@ def read_table(table: Table, problems: Problems, options: ReadOptions) -> Readin
     date_role = "posting_date" if "posting_date" in columns else "document_date"
     german = any(fold(h) in _GERMAN for h in headers)
     body = table.rows[start + 1 :]
-    point = _decimal_point([cell(c, columns, amount_role) for _, c in body[:200]], german)
+    point = _decimal_point([get_cell(c, columns, amount_role) for _, c in body[:200]], german)
     formats = options.date_formats or DATE_FORMATS
     rows = Rows(NAME, problems)
     seen: Counter[str] = Counter()
     skipped = 0
     for line, cells in body:
         texts = [c.strip() for c in cells if c.strip()]
-        document = cell(cells, columns, "document")
+        document = get_cell(cells, columns, "document")
         if not document or texts[0].startswith("*"):
             skipped += 1  # a total or a subtotal row
             continue
         try:
-            day = parse_day(cell(cells, columns, date_role), formats)
+            day = parse_day(get_cell(cells, columns, date_role), formats)
         except ValueError as error:
             problems.add(line, names[date_role], str(error))
             continue
         try:
-            currency = check_currency(cell(cells, columns, currency_role) or options.default_currency)
+            currency = check_currency(get_cell(cells, columns, currency_role) or options.default_currency)
         except ValueError as error:
             problems.add(line, names.get(currency_role), str(error))
             continue
-        text = cell(cells, columns, amount_role)
+        text = get_cell(cells, columns, amount_role)
         if not text:
             problems.add(line, names[amount_role], "missing value")
             continue
         try:
-            amount = sap_amount(text, currency, point)
+            amount = parse_sap_amount(text, currency, point)
         except ValueError as error:
             problems.add(line, names[amount_role], str(error))
             continue
-        company = cell(cells, columns, "company")
-        year = cell(cells, columns, "year") or str(day.year)
+        company = get_cell(cells, columns, "company")
+        year = get_cell(cells, columns, "year") or str(day.year)
         key = "-".join(p for p in (company, year, document) if p)
         seen[key] += 1
-        item = cell(cells, columns, "item") or str(seen[key])
-        partner = cell(cells, columns, "partner")
-        memo = cell(cells, columns, "text")
-        vendor = cell(cells, columns, "name") or partner or memo
+        item = get_cell(cells, columns, "item") or str(seen[key])
+        partner = get_cell(cells, columns, "partner")
+        memo = get_cell(cells, columns, "text")
+        vendor = get_cell(cells, columns, "name") or partner or memo
         if not vendor:
             problems.add(line, names.get("name", names.get("partner", "Name")), "missing value")
             continue
-        account = cell(cells, columns, "gl_account") or partner
+        account = get_cell(cells, columns, "gl_account") or partner
         rows.add(f"{key}-{item}", day, amount, currency, vendor, memo, account, line)
     mapping = {
         "id": "-".join(names[r] for r in ("company", "year", "document") if r in columns)

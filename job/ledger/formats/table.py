@@ -18,7 +18,7 @@ from job.errors import LedgerError
 from job.ledger.formats.common import clean_text, decode_text, file_sha256, read_bytes
 from job.ledger.formats.xlsx import XLSX_MAGIC, read_workbook_rows
 
-__all__ = ["Table", "cell", "find_header", "fold", "header_names", "load_table", "map_columns", "sniff_delimiter", "table_from_text"]
+__all__ = ["Table", "get_cell", "find_header", "fold", "label_columns", "load_table", "map_columns", "sniff_delimiter", "table_from_text"]
 
 _DELIMITERS = (",", ";", "\t")
 _LARGEST_FIELD = 2**31 - 1
@@ -104,12 +104,12 @@ def map_columns(headers: Sequence[str], aliases: Mapping[str, Sequence[str]]) ->
     return columns
 
 
-def cell(cells: Sequence[str], columns: Mapping[str, int], role: str) -> str:
+def get_cell(cells: Sequence[str], columns: Mapping[str, int], role: str) -> str:
     """The cleaned text of a row's cell for `role` ("" when the column is absent or short)."""
     index = columns.get(role)
     return clean_text(cells[index]) if index is not None and index < len(cells) else ""
 
 
-def header_names(headers: Sequence[str], columns: Mapping[str, int]) -> dict[str, str]:
+def label_columns(headers: Sequence[str], columns: Mapping[str, int]) -> dict[str, str]:
     """Role -> the header as the file writes it (for messages and `audit inspect`)."""
     return {role: clean_text(headers[index]) or f"column {index + 1}" for role, index in columns.items()}

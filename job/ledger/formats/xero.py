@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import re
 
-from job.ledger.formats.amounts import has_amount, row_amount
+from job.ledger.formats.amounts import has_amount, read_amount
 from job.ledger.formats.common import Problems, Reading, ReadOptions, Rows, check_currency, finish_reading, parse_day
-from job.ledger.formats.table import Table, cell, find_header, fold, header_names, load_table, map_columns
+from job.ledger.formats.table import Table, find_header, fold, get_cell, label_columns, load_table, map_columns
 
 __all__ = ["NAME", "is_header", "load", "read_table", "read_xero"]
 
@@ -66,7 +66,7 @@ def read_table(table: Table, problems: Problems, options: ReadOptions) -> Readin
         raise problems.fail(first[0], None, "no Xero header (Date, Source, Reference, Debit, Credit; or Date, Payee, Spent, Received)")
     header_line, headers = table.rows[start]
     columns = map_columns(headers, ALIASES)
-    names = header_names(headers, columns)
+    names = label_columns(headers, columns)
     if not has_amount(columns):
         raise problems.fail(header_line, None, "no Debit/Credit, Spent/Received or Amount column")
     in_header = {m[1].upper() for h in headers if (m := re.search(r"\(([A-Za-z]{3})\)\s*$", h.strip()))}
@@ -83,8 +83,8 @@ def read_table(table: Table, problems: Problems, options: ReadOptions) -> Readin
         if first.startswith(_SKIP) or first == "total":
             counts["balance or total"] += 1
             continue
-        date_text = cell(cells, columns, "date")
-        amounts = any(cell(cells, columns, r) for r in ("amount", "debit", "credit"))
+        date_text = get_cell(cells, columns, "date")
+        amounts = any(get_cell(cells, columns, r) for r in ("amount", "debit", "credit"))
         if len(texts) == 1 and not amounts:  # an account's name alone on its row
             section = next(c for c in cells if c.strip()).strip()
             counts["section"] += 1
@@ -98,21 +98,21 @@ def read_table(table: Table, problems: Problems, options: ReadOptions) -> Readin
             problems.add(line, names["date"], str(error))
             continue
         try:
-            currency = check_currency(cell(cells, columns, "currency") or default)
+            currency = check_currency(get_cell(cells, columns, "currency") or default)
         except ValueError as error:
             problems.add(line, names.get("currency"), str(error))
             continue
-        money = row_amount(cells, columns, names, currency, problems, line)
+        money = read_amount(cells, columns, names, currency, problems, line)
         if money is None:
             continue
-        contact, description = cell(cells, columns, "contact"), cell(cells, columns, "description")
-        reference, source = cell(cells, columns, "reference"), cell(cells, columns, "source")
+        contact, description = get_cell(cells, columns, "contact"), get_cell(cells, columns, "description")
+        reference, source = get_cell(cells, columns, "reference"), get_cell(cells, columns, "source")
         vendor = contact or description or reference
         if not vendor:
             problems.add(line, names.get("contact", names.get("description", "Description")), "missing value")
             continue
         memo = description if contact else reference
-        account = cell(cells, columns, "account") or section
+        account = get_cell(cells, columns, "account") or section
         rows.add(None, day, money[0], money[1], vendor, memo, account, line, (source, reference))
     amount = names["amount"] if "amount" in columns else " minus ".join(names[r] for r in ("debit", "credit") if r in columns)
     mapping = {
