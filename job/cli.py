@@ -423,5 +423,31 @@ def init(
     typer.echo(f"wrote {path}")
 
 
+@app.command()
+@guarded
+def inspect(
+    file: Path = typer.Argument(..., help="A ledger export or bank statement."),
+    format: str | None = typer.Option(
+        None,
+        "--format",
+        help="Read it as this format instead of detecting one (csv, quickbooks, xero, "
+        "netsuite, sap, datev, camt053, mt940, ofx, bai2, xlsx).",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    rows: int = typer.Option(10, "--rows", min=0, help="How many of the first rows to show."),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Show how a file will be read: its format, column mapping, rows, totals per currency, first rows and every
+    problem with its line (exit 4 if there is one). The database is not touched."""
+    from job.errors import EXIT_INPUT
+    from job.ledger.formats.inspect import inspect_file, render_inspection
+    from job.run import ledger_format
+
+    info = inspect_file(file, format, ledger_format(_setup(config, None)), first_rows=rows)
+    typer.echo(json.dumps(info, indent=2, ensure_ascii=False) if as_json else render_inspection(info))
+    if info["problems"]:
+        raise typer.Exit(EXIT_INPUT)
+
+
 def main() -> None:
     app(prog_name="audit")
