@@ -58,12 +58,12 @@ def options(
     ),
 ) -> None:
     """Options for every command."""
-    if log is not None and "--help" not in sys.argv[1:]:  # help is read by a person, not logged
-        try:
-            start_log(log, ctx.invoked_subcommand or "")
-        except OSError as exc:
-            _fail(f"--log {log}: cannot write: {exc.strerror or exc}", EXIT_USAGE)
-        ctx.call_on_close(lambda: finish_log(2))  # only if the command never started (a usage error)
+    _LOG.clear()
+    if log is not None:
+        _LOG.append((log, ctx.invoked_subcommand or ""))  # started by the command itself: help and usage errors are not logged
+
+
+_LOG: list[tuple[Path, str]] = []  # the --log file and command, until the command starts
 
 
 def guarded(func):
@@ -72,6 +72,12 @@ def guarded(func):
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         code = 1
+        if _LOG:
+            path, command = _LOG.pop()
+            try:
+                start_log(path, command)
+            except OSError as exc:
+                _fail(f"--log {path}: cannot write: {exc.strerror or exc}", EXIT_USAGE)
         try:
             result = _call(func, *args, **kwargs)
             code = 0
@@ -441,7 +447,7 @@ def inspect(
     problem with its line (exit 4 if there is one). The database is not touched."""
     from job.errors import EXIT_INPUT
     from job.ledger.formats.inspect import inspect_file, render_inspection
-    from job.run import ledger_format
+    from job.ledger.read import ledger_format
 
     info = inspect_file(file, format, ledger_format(_setup(config, None)), first_rows=rows)
     typer.echo(json.dumps(info, indent=2, ensure_ascii=False) if as_json else render_inspection(info))

@@ -286,7 +286,7 @@ def test_text_in_a_comment_or_quoted_value_never_makes_a_pass(text: str) -> None
 # ------------------------------------------------------------------------------------------
 
 
-def best_time(fn: Callable[[], object], repeat: int = 3) -> float:
+def best_time(fn: Callable[[], object], repeat: int = 7) -> float:
     """The best of `repeat` timings, with the cyclic garbage collector off while timing (as
     `timeit` does): a full collection of the test process's heap is no part of the parse."""
     best = float("inf")
