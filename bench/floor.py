@@ -9,7 +9,7 @@ are SQLite's and the binding's and nothing else. Each variant gets a fresh datab
 - `reference`: the reference pipeline's write (`bench/reference.py`): six columns, no
   index, no foreign keys, rollback journal, one `executemany` of tuples, one commit.
 - `product`: the real schema (`job.db.open_db`, every migration) and the statement a large
-  run uses for its rows (`job.bulk._insert_statement`), in WAL mode with foreign keys on,
+  run uses for its rows (`job.store.record_rows.insert_statement`), in WAL mode with foreign keys on,
   one transaction, then the commit and the close (which checkpoints the WAL).
 - `product -fk`, `product -unique`, `product -wal`: the same with one guarantee removed:
   foreign-key checks off; the `UNIQUE (source, txn_id)` constraint (which is what makes a
@@ -71,7 +71,7 @@ def write_reference(folder: Path, rows: dict[str, list]) -> float:
 def write_product(folder: Path, rows: dict[str, list], *, fk: bool = True, unique: bool = True, wal: bool = True) -> float:
     import polars as pl
 
-    from job.bulk import Outcomes, _insert_statement
+    from job.store.record_rows import Outcomes, insert_statement
     from job.store.db import open_db
 
     db = open_db(folder / "audit.db")
@@ -93,7 +93,7 @@ def write_product(folder: Path, rows: dict[str, list], *, fk: bool = True, uniqu
     count = len(rows["id"])
     part = pl.DataFrame({"date": [rows["date"][0], rows["date"][-1]], "currency": ["USD", "USD"], "line": [2, 3]})
     part = part.with_columns(pl.col("date").str.to_date())
-    sql, names = _insert_statement(part, source="ledger", file_id=1, run_id=1, first_id=1,
+    sql, names = insert_statement(part, source="ledger", file_id=1, run_id=1, first_id=1,
                                    outcomes=Outcomes("pending", None, iter(())))
     bound = {"txn_id": rows["id"], "date": rows["date"], "amount_minor": rows["amount_minor"], "vendor": rows["vendor"],
              "vendor_key": rows["vendor_key"], "memo": rows["memo"], "account": rows["account"]}

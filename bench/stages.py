@@ -4,10 +4,9 @@ stage functions timed (wall seconds, in the order they finished).
 
     python bench/stages.py --ledger bench/out/ledger-1m-seed7.csv [--vendors-file PATH]
 
-The stages are the functions a large run calls (`run.read_ledgers`, `bulk.FrameBatch.*`,
-`run._draft_request`, `db.Writer.close`, ...), wrapped by name; `writer wait` is how long
-the main thread waited for the writer thread after its own work, and `commit` the COMMIT
-of the run's transaction (with the WAL checkpoint that follows a large commit). Start-up
+The stages are the functions `run.run_audit` calls (`read_ledgers`, `choose_new_rows`,
+`screen_batch`, `insert_rows`, `draft_request`, ...), wrapped by name in `job.run`; `commit`
+is the COMMIT of the run's transaction (with the WAL checkpoint that follows a large commit). Start-up
 (interpreter and imports before `main`) is not included: `run_bench.py` measures the
 whole process. Timing by wrapping adds a little; compare runs of this script with each
 other, not with `run_bench.py`.
@@ -30,18 +29,24 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(BENCH))
 
 TIMED = [
-    ("job.run", None, "read_ledgers"),
-    ("job.bulk", "FrameBatch", "select"),
-    ("job.bulk", "FrameBatch", "look_back"),
-    ("job.bulk", "FrameBatch", "screen"),
-    ("job.run", None, "_draft_request"),
-    ("job.bulk", "FrameBatch", "digests"),
-    ("job.bulk", "FrameBatch", "insert_rows"),
-    ("job.bulk", "FrameBatch", "write_extras"),
-    ("job.store.db", "Writer", "close"),
-    ("job.run", None, "_record_request"),
+    ("job.run", None, name)
+    for name in (
+        "read_ledgers",
+        "choose_new_rows",
+        "compact_rows",
+        "find_history",
+        "screen_batch",
+        "annotate",
+        "make_digests",
+        "write_digests",
+        "record_vendors",
+        "insert_rows",
+        "finish_run",
+        "draft_request",
+        "record_request",
+    )
 ]
-NAMES = {"close": "writer wait"}
+NAMES: dict[str, str] = {}
 
 
 def _wrap(found: list, module: str, owner: str | None, name: str) -> None:

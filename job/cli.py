@@ -20,11 +20,13 @@ from job.errors import (
     EXIT_INTERNAL,
     EXIT_TAMPERED,
     EXIT_UNSENT,
+    EXIT_USAGE,
     AuditError,
     ConfigError,
     MailError,
     ModelError,
 )
+from job.oplog import finish_log, label_log, start_log
 
 app = typer.Typer(
     name="audit",
@@ -44,34 +46,68 @@ def _fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
+@app.callback()
+def options(
+    ctx: typer.Context,
+    log: Path | None = typer.Option(
+        None,
+        "--log",
+        envvar="AUDIT_LOG",
+        help="Append what the command prints to this file, each line stamped with the time, command and run;"
+        " print nothing else unless it fails (for cron and systemd timers).",
+    ),
+) -> None:
+    """Options for every command."""
+    if log is not None and "--help" not in sys.argv[1:]:  # help is read by a person, not logged
+        try:
+            start_log(log, ctx.invoked_subcommand or "")
+        except OSError as exc:
+            _fail(f"--log {log}: cannot write: {exc.strerror or exc}", EXIT_USAGE)
+        ctx.call_on_close(lambda: finish_log(2))  # only if the command never started (a usage error)
+
+
 def guarded(func):
     """Run a command; our errors become one line and their exit code, never a traceback."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        code = 1
         try:
-            return func(*args, **kwargs)
-        except typer.Exit:
+            result = _call(func, *args, **kwargs)
+            code = 0
+            return result
+        except typer.Exit as exc:
+            code = exc.exit_code
             raise
-        except AuditError as exc:
-            _fail(str(exc), exc.exit_code)
-        except KeyboardInterrupt:
-            _fail("interrupted", 130)
-        except BrokenPipeError:  # `audit report | head`: the reader has what it wanted
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
-            raise typer.Exit(0) from None
-        except sqlite3.DatabaseError as exc:  # e.g. a full disk: the write under way is rolled back
-            busy = getattr(exc, "sqlite_errorname", "").startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
-            _fail(f"audit database: {exc}", EXIT_BUSY if busy else EXIT_DATABASE)
-        except OSError as exc:  # the machine's, not ours: a full disk, a file we may not write
-            where = f"{exc.filename}: " if exc.filename else ""
-            _fail(f"system error: {where}{exc.strerror or exc}", EXIT_INTERNAL)
-        except Exception as exc:  # a bug: say what it was in one line
-            if os.environ.get("AUDIT_DEBUG"):
-                raise
-            _fail(f"internal error: {type(exc).__name__}: {exc} (please report this)", EXIT_INTERNAL)
+        finally:
+            finish_log(code)
 
     return wrapper
+
+
+def _call(func, *args, **kwargs):
+    """`func(*args, **kwargs)`, with our errors turned into one line and an exit code."""
+    try:
+        return func(*args, **kwargs)
+    except typer.Exit:
+        raise
+    except AuditError as exc:
+        _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except BrokenPipeError:  # `audit report | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+        raise typer.Exit(0) from None
+    except sqlite3.DatabaseError as exc:  # e.g. a full disk: the write under way is rolled back
+        busy = getattr(exc, "sqlite_errorname", "").startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
+        _fail(f"audit database: {exc}", EXIT_BUSY if busy else EXIT_DATABASE)
+    except OSError as exc:  # the machine's, not ours: a full disk, a file we may not write
+        where = f"{exc.filename}: " if exc.filename else ""
+        _fail(f"system error: {where}{exc.strerror or exc}", EXIT_INTERNAL)
+    except Exception as exc:  # a bug: say what it was in one line
+        if os.environ.get("AUDIT_DEBUG"):
+            raise
+        _fail(f"internal error: {type(exc).__name__}: {exc} (please report this)", EXIT_INTERNAL)
 
 
 def run_async(coro):
@@ -108,18 +144,22 @@ def run(
     # what limits the ledger size (570 -> 480 MiB at a million rows, same speed). The
     # allocator reads this when polars is first imported, so it is set before anything is.
     os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")
-    from job.run import load_known_vendors, prepare_rules, read_ledgers, run_audit
+    from job.run import read_ledgers, run_audit
+    from job.screening.rules import compile_rules
+    from job.screening.vendors import load_known_vendors
     from job.store.db import hold_lock, open_db
 
     settings = _setup(config, db)
     _warn_sender_auth(settings)
     reviewer = settings.llm.describe()
-    rules = prepare_rules(settings)  # a bad rule is a config error before any file is read
+    rules = compile_rules(settings)  # a bad rule is a config error before any file is read
     with hold_lock(settings.db, "run", wait=wait):
         ledgers = read_ledgers(settings, ledger)  # every file read in full before the database is touched
         load_known_vendors(settings)
         database = open_db(settings.db)
         result = run_async(run_audit(database, settings, ledgers, reviewer=reviewer, rules=rules))
+    if result.run_id is not None:
+        label_log(f"run {result.run_id}")
     for item in result.ledgers:
         note = "already imported, skipped" if item.already_imported else f"{item.new_rows} new"
         typer.echo(f"{item.name}: {item.rows} transactions ({note})")
@@ -222,6 +262,8 @@ def _poll_once(database, settings) -> None:
     chased = result.chased
     for request_id in chased.reminded if chased else ():
         typer.echo(f"request {request_id}: reminder sent")
+    for request_id in chased.reissued if chased else ():
+        typer.echo(f"request {request_id}: sent again with fresh reply addresses (the old ones were retired)")
     for request_id in chased.escalated if chased else ():
         typer.echo(f"request {request_id}: escalated to {', '.join(settings.reminders.escalation_addresses)}")
     for request_id in result.closed_requests:
@@ -379,6 +421,32 @@ def init(
         raise ConfigError(f"{path}: already exists (use --force to overwrite)")
     path.write_text(DEFAULT_CONFIG_TEXT, encoding="utf-8")
     typer.echo(f"wrote {path}")
+
+
+@app.command()
+@guarded
+def inspect(
+    file: Path = typer.Argument(..., help="A ledger export or bank statement."),
+    format: str | None = typer.Option(
+        None,
+        "--format",
+        help="Read it as this format instead of detecting one (csv, quickbooks, xero, "
+        "netsuite, sap, datev, camt053, mt940, ofx, bai2, xlsx).",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    rows: int = typer.Option(10, "--rows", min=0, help="How many of the first rows to show."),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Show how a file will be read: its format, column mapping, rows, totals per currency, first rows and every
+    problem with its line (exit 4 if there is one). The database is not touched."""
+    from job.errors import EXIT_INPUT
+    from job.ledger.formats.inspect import inspect_file, render_inspection
+    from job.run import ledger_format
+
+    info = inspect_file(file, format, ledger_format(_setup(config, None)), first_rows=rows)
+    typer.echo(json.dumps(info, indent=2, ensure_ascii=False) if as_json else render_inspection(info))
+    if info["problems"]:
+        raise typer.Exit(EXIT_INPUT)
 
 
 def main() -> None:

@@ -34,9 +34,11 @@ from job.faults import crash_point, fail_point
 from job.mail.authenticate import check_authentication_results
 from job.mail.message import Inbound, content_id, find_tokens, hash_token, read_inbound, sanitize_text
 from job.mail.outbox import FlushResult, flush_outbox
+from job.mail.redact import redact_inbound, redact_message, redact_text
 from job.mail.transport import Received, open_inbox
 from job.store.auditlog import append_event, head_hash
 from job.store.db import content_sha256, now_utc, transaction
+from job.store.messagelog import binding, tokens_in
 
 __all__ = ["PollResult", "poll_replies", "process_message"]
 
@@ -201,8 +203,10 @@ def _failure_key(inbox_name: str, item: Received) -> str:
 
 
 async def _record_failure(db, config: Config, inbox, item: Received, exc: Exception) -> str:
-    """Count a failed attempt; after max_attempts move the message aside. Returns a warning."""
-    error = f"{type(exc).__name__}: {sanitize_text(str(exc), 300)}"
+    """Count a failed attempt; after max_attempts move the message aside. Returns a warning.
+    Nothing of it is stored or told with a reply token in it."""
+    held = tokens_in(db.conn, item.raw)
+    error = redact_text(f"{type(exc).__name__}: {sanitize_text(str(exc), 300)}", held)
     key = _failure_key(inbox.name, item)
     with transaction(db) as conn:
         conn.execute(
@@ -215,27 +219,39 @@ async def _record_failure(db, config: Config, inbox, item: Received, exc: Except
         message_id = read_inbound(item.raw).message_id
     except Exception:  # the message that failed may fail to parse again
         message_id = content_id(item.raw)
+    message_id = redact_text(message_id, held)
     if attempts < config.mail.max_attempts:
         return f"message {message_id} failed (attempt {attempts} of {config.mail.max_attempts}, retried next poll): {error}"
     where = await inbox.move_aside(item, config.mail.failed_folder)
     content = content_sha256(item.raw)
+    stored = redact_message(item.raw, held)
     with transaction(db) as conn:
         conn.execute("UPDATE inbound_failures SET moved_to = ? WHERE key = ?", (where, key))
-        conn.execute(
+        cur = conn.execute(
             "INSERT OR IGNORE INTO messages (direction, kind, message_id, raw, created_at, status, detail, content_sha256)"
             " VALUES ('in', 'reply', ?, ?, ?, 'failed', ?, ?)",
-            (message_id, item.raw, now_utc(), error, content),
+            (message_id, stored, now_utc(), error, content),
         )
-        append_event(conn, "message_failed", message_id=message_id, detail={"error": error, "attempts": attempts, "moved_to": where})
+        detail = {"error": error, "attempts": attempts, "moved_to": where}
+        if cur.rowcount == 1:
+            detail.update(binding(conn, int(cur.lastrowid), exact=item.raw, stored=stored))
+        append_event(conn, "message_failed", message_id=message_id, detail=detail)
     return f"message {message_id} failed {attempts} times and was moved to {where}: {error}"
 
 
 def process_message(db, config: Config, item: Received, *, inbox_name: str, sent_lines: SentLines | None = None) -> Outcome:
-    """Handle one received message in one transaction."""
+    """Handle one received message in one transaction.
+
+    The tokens it carries (in its recipients, or quoted in its body) decide which request
+    and approver it answers; everything stored or answered is read from its copy without any
+    token we issued (`redact_inbound`), and the audit log records the sha256 of its exact
+    bytes and of that copy."""
     sent_lines = sent_lines or SentLines()
     fail_point(item.raw)
-    inbound = read_inbound(item.raw)
-    content = content_sha256(inbound.raw)
+    original = read_inbound(item.raw)
+    content = content_sha256(original.raw)
+    carried = Carried.read(original)
+    inbound = redact_inbound(original, tokens_in(db.conn, item.raw))
     with transaction(db) as conn:
         if item.uid:
             conn.execute(
@@ -257,15 +273,15 @@ def process_message(db, config: Config, item: Received, *, inbox_name: str, sent
                 "message_repeated",
                 actor=inbound.identity or ", ".join(inbound.from_addresses),
                 message_id=inbound.message_id,
-                detail={"sha256": hashlib.sha256(inbound.raw).hexdigest()},
+                detail={"sha256": hashlib.sha256(original.raw).hexdigest()},
             )
             return Outcome("duplicate", "already processed")
         try:
-            outcome, request_id, new_text = _judge(conn, config, inbound, sent_lines)
+            outcome, request_id, new_text = _judge(conn, config, inbound, sent_lines, carried)
         except BaseException:
             sent_lines.clear()
             raise
-        conn.execute(
+        cur = conn.execute(
             "INSERT INTO messages (direction, kind, request_id, message_id, in_reply_to, sender, recipients, subject, raw,"
             " created_at, status, detail, new_text, content_sha256) VALUES ('in', 'reply', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -287,8 +303,8 @@ def process_message(db, config: Config, item: Received, *, inbox_name: str, sent
             "status": outcome.status,
             "detail": outcome.detail,
             "subject": inbound.subject,
-            "sha256": hashlib.sha256(inbound.raw).hexdigest(),
             "decisions": outcome.decisions,
+            **binding(conn, int(cur.lastrowid), exact=original.raw, stored=inbound.raw),
         }
         if seen:  # an earlier, different message carried this Message-ID
             detail["message_id_seen_before"] = len(seen)
@@ -306,8 +322,54 @@ def process_message(db, config: Config, item: Received, *, inbox_name: str, sent
     return outcome
 
 
-def _judge(conn, config: Config, inbound: Inbound, sent_lines: SentLines) -> tuple[Outcome, str | None, str]:
-    """Decide what this message is and act on it; returns (outcome, request id, new text)."""
+@dataclass(frozen=True, slots=True)
+class Carried:
+    """The reply tokens a message carries, read from the message as received: in its
+    recipients (the plus-address it was sent to), and quoted in its body (the request's
+    "Your reply address" line). A quoted token counts only in a reply threaded on one of our
+    messages of that token's request (`In-Reply-To`/`References` name it): it is the fallback
+    for servers that drop the plus-address, and a body quoting a request is not by itself a
+    reply to it."""
+
+    addressed: list[str]
+    quoted: list[str]
+    thread: list[str]  # the Message-IDs the message follows
+
+    @classmethod
+    def read(cls, inbound: Inbound) -> Carried:
+        addressed = find_tokens(" ".join(inbound.to))
+        quoted = [t for t in find_tokens(inbound.plain or "", inbound.html or "") if t not in addressed]
+        thread = [m for m in f"{inbound.in_reply_to} {inbound.references}".split() if m.startswith("<")][-50:]
+        return cls(addressed, quoted, thread)
+
+    def lookup(self, conn) -> tuple[list[tuple[str, str, str]], list[str]]:
+        """([(token, request id, approver)] of the live tokens, [request id] of retired ones)."""
+        threaded: set[str] = set()
+        if self.quoted and self.thread:
+            marks = ",".join("?" * len(self.thread))
+            threaded = {
+                r
+                for (r,) in conn.execute(
+                    f"SELECT request_id FROM messages WHERE direction = 'out' AND message_id IN ({marks})", self.thread
+                )
+            }
+        matches, retired = [], []
+        for token in self.addressed + self.quoted:
+            row = conn.execute(
+                "SELECT request_id, approver, retired_at FROM request_tokens WHERE token_hash = ?", (hash_token(token),)
+            ).fetchone()
+            if row is None or (token in self.quoted and row[0] not in threaded):
+                continue
+            if row[2] is None:
+                matches.append((token, row[0], row[1]))
+            else:
+                retired.append(row[0])
+        return matches, retired
+
+
+def _judge(conn, config: Config, inbound: Inbound, sent_lines: SentLines, carried: Carried) -> tuple[Outcome, str | None, str]:
+    """Decide what this message is and act on it; returns (outcome, request id, new text).
+    `carried`: the reply tokens the message carries (`inbound` is its copy without them)."""
     if conn.execute("SELECT 1 FROM messages WHERE direction = 'out' AND message_id = ?", (inbound.message_id,)).fetchone():
         return Outcome("ignored", "our own message came back"), None, ""
     if inbound.auto_reason:
@@ -318,12 +380,7 @@ def _judge(conn, config: Config, inbound: Inbound, sent_lines: SentLines) -> tup
     if inbound.identity_problem:
         return Outcome("refused", f"sender cannot be trusted: {inbound.identity_problem}"), None, ""
     sender = inbound.identity
-    tokens = find_tokens(" ".join(inbound.to), inbound.in_reply_to, inbound.references)
-    matches = []
-    for token in tokens:
-        row = conn.execute("SELECT request_id, approver FROM request_tokens WHERE token_hash = ?", (hash_token(token),)).fetchone()
-        if row:
-            matches.append((token, row[0], row[1]))
+    matches, retired = carried.lookup(conn)
     # approvers: the configured ones, and escalation addresses a request was escalated to; an
     # address removed from the configuration holds tokens still, but they are revoked and it
     # gets no answer
@@ -339,6 +396,8 @@ def _judge(conn, config: Config, inbound: Inbound, sent_lines: SentLines) -> tup
     if not answerable:
         reason = _revoked(sender) if holder else f"{sender} is not an approver"
         return Outcome("refused", reason), request_hint, ""
+    if not matches and retired:
+        return _refuse(conn, config, inbound, sender, retired[0], RETIRED, sent_lines)
     if not matches:
         return _refuse(conn, config, inbound, sender, None, "no valid reply token (reply to the request email itself)", sent_lines)
     own = [m for m in matches if m[2] == sender]
@@ -409,6 +468,12 @@ def _judge(conn, config: Config, inbound: Inbound, sent_lines: SentLines) -> tup
     if plan.unclear and parsed.commands:
         return Outcome("refused", "reply not clear, nothing recorded: " + "; ".join(problems)[:500]), request_id, new_text
     return Outcome("refused" if final else "processed", "nothing decided: " + "; ".join(problems)[:500]), request_id, new_text
+
+
+RETIRED = (
+    "this reply address was retired when the audit database was upgraded (it used to be stored readable);"
+    " reply to the copy of the request sent again since"
+)
 
 
 def _revoked(sender: str, *, this_request: bool = False) -> str:

@@ -1,4 +1,5 @@
-"""Test helpers: write configs, run the real `audit` command, build replies, read outboxes."""
+"""Test helpers: write configs, run the real `audit` command (in this process, or as a separate
+one where that is the point), build replies, read outboxes."""
 
 from __future__ import annotations
 
@@ -80,9 +81,29 @@ def db_rows(site: Path, sql: str, *args) -> list[tuple]:
         db.close()
 
 
+# What the command reads from the environment that the test process may have: a run must not
+# pick up the developer's own config, debug switch or model key.
+STRIPPED_ENV = ("AUDIT_CONFIG", "AUDIT_DEBUG", "OPENAI_API_KEY")
+# Only a separate process can be killed at a crash point or pick up a start-up hook.
+PROCESS_ONLY_ENV = ("AUDIT_TEST_CRASH_AT", "PYTHONPATH")
+
+
 def audit(*args: str, cwd: Path, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run the real command line as a user would (a separate process)."""
-    full_env = {k: v for k, v in os.environ.items() if k not in ("AUDIT_CONFIG", "AUDIT_DEBUG", "OPENAI_API_KEY")}
+    """Run the real command line in this process, as `audit ARGS` typed in `cwd` with `env`
+    added to the environment: its stdout, stderr and exit code as a finished process reports
+    them. Where a separate process is the point (killed at a crash point, a lock held by
+    another process, a start-up hook), use `audit_process`."""
+    from inprocess import run_cli
+
+    clash = [name for name in PROCESS_ONLY_ENV if name in (env or {})]
+    if clash:
+        raise ValueError(f"{', '.join(clash)} needs a separate process: use audit_process")
+    return run_cli(args, cwd=cwd, env={**dict.fromkeys(STRIPPED_ENV), **(env or {})}, timeout=timeout)
+
+
+def audit_process(*args: str, cwd: Path, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run the real command line as a separate process (`python -m job`), as a user or cron would."""
+    full_env = {k: v for k, v in os.environ.items() if k not in STRIPPED_ENV}
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "job", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout

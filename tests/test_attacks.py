@@ -31,6 +31,7 @@ import email.utils
 import json
 import re
 import secrets
+import shutil
 import sqlite3
 import time
 import uuid
@@ -113,18 +114,33 @@ class World:
         return result
 
 
-@pytest.fixture
-def world(tmp_path: Path, mailstack) -> World:
+@pytest.fixture(scope="module")
+def world_template(tmp_path_factory, mailstack) -> tuple[Path, dict[str, bytes]]:
+    """One `audit run` over SMTP for the whole module: the site it leaves and the request copy
+    each approver received (raw, as the mailbox holds it)."""
     mailstack.reset()
-    write_smtp_config(tmp_path, mailstack)
-    result = audit("run", "--ledger", str(EXAMPLE_LEDGER), cwd=tmp_path, env=ENV)
+    site = tmp_path_factory.mktemp("attacks-world")
+    write_smtp_config(site, mailstack)
+    result = audit("run", "--ledger", str(EXAMPLE_LEDGER), cwd=site, env=ENV)
     assert result.returncode == 0, result.stderr
     assert "sender authentication is off" not in result.stderr
-    requests = {}
+    received = {}
     for approver in (CONTROLLER, CFO):
         [raw] = mailstack.messages(approver)
-        requests[approver] = parse(raw)
-    return World(tmp_path, mailstack, requests)
+        received[approver] = raw
+    return site, received
+
+
+@pytest.fixture
+def world(tmp_path: Path, mailstack, world_template) -> World:
+    """A copy of the template's site, and its request copies back in the approvers' mailboxes
+    (every other mailbox empty): the state the template's run left, for each test afresh."""
+    template, received = world_template
+    mailstack.reset()
+    shutil.copytree(template, tmp_path, dirs_exist_ok=True)
+    for approver, raw in received.items():
+        mailstack.save(approver, raw)
+    return World(tmp_path, mailstack, {approver: parse(raw) for approver, raw in received.items()})
 
 
 @dataclass

@@ -300,6 +300,7 @@ def test_failed_report_write_leaves_no_temporary_file(site: Path) -> None:
     assert sorted(p.name for p in site.iterdir() if p.name.startswith("out")) == ["out"]
 
 
+@pytest.mark.separate_process("a real pipe closed by its reader (BrokenPipeError on the process's stdout)")
 def test_output_piped_into_a_reader_that_stops_early_ends_quietly(tmp_path: Path) -> None:
     """`audit report | head`: when the reader closes the pipe, no error line and exit 0."""
     import sys

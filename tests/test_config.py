@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import re
 import tomllib
 from decimal import Decimal
 from pathlib import Path
@@ -15,7 +17,7 @@ from job.config import (
     MailSettings,
     ModelSettings,
     Policy,
-    ServerSettings,
+    SmtpSettings,
     build_config,
     find_config_path,
     load_config,
@@ -83,6 +85,65 @@ def test_default_config_text_shows_every_top_level_section() -> None:
     assert set(data) == {"db", "policy", "approvers", "ledger", "mail", "llm", "sender_auth", "request", "reminders", "audit"}
     assert set(data["mail"]) >= {"smtp", "imap"}
     assert set(data["policy"]) >= {"structuring", "duplicates", "round_amounts"}
+
+
+def setting_lines(text: str) -> dict[str, str]:
+    """'table.key' -> its line, for every `key = value` line of a config text (commented examples too)."""
+    found, table = {}, ""
+    for line in text.splitlines():
+        bare = line.removeprefix("# ")
+        if header := re.match(r"\[+([a-z_.]+)\]+", bare):
+            table = header.group(1)
+        elif setting := re.match(r"([a-z_]+) = ", bare):
+            found[f"{table}.{setting.group(1)}".lstrip(".")] = line
+    return found
+
+
+def comment_of(start: str) -> str:
+    """The comment beside the default text's first line starting with `start`, with its continuation lines."""
+    lines = DEFAULT_CONFIG_TEXT.splitlines()
+    at = next(n for n, line in enumerate(lines) if line.startswith(start))
+    parts = [lines[at].split("  # ", 1)[1]]
+    parts += [line.strip().removeprefix("# ") for line in itertools.takewhile(lambda line: line.startswith(" " * 37 + "# "), lines[at + 1 :])]
+    return " ".join(parts)
+
+
+def test_default_config_text_comments_every_setting_with_its_choices_and_bounds() -> None:
+    lines = setting_lines(DEFAULT_CONFIG_TEXT)
+    shown_before = ("mail.imap.", "policy.duplicates.enabled", "ledger.columns.")  # said once for smtp / structuring; the user's own keys
+    first_of_a_kind = {k: v for k, v in lines.items() if not k.startswith(shown_before)}
+    assert all("  # " in line for line in first_of_a_kind.values()), [k for k, v in first_of_a_kind.items() if "  # " not in v]
+    assert comment_of('tls = "starttls"').startswith("starttls | tls | none: ")
+    assert comment_of('tls = "tls"').startswith("tls | none: ")
+    assert comment_of("connections = 3").endswith("(1 to 20)")
+    assert comment_of('band_fraction = "0.9"').endswith("(above 0, at most 1)")
+    assert comment_of('approval_mode = "flagged"').startswith("always: ")  # the choices are told, so not listed again
+    assert '[mail.smtp]' in DEFAULT_CONFIG_TEXT and "# [[policy.rules]]" in DEFAULT_CONFIG_TEXT
+    assert all(len(line) <= 140 for line in DEFAULT_CONFIG_TEXT.splitlines())
+
+
+def test_default_config_text_names_every_setting_the_reader_accepts() -> None:
+    """Each key of the written file is read on its own (set to its default, it changes nothing)."""
+    for key, line in setting_lines(DEFAULT_CONFIG_TEXT).items():
+        if line.startswith("#"):
+            continue
+        *tables, name = key.split(".")
+        data: dict = {}
+        inner = data
+        for table in tables:
+            inner = inner.setdefault(table, {})
+        inner[name] = tomllib.loads(line.split("  #")[0] if "  #" in line else line)[name]
+        assert build(data) == build({}), key
+
+
+def test_the_commented_examples_work_when_uncommented() -> None:
+    """[[policy.rules]] and [ledger.columns] are shown commented out; uncommented, they are read as shown."""
+    text = re.sub(r"^# (\[\[policy\.rules\]\]|\[ledger\.columns\]|name = |when = |reason = |id = |amount = )", r"\1",
+                  DEFAULT_CONFIG_TEXT, flags=re.M)
+    config = build(tomllib.loads(text))
+    assert [(r.name, r.when, r.reason, r.key) for r in config.policy.rules] == [
+        ("consulting_large", "amount > 5000 AND vendor ILIKE '%consult%'", "large consulting payment: check the statement of work", "policy.rules[1]")]
+    assert config.ledger.columns == {"id": "Reference", "amount": "Amount (USD)"}
 
 
 def test_user_rules_are_read_in_order_with_where_they_are() -> None:
@@ -280,6 +341,32 @@ ERRORS = [
     ({"policy": {"rules": [{"name": "a", "when": "amount > 5"}]}},
      "policy.rules[1].reason: must say why the rule flags a transaction (it is shown to the approver)"),
     ({"policy": {"rules": [{"name": "a", "when": "amount > 5", "reason": "r", "code": "x"}]}}, "unknown setting policy.rules[1].code"),
+    ({"policy": {"rules": [{"name": 5, "when": "amount > 5", "reason": "r"}]}}, "policy.rules[1].name: expected a string, got int"),
+    ({"policy": {"rules": [{"when": "amount > 5", "reason": "r"}]}},
+     "policy.rules[1].name: must be a short lower-case code like 'consulting_large' (a-z, 0-9, _), got ''"),
+    # settings the program sets, never the file
+    ({"path": "elsewhere.toml"}, "unknown setting path"),
+    ({"policy": {"rules": [{"name": "a", "when": "amount > 5", "reason": "r", "key": "x"}]}}, "unknown setting policy.rules[1].key"),
+    # tables that hold one setting, and every unknown key of a file at once
+    ({"approvers": "cfo@example.com"}, "[approvers] must be a table"),
+    ({"audit": {"witness": []}}, "unknown setting audit.witness"),
+    ({"approvers": {"cc": []}, "audit": {"witness": []}, "colour": 1}, "unknown setting approvers.cc, audit.witness, colour"),
+    ({"audit": {"witness_addresses": ["nobody"]}}, "audit.witness_addresses: not a plain address: 'nobody'"),
+    ({"reminders": {"escalation_addresses": ["nobody"]}}, "reminders.escalation_addresses: not a plain address: 'nobody'"),
+    ({"reminders": {"remind_after": 5}}, "reminders.remind_after: expected a string, got int"),
+    # SMTP and IMAP each take their own settings
+    ({"mail": {"imap": {"connections": 2}}}, "unknown setting mail.imap.connections"),
+    ({"mail": {"smtp": {"folder": "INBOX"}}}, "unknown setting mail.smtp.folder"),
+    ({"mail": {"smtp": {"connections": 21}}}, "mail.smtp.connections: must be at most 20"),
+    ({"mail": {"smtp": {"timeout": 0}}}, "mail.smtp.timeout: must be above 0"),
+    ({"llm": {"timeout": -1}}, "llm.timeout: must be above 0"),
+    ({"mail": "smtp"}, "[mail] must be a table"),
+    ({"mail": {"smtp": "relay"}}, "[mail.smtp] must be a table"),
+    ({"mail": {"failed_folder": "a/b"}}, "mail.failed_folder: must be a plain folder name, got 'a/b'"),
+    ({"policy": {"round_amounts": {"multiple": "NaN"}}}, "policy.round_amounts.multiple: must be a finite amount"),
+    ({"ledger": {"columns": "id"}}, "ledger.columns: expected a table, got str"),
+    ({"sender_auth": {"authserv_ids": [1]}}, "sender_auth.authserv_ids: expected a list of strings"),
+    ({"db": True}, "db: expected a string, got a boolean"),
 ]
 
 
@@ -324,7 +411,7 @@ def test_repr_never_shows_the_password(monkeypatch: pytest.MonkeyPatch) -> None:
     config = build({"mail": {"smtp": {"username": "audit", "password_env": "AUDIT_TEST_SMTP_PW"}}})
     assert config.mail.smtp.password() == "s3cret-value"
     text = repr(config.mail.smtp)
-    assert text == "ServerSettings(host='127.0.0.1', port=587, username='audit', password_env='AUDIT_TEST_SMTP_PW', tls='starttls')"
+    assert text == "SmtpSettings(host='127.0.0.1', port=587, username='audit', password_env='AUDIT_TEST_SMTP_PW', tls='starttls')"
     for shown in (text, repr(config.mail), repr(config), str(config)):
         assert "s3cret-value" not in shown
-    assert repr(ServerSettings(password_env="AUDIT_TEST_SMTP_PW")).count("s3cret") == 0
+    assert repr(SmtpSettings(password_env="AUDIT_TEST_SMTP_PW")).count("s3cret") == 0

@@ -89,16 +89,23 @@ def test_an_upgraded_database_knows_the_content_of_the_replies_it_recorded(tmp_p
     does (trace headers left out): a later copy of one is still a repeat, while another message
     with the same Message-ID can be recorded beside it."""
     from job.mail.message import content_id
+    from job.store.db import AuditDatabase, migrate
 
     old = tmp_path / "old.db"
     old.write_bytes((ROOT / "tests" / "fixtures" / "audit-v2.db").read_bytes())
-    db = open_db(old)
-    rows = db.execute("SELECT direction, message_id, raw, content_sha256 FROM messages ORDER BY id").fetchall()
+    # as migration 9 left it (migration 11 then replaces the stored copies' reply tokens)
+    at_nine = sqlite3.connect(old, isolation_level=None)
+    assert migrate(AuditDatabase(at_nine), target=10) == 10
+    rows = at_nine.execute("SELECT direction, message_id, raw, content_sha256 FROM messages ORDER BY id").fetchall()
+    at_nine.close()
     assert [direction for direction, *_ in rows] == ["out", "out", "in"]
     assert all(content is None for direction, _, _, content in rows if direction == "out")
     [(_, message_id, raw, content)] = [row for row in rows if row[0] == "in"]
     assert content_id(raw) == f"<sha256.{content}@no-message-id>"
     assert content_id(b"Received: from mx2.example.test; Tue, 1 Dec 2026 00:00:00 +0000\r\n" + raw) == content_id(raw)
+
+    db = open_db(old)  # the content hash stays the one of the message as received
+    assert db.execute("SELECT content_sha256 FROM messages WHERE direction = 'in'").fetchall() == [(content,)]
 
     insert = ("INSERT INTO messages (direction, kind, message_id, raw, created_at, status, content_sha256)"
               " VALUES ('in', 'reply', ?, ?, 'now', 'refused', ?)")

@@ -29,6 +29,7 @@ import pytest
 from helpers import (
     EXAMPLE_LEDGER,
     audit,
+    audit_process,
     build_reply,
     db_rows,
     drop_reply,
@@ -67,10 +68,9 @@ def overlap_ledger(folder: Path) -> Path:
     return path
 
 
-def maildir_site(path: Path, *, large: bool = False, **mail) -> Path:
-    """A site with the maildir transport; `large` reads every ledger column-wise, as a big
-    one is (its rows then go in on a background thread), else every ledger row by row."""
-    return write_site(path, [CONTROLLER, CFO], mail=mail, ledger={"large_file_bytes": 0 if large else 10**12})
+def maildir_site(path: Path, **mail) -> Path:
+    """A site with the maildir transport."""
+    return write_site(path, [CONTROLLER, CFO], mail=mail)
 
 
 def smtp_site(tmp_path: Path, mailstack, *, imap_port: int | None = None, imap_tls: str = "tls", imap_timeout: float = 10,
@@ -179,12 +179,12 @@ def run_baseline(tmp_path_factory) -> dict:
     return snapshot(site)
 
 
-@pytest.mark.parametrize("large", [False, True], ids=["rows", "columns"])
+@pytest.mark.separate_process("killed with SIGKILL at a crash point")
 @pytest.mark.parametrize("step", RUN_STEPS)
-def test_run_killed_at_each_step_then_rerun_equals_an_uninterrupted_run(step: str, large: bool, tmp_path: Path, run_baseline: dict) -> None:
-    site = maildir_site(tmp_path / "site", large=large)
+def test_run_killed_at_each_step_then_rerun_equals_an_uninterrupted_run(step: str, tmp_path: Path, run_baseline: dict) -> None:
+    site = maildir_site(tmp_path / "site")
     args = ledgers_args(EXAMPLE_LEDGER, overlap_ledger(tmp_path))
-    killed = audit("run", *args, cwd=site, env={CRASH: step})
+    killed = audit_process("run", *args, cwd=site, env={CRASH: step})
     assert killed.returncode == KILLED, f"not killed at {step}: {killed.returncode} {killed.stderr}"
     for _ in range(2):  # run again, and once more: nothing new either time
         again = audit("run", *args, cwd=site)
@@ -210,14 +210,15 @@ def full_disk_run(site: Path, ledger: Path, limit: int) -> subprocess.CompletedP
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
+    # a separate process: the file size limit applies to the whole process
     env = {k: v for k, v in os.environ.items() if k not in ("AUDIT_CONFIG", "AUDIT_DEBUG")}
     return subprocess.run([sys.executable, "-m", "job", "run", "--ledger", str(ledger)], cwd=site, env=env,
                           capture_output=True, text=True, timeout=120, preexec_fn=limit_files)
 
 
-@pytest.mark.parametrize("large", [False, True], ids=["rows", "columns"])
-def test_a_full_disk_during_the_run_is_one_line_exit_7_and_records_nothing(large: bool, tmp_path: Path) -> None:
-    site = maildir_site(tmp_path / "site", large=large)
+@pytest.mark.separate_process("a file size limit (RLIMIT_FSIZE) on the process stands in for a full disk")
+def test_a_full_disk_during_the_run_is_one_line_exit_7_and_records_nothing(tmp_path: Path) -> None:
+    site = maildir_site(tmp_path / "site")
     lines = EXAMPLE_LEDGER.read_text().splitlines()
     ledger = tmp_path / "ledger.csv"
     ledger.write_text("\n".join(lines + [f"F-{n:05d},2026-11-24,{100 + n // 100}.{n % 100:02d},USD,Acme Office Supply,Toner,6100"
@@ -239,10 +240,11 @@ def test_a_full_disk_during_the_run_is_one_line_exit_7_and_records_nothing(large
     assert_verifies(site)
 
 
+@pytest.mark.separate_process("killed with SIGKILL at a crash point")
 def test_run_killed_after_smtp_accepted_resends_at_most_once_with_the_same_message_id(tmp_path: Path, mailstack) -> None:
     mailstack.reset()
     site = smtp_site(tmp_path, mailstack)
-    killed = audit("run", "--ledger", str(EXAMPLE_LEDGER), cwd=site, env={**ENV, CRASH: "outbox:sent-before-recorded"})
+    killed = audit_process("run", "--ledger", str(EXAMPLE_LEDGER), cwd=site, env={**ENV, CRASH: "outbox:sent-before-recorded"})
     assert killed.returncode == KILLED
     assert len(mailstack.received) == 2  # the relay accepted both before the kill
     for _ in range(2):
@@ -291,12 +293,13 @@ def poll_baseline(poll_template: Path, tmp_path_factory) -> dict:
     return snapshot(site)
 
 
+@pytest.mark.separate_process("killed with SIGKILL at a crash point")
 @pytest.mark.parametrize("step", POLL_STEPS)
 def test_poll_killed_at_each_step_then_polled_again_equals_an_uninterrupted_poll(
     step: str, tmp_path: Path, poll_template: Path, poll_baseline: dict
 ) -> None:
     site = copy_site(poll_template, tmp_path / "site")
-    killed = audit("poll", "--once", cwd=site, env={CRASH: step})
+    killed = audit_process("poll", "--once", cwd=site, env={CRASH: step})
     assert killed.returncode == KILLED, f"not killed at {step}: {killed.returncode} {killed.stderr}"
     for _ in range(2):
         again = audit("poll", "--once", cwd=site)
@@ -320,6 +323,7 @@ def test_poll_killed_at_each_step_then_polled_again_equals_an_uninterrupted_poll
     assert (rows["TX-1008"], rows["TX-1002"], rows["TX-1007"], rows["TX-1003"]) == ("approved", "approved", "rejected", "approved")
 
 
+@pytest.mark.separate_process("killed with SIGKILL at a crash point")
 def test_poll_killed_between_commit_and_imap_flag_does_not_decide_twice(tmp_path: Path, mailstack) -> None:
     mailstack.reset()
     site = smtp_site(tmp_path, mailstack)
@@ -327,7 +331,7 @@ def test_poll_killed_between_commit_and_imap_flag_does_not_decide_twice(tmp_path
     request = parse(mailstack.messages(CONTROLLER_T)[0])
     mailstack.send(build_reply(request, "approve 1\nreject 2: duplicate", sender=CONTROLLER_T), mail_from=CONTROLLER_T, rcpt_to=[request["Reply-To"]])
 
-    killed = audit("poll", "--once", cwd=site, env={**ENV, CRASH: "poll:committed-before-marked"})
+    killed = audit_process("poll", "--once", cwd=site, env={**ENV, CRASH: "poll:committed-before-marked"})
     assert killed.returncode == KILLED
     assert mailstack.flags(AUDIT_T) == [set()]  # recorded, but never marked on the server
     for _ in range(2):
@@ -620,12 +624,14 @@ def test_imap_server_that_never_greets_times_out_with_exit_5(tmp_path: Path, mai
 
 
 def start_audit(*args: str, cwd: Path, env: dict) -> subprocess.Popen:
+    """`audit ARGS` started in a separate process that holds its lock while the test runs another."""
     full_env = {k: v for k, v in os.environ.items() if k not in ("AUDIT_CONFIG", "AUDIT_DEBUG", "OPENAI_API_KEY")}
     full_env.update(env)
     return subprocess.Popen([sys.executable, "-m", "job", *args], cwd=cwd, env=full_env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.separate_process("the lock is held by another process")
 def test_two_polls_at_once_the_second_exits_8_and_nothing_is_corrupted(tmp_path: Path, mailstack) -> None:
     mailstack.reset()
     site = smtp_site(tmp_path, mailstack, imap_tls="none", imap_timeout=3)
@@ -661,6 +667,7 @@ def test_two_polls_at_once_the_second_exits_8_and_nothing_is_corrupted(tmp_path:
     assert_verifies(site, ENV)
 
 
+@pytest.mark.separate_process("the lock is held by another process")
 def test_two_runs_at_once_the_second_waits_then_exits_8(tmp_path: Path, mailstack) -> None:
     hang = TcpProxy(mailstack.smtp_port, mode="silent")  # an SMTP server that accepts and never answers
     try:
@@ -731,7 +738,7 @@ def test_a_batch_of_mail_goes_out_over_the_configured_connections_each_message_o
     connections at once; a message the relay refuses fails alone, the others are sent."""
     import asyncio
 
-    from job.config import MailSettings, ServerSettings
+    from job.config import MailSettings, SmtpSettings
     from job.mail.transport import Outgoing, send_messages
 
     mailstack.reset()
@@ -741,7 +748,7 @@ def test_a_batch_of_mail_goes_out_over_the_configured_connections_each_message_o
                               f"Message-ID: <m{n}@example.test>\r\n\r\nbody {n}\r\n").encode())
                 for n in range(1, 8)]
     with TcpProxy(mailstack.smtp_port) as proxy:
-        settings = MailSettings(transport="smtp", smtp=ServerSettings(
+        settings = MailSettings(transport="smtp", smtp=SmtpSettings(
             host="127.0.0.1", port=proxy.port, username=AUDIT_T, password_env="AUDIT_SMTP_PASSWORD", tls="starttls",
             cafile=Path(mailstack.cert_path), timeout=10, connections=3))
         results = asyncio.run(send_messages(settings, messages))

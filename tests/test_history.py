@@ -6,8 +6,14 @@ import sqlite3
 from pathlib import Path
 
 from helpers import audit, report_json, write_config
+from decimal import Decimal
+
+from job.config import DuplicateRule, Policy, StructuringRule
+from job.ledger.ingest import Transaction
+from job.ledger.ingest_fast import transactions_frame
+from job.screening.history import find_candidates, find_history, history_needs, make_digests, read_digests, write_digests
+from job.screening.screen_frame import Compact
 from job.store.db import MIGRATIONS, open_db, split_sql, transaction
-from job.screening.history import HistoryNeeds, find_candidates, digest_parts, read_digests, recent_payments, vendor_hash, write_digests
 
 HEADER = "id,date,amount,currency,vendor,memo,account\n"
 
@@ -16,6 +22,14 @@ def night(folder: Path, name: str, rows: list[str]) -> str:
     path = folder / name
     path.write_text(HEADER + "".join(r + "\n" for r in rows), encoding="utf-8")
     return str(path)
+
+
+def compact(*rows: tuple[str, str, str, int]) -> Compact:
+    """The compact rows (`screen_frame.Compact`) of (date, currency, vendor, amount) payments."""
+    found = Compact()
+    found.add(transactions_frame([Transaction(f"T{n}", d, a, c, v, "", "", n + 2) for n, (d, c, v, a) in enumerate(rows)]), 0)
+    found.finish()
+    return found
 
 
 def site(tmp_path: Path) -> Path:
@@ -86,17 +100,21 @@ def test_digests_are_read_only_for_the_window(tmp_path: Path) -> None:
     db = open_db(tmp_path / "audit.db")
     with transaction(db) as conn:
         conn.execute("INSERT INTO runs (id, started_at, mode, reviewer) VALUES (1, 'now', 'flagged', 'r')")
-        write_digests(conn, 1, digest_parts([
-            ("2026-11-01", "USD", vendor_hash("acme"), 100, 1),
-            ("2026-11-20", "USD", vendor_hash("acme"), 100, 2),
-            ("2026-11-20", "USD", vendor_hash("acme"), 50, 3),
-            ("2026-11-20", "EUR", vendor_hash("acme"), 100, 4),
-            ("2026-11-20", "USD", vendor_hash("initech"), 100, 5),
-        ]))
+        write_digests(conn, 1, make_digests(compact(  # transactions 1 to 5
+            ("2026-11-01", "USD", "acme", 100),
+            ("2026-11-20", "USD", "acme", 100),
+            ("2026-11-20", "USD", "acme", 50),
+            ("2026-11-20", "EUR", "acme", 100),
+            ("2026-11-20", "USD", "initech", 100),
+        ), 1))
     digests = list(read_digests(db.conn, "2026-11-17", "2026-11-23"))
     assert [(d.day, d.currency, len(d.amounts)) for d in digests] == [("2026-11-20", "EUR", 1), ("2026-11-20", "USD", 3)]
-    needs = HistoryNeeds(duplicates={(vendor_hash("acme"), "USD", 100)}, duplicate_days=("2026-11-17", "2026-11-23"),
-                         band={"USD": ({vendor_hash("initech")}, 90, 100)}, band_days=("2026-11-14", "2026-11-26"))
+    # tonight: acme 100 USD again (duplicates: 11-17 to 11-23), and initech 95 USD, in the
+    # structuring band of 0.90 to 1.00 (11-14 to 11-26)
+    policy = Policy(amount_threshold=Decimal("1.00"), duplicates=DuplicateRule(window_days=3), structuring=StructuringRule(window_days=7))
+    needs = history_needs(compact(("2026-11-20", "USD", "acme", 101), ("2026-11-20", "USD", "acme", 100),
+                                  ("2026-11-20", "USD", "initech", 95)), policy)
+    assert (needs.duplicate_days, needs.band_days) == (("2026-11-17", "2026-11-23"), ("2026-11-14", "2026-11-26"))
     assert find_candidates(digests, needs) == {2, 5}
 
 
@@ -120,6 +138,6 @@ def test_a_database_from_before_the_digests_is_read_from_its_transactions(tmp_pa
     assert result.returncode == 0, result.stderr
     assert reasons(folder, "N-1") == ["same vendor and amount as OLD-1 on 2026-11-20, recorded by an earlier run"]
     db = open_db(path)
-    needs = HistoryNeeds(duplicates={(vendor_hash("acme office supply"), "USD", 12345)}, duplicate_days=("2026-11-17", "2026-11-23"),
-                         band={}, band_days=None)
-    assert [p.txn_id for p in recent_payments(db.conn, needs, {vendor_hash("acme office supply"): "acme office supply"})] == ["OLD-1", "N-1"]
+    tonight = compact(("2026-11-20", "USD", "acme office supply", 12345))
+    policy = Policy(duplicates=DuplicateRule(window_days=3), structuring=StructuringRule(enabled=False))
+    assert [p.txn_id for p in find_history(db.conn, policy, tonight)] == ["OLD-1", "N-1"]

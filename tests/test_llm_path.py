@@ -42,7 +42,7 @@ def good_model(request: dict) -> Reply:
     return json_reply({"summary": "Model summary: " + ("replies seen" if tool else "no tool result")})
 
 
-@pytest.fixture(params=[1_000_000, 0], ids=["read-row-by-row", "read-column-wise"])
+@pytest.fixture(params=[1_000_000, 0], ids=["small-file", "large-file-agent-imported-while-reading"])
 def site(tmp_path: Path, request):
     (tmp_path / "vendors.csv").write_text((EXAMPLES / "vendors.csv").read_text())
     with FakeOpenAI(good_model) as fake:

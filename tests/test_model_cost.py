@@ -46,22 +46,20 @@ def answer(request: dict) -> Reply:
                       prompt_tokens=50, completion_tokens=7)
 
 
-def configure(folder: Path, fake: FakeOpenAI, *, large: bool = False, **llm) -> None:
+def configure(folder: Path, fake: FakeOpenAI, **llm) -> None:
     write_config(folder / "audit.toml", {"db": "audit.db"}, policy={"known_vendors": ["Acme Office Supply"]},
                  llm={"model": "gpt-test", "base_url": fake.base_url, "api_key_env": "TEST_MODEL_KEY", "batch_size": BATCH,
-                      "timeout": 10, **llm},
-                 ledger={"large_file_bytes": 0 if large else 1_000_000})
+                      "timeout": 10, **llm})
 
 
 def usage(folder: Path) -> tuple[int, int, int]:
     return sqlite3.connect(folder / "audit.db").execute("SELECT model_calls, prompt_tokens, completion_tokens FROM runs").fetchone()
 
 
-@pytest.mark.parametrize("large", [False, True], ids=["read-row-by-row", "read-column-wise"])
 @pytest.mark.parametrize("clean", [5, 3000])
-def test_calls_are_ceil_flagged_over_batch_whatever_the_clean_rows(tmp_path: Path, clean: int, large: bool) -> None:
+def test_calls_are_ceil_flagged_over_batch_whatever_the_clean_rows(tmp_path: Path, clean: int) -> None:
     with FakeOpenAI(answer) as fake:
-        configure(tmp_path, fake, large=large, max_retries=0)
+        configure(tmp_path, fake, max_retries=0)
         result = audit("run", "--ledger", str(ledger(tmp_path / "ledger.csv", clean)), cwd=tmp_path, env=ENV)
     assert result.returncode == 0, result.stderr
     calls = math.ceil(FLAGGED / BATCH)

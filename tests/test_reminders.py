@@ -19,6 +19,7 @@ from helpers import (
     poll_site as poll,
     run_site as run,
     audit,
+    audit_process,
     build_reply,
     drop_reply,
     plain_body,
@@ -202,13 +203,14 @@ def test_status_shows_the_age_of_every_open_request(site: Path, tmp_path: Path) 
     assert "reminder" not in result.stdout and outbox.new() == []
 
 
+@pytest.mark.separate_process("killed with SIGKILL at a crash point")
 @pytest.mark.parametrize("step", ["poll:before-summaries", "outbox:sent-before-recorded"])
 def test_poll_killed_after_queuing_reminders_sends_each_reminder_once(step: str, site: Path) -> None:
     request_id = run(site)
     outbox = Outbox(site)
     outbox.new()
     age(site, request_id, 65)
-    killed = audit("poll", "--once", cwd=site, env={"AUDIT_TEST_CRASH_AT": step})
+    killed = audit_process("poll", "--once", cwd=site, env={"AUDIT_TEST_CRASH_AT": step})
     assert killed.returncode == -9
     for _ in range(2):
         result = poll(site)

@@ -202,6 +202,7 @@ def test_long_problem_lines_are_shortened():
     assert len(parsed.unclear) == 1 and len(parsed.unclear[0]) < 200
 
 
+@pytest.mark.no_cover  # timed: the coverage tracer's cost is no part of what is measured
 @pytest.mark.parametrize(
     "plain",
     [

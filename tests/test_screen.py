@@ -10,12 +10,12 @@ from hypothesis import strategies as st
 
 from job.config import DEFAULT_VAGUE_TERMS
 from job.ledger.ingest import Transaction
+from frame_screening import screen_transactions
 from job.screening.screen import (
     LARGE_AMOUNT,
     UNFAMILIAR_VENDOR,
     VAGUE_MEMO,
     normalize_vendor,
-    screen_transactions,
     threshold_minor,
 )
 

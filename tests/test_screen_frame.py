@@ -1,4 +1,5 @@
-"""The column-wise rules agree with the row-wise ones: same flags, same reasons, same order."""
+"""The column-wise rules (the one engine) agree with the row-by-row rules kept as an oracle in
+`row_rules`: same flags, same reasons, same order."""
 
 from __future__ import annotations
 
@@ -8,16 +9,18 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from job.config import DuplicateRule, Policy, RoundAmountRule, StructuringRule
+from frame_screening import flags_by_position
+from job.config import Config, DuplicateRule, Policy, RoundAmountRule, StructuringRule, UserRule
 from job.ledger.ingest import Transaction
 from job.ledger.ingest_fast import transactions_frame
-from job.screening.screen import Flag, PastPayment, screen_transactions
-from job.screening.screen_frame import screen_frame
+from job.screening.rules import compile_rules
+from job.screening.screen import Flag, PastPayment
+from row_rules import screen_transactions
 
 START = date(2026, 11, 20)
 VENDORS = ("Acme Office Supply", "ACME  office supply", "Globex Travel", "Initech", "Straße GmbH", "NewCo")
 KNOWN = frozenset({"acme office supply", "globex travel", "strasse gmbh"})
-MEMOS = ("Printer paper", "misc", "Misc.", "", "miscount", "various vendors", "Confidential", "MİSC", "sundry, misc", "Ünterlagen")
+MEMOS = ("Printer paper", "misc", "Misc.", "", " \t\u2003", "miscount", "various vendors", "Confidential", "MİSC", "sundry, misc", "Ünterlagen")
 AMOUNTS = st.one_of(
     st.integers(-2_000_000, 2_000_000),
     st.sampled_from([900_000, 950_000, 999_999, 1_000_000, 1_000_001, 100_000, 300_000, 12_345, -300_000, 0]),
@@ -58,19 +61,21 @@ policies = st.builds(
     st.sampled_from([("confidential", "misc", "miscellaneous", "various", "sundry"), (), ("n/a",), ("ünterlagen",)]),
 )
 
+USER_RULES = compile_rules(Config(policy=Policy(rules=(UserRule(name="user_rule", when="vendor = 'Initech'", reason="because", key="policy.rules[1]"),))))
+
 
 @settings(max_examples=300, deadline=None)
 @given(rows=transactions, past=history, policy=policies)
 def test_both_engines_flag_the_same_rows_with_the_same_reasons(rows, past, policy: Policy) -> None:
     items = [Transaction(f"T{n}", day(offset), amount, currency, vendor, memo, "6100", n + 2)
              for n, (amount, offset, currency, vendor, memo) in enumerate(rows)]
-    user = {n: [Flag("user_rule", "because")] for n in range(0, len(items), 3)}
+    user = {n: [Flag("user_rule", "because")] for n, t in enumerate(items) if t.vendor == "Initech"}
     by_rows = screen_transactions(
         items, amount_threshold=policy.amount_threshold, vague_memo_terms=policy.vague_memo_terms, known_vendor_keys=KNOWN,
         structuring=policy.structuring, duplicates=policy.duplicates, round_amounts=policy.round_amounts, history=past, user_flags=user,
     )
-    by_columns = screen_frame(transactions_frame(items), policy, known_vendor_keys=KNOWN, history=past, user_flags=user)
-    assert {n: list(s.flags) for n, s in enumerate(by_rows) if s.flags} == by_columns.flagged
+    by_columns = flags_by_position(transactions_frame(items), policy, KNOWN, past, USER_RULES)
+    assert {n: list(s.flags) for n, s in enumerate(by_rows) if s.flags} == by_columns
 
 
 def test_the_earlier_payment_named_by_a_duplicate_is_the_same() -> None:
@@ -79,9 +84,9 @@ def test_the_earlier_payment_named_by_a_duplicate_is_the_same() -> None:
     policy = Policy()
     rows = screen_transactions(items, amount_threshold=policy.amount_threshold, vague_memo_terms=(), known_vendor_keys=KNOWN,
                                duplicates=policy.duplicates)
-    columns = screen_frame(transactions_frame(items), policy, known_vendor_keys=KNOWN)
+    columns = flags_by_position(transactions_frame(items), policy, KNOWN)
     assert {n: [f.reason for f in s.flags] for n, s in enumerate(rows) if s.flags} == {
-        n: [f.reason for f in flags] for n, flags in columns.flagged.items()
+        n: [f.reason for f in flags] for n, flags in columns.items()
     } == {
         0: [f"same vendor and amount as T3 on {day(1)}"],
         2: [f"same vendor and amount as T1 on {day(0)}"],

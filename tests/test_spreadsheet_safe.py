@@ -4,7 +4,7 @@ starts with a UTF-8 BOM so Excel keeps the accents; standard output has no BOM.
 
 A ledger with hostile text in every column it has goes through the real `audit run`, a reply
 and `audit poll`, then `audit report`, `audit items` and the request's attachment are read
-back; the row writer and the polars writer (large ledgers) give the same bytes.
+back; the attachment and `audit items` are written by the one items writer, byte for byte alike.
 """
 
 from __future__ import annotations
@@ -16,11 +16,9 @@ import json
 import re
 from pathlib import Path
 
-import polars as pl
 import pytest
 
 from helpers import audit, build_reply, drop_reply, maildir_messages, plain_body, write_config
-from job.bulk import _cell as frame_cell, _safe_cell as frame_safe_cell
 from job.approval.request import _cell, safe_cell
 
 BOM = "\ufeff"
@@ -54,12 +52,10 @@ def write_ledger(folder: Path) -> Path:
     return path
 
 
-def make_site(folder: Path, *, large: bool) -> Path:
-    """A site whose every vendor is new (all flagged), one item listed and the rest attached;
-    `large` reads and writes through polars."""
+def make_site(folder: Path) -> Path:
+    """A site whose every vendor is new (all flagged), one item listed and the rest attached."""
     folder.mkdir()
-    write_config(folder / "audit.toml", {"db": "audit.db"}, approvers={"addresses": [APPROVER]}, request={"max_listed": 1},
-                 ledger={"large_file_bytes": 0 if large else 10**12})
+    write_config(folder / "audit.toml", {"db": "audit.db"}, approvers={"addresses": [APPROVER]}, request={"max_listed": 1})
     result = audit("run", "--ledger", str(write_ledger(folder)), cwd=folder)
     assert result.returncode == 0, result.stderr
     assert "6 new, 6 flagged" in result.stdout
@@ -88,18 +84,6 @@ def assert_items_safe(rows: list[dict]) -> None:
         assert (row["id"], row["vendor"], row["amount"], row["memo"]) == SAFE[raw]
 
 
-@pytest.mark.parametrize(
-    "text",
-    ["=1+2", "+SUM(A1)", "-2+3", "@cmd", "\t=x", "\rx", "-12.50", "+3", "-7", "3", "-", "+", "-.5", "-1e5", "-12.50\n", "+3 ",
-     "-١٢", "Müller Bürobedarf", "", "'x", "1-2", " =1", "\u00a0=1", "-0"],
-)
-def test_one_rule_in_both_writers(text: str) -> None:
-    """`request.safe_cell` and `_cell` agree with the polars expressions on every kind of cell."""
-    frame = pl.DataFrame({"t": [text]}).select(safe=frame_safe_cell(pl.col("t")), cell=frame_cell(pl.col("t")))
-    assert frame["safe"][0] == safe_cell(text)
-    assert frame["cell"][0] == _cell(text)
-
-
 def test_the_rule() -> None:
     assert [safe_cell(t) for t in ("=1+2", "+SUM(A1)", "-2+3", "@cmd", "\tx", "\rx")] == [
         "'=1+2", "'+SUM(A1)", "'-2+3", "'@cmd", "'\tx", "'\rx"]
@@ -109,9 +93,8 @@ def test_the_rule() -> None:
     assert _cell("\t=1") == "'=1"  # flattened first, then kept from formulas
 
 
-@pytest.mark.parametrize("large", [False, True], ids=["row-writer", "polars-writer"])
-def test_attachment_and_audit_items_neutralise_every_column(tmp_path: Path, large: bool) -> None:
-    site = make_site(tmp_path / "site", large=large)
+def test_attachment_and_audit_items_neutralise_every_column(tmp_path: Path) -> None:
+    site = make_site(tmp_path / "site")
     request, request_id = request_of(site)
     attached = attached_bytes(request)
     assert attached.startswith(BOM.encode("utf-8"))
@@ -126,18 +109,8 @@ def test_attachment_and_audit_items_neutralise_every_column(tmp_path: Path, larg
     assert csv_rows(shown.stdout) == csv_rows(attached.decode("utf-8-sig"))
 
 
-def test_row_and_polars_writers_give_the_same_bytes(tmp_path: Path) -> None:
-    rows = make_site(tmp_path / "rows", large=False)
-    columns = make_site(tmp_path / "columns", large=True)
-    assert attached_bytes(request_of(rows)[0]) == attached_bytes(request_of(columns)[0])
-    for site in (rows, columns):
-        assert audit("items", request_of(site)[1], "--out", "items.csv", cwd=site).returncode == 0
-    assert (rows / "items.csv").read_bytes() == (columns / "items.csv").read_bytes()
-
-
-@pytest.mark.parametrize("large", [False, True], ids=["row-reader", "column-reader"])
-def test_report_file_has_a_bom_and_no_formulas(tmp_path: Path, large: bool) -> None:
-    site = make_site(tmp_path / "site", large=large)
+def test_report_file_has_a_bom_and_no_formulas(tmp_path: Path) -> None:
+    site = make_site(tmp_path / "site")
     request, request_id = request_of(site)
     numbers = {r["id"]: r["no"] for r in csv_rows(attached_bytes(request).decode("utf-8-sig"))}
     reply = (f'reject =1+2: =HYPERLINK("http://evil")\n'

@@ -9,13 +9,13 @@ import pytest
 
 from job.config import DuplicateRule, RoundAmountRule, StructuringRule
 from job.ledger.ingest import Transaction
+from frame_screening import screen_transactions
 from job.screening.screen import (
     DUPLICATE_PAYMENT,
     ROUND_AMOUNT,
     STRUCTURING,
     PastPayment,
     find_structuring,
-    screen_transactions,
     structuring_band,
 )
 

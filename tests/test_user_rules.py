@@ -13,7 +13,8 @@ from helpers import audit, errors_of, maildir_messages, report_json, write_confi
 from job.config import Config, Policy, UserRule
 from job.errors import ConfigError
 from job.ledger.ingest import Transaction
-from job.screening.rules import compile_rules, evaluate_rules, rules_frame
+from job.ledger.ingest_fast import transactions_frame
+from job.screening.rules import compile_rules, match_rules, rule_columns
 
 LEDGER = (
     "id,date,amount,currency,vendor,memo,account\n"
@@ -26,7 +27,7 @@ LEDGER = (
 
 def compiled(*rules: tuple[str, str], where: Path | None = None) -> list:
     config = Config(path=where, policy=Policy(rules=tuple(
-        UserRule(name, when, f"reason of {name}", f"policy.rules[{n}]") for n, (name, when) in enumerate(rules, 1))))
+        UserRule(name=name, when=when, reason=f"reason of {name}", key=f"policy.rules[{n}]") for n, (name, when) in enumerate(rules, 1))))
     return compile_rules(config)
 
 
@@ -36,7 +37,11 @@ def tx(txn_id: str, amount_minor: int, *, currency: str = "USD", vendor: str = "
 
 
 def hits(rules, *items: Transaction) -> dict[int, list[str]]:
-    return {i: [f.code for f in flags] for i, flags in evaluate_rules(rules, rules_frame(items)).items()}
+    found: dict[int, list[str]] = {}
+    for _, rule, positions in match_rules(rules, transactions_frame(list(items))):
+        for i in positions.to_list():
+            found.setdefault(i, []).append(rule.name)
+    return dict(sorted(found.items()))
 
 
 # --- evaluation -----------------------------------------------------------------------
@@ -66,7 +71,7 @@ def test_text_dates_and_functions() -> None:
 
 
 def test_rules_frame_columns() -> None:
-    frame = rules_frame([tx("A", -5, memo="", account="")])
+    frame = rule_columns(transactions_frame([tx("A", -5, memo="", account="")]))
     assert frame.row(0) == ("A", date(2026, 11, 24), Decimal("-0.0500"), "USD", "Contoso Consulting", "", "")
 
 

@@ -13,8 +13,9 @@ from collections.abc import Iterator, Sequence
 from job.approval.request import RequestItem, attachment_name, build_request_copies, fit_attachment, items_attachment
 from job.config import Config
 from job.ledger.ingest import format_amount_display
-from job.mail.message import Inbound, compose, message_id_for, new_token, render, reply_address_for, sanitize_text
+from job.mail.message import Inbound, compose, message_id_for, render, reply_address_for, sanitize_text
 from job.mail.outbox import queue_message
+from job.mail.redact import redact_text
 from job.store.auditlog import head_hash
 from job.store.db import now_utc
 
@@ -110,7 +111,8 @@ def queue_answer(
     would_total: int = 0,
     unclear: bool = False,
 ) -> str:
-    """Queue a confirmation (or refusal) in the thread of `inbound`; return its plain text.
+    """Queue a confirmation (or refusal) in the thread of `inbound`; return its plain text as
+    stored (the reply token replaced by a marker).
 
     It lists at most `request.max_listed` decisions and pending items, with their totals.
     """
@@ -164,7 +166,9 @@ def queue_answer(
         held=held,
         held_total=held_total,
         held_more=held_total - len(held),
+        reply_address=reply_address_for(config.mail.reply_address, token) if token else "",
     )
+    stored = redact_text(plain, {token}) if token else plain
     domain = config.mail.from_address.rpartition("@")[2]
     references = [*inbound.references.split(), inbound.message_id] if inbound else []
     msg = compose(
@@ -173,7 +177,7 @@ def queue_answer(
         subject=heading,
         plain=plain,
         html=html,
-        message_id=message_id_for(token, domain, kind="msg") if token else message_id_for(new_token(), domain, kind="ans"),
+        message_id=message_id_for(domain, kind="msg" if token else "ans"),
         reply_to=reply_address_for(config.mail.reply_address, token) if token else None,
         in_reply_to=inbound.message_id if inbound else None,
         references=references,
@@ -187,10 +191,10 @@ def queue_answer(
         recipients=[to],
         subject=heading,
         raw=msg.as_bytes(),
-        text=plain,
+        text=stored,
         in_reply_to=inbound.message_id if inbound else "",
     )
-    return plain
+    return stored
 
 
 def queue_head_notices(conn, config: Config, what: str) -> None:
@@ -214,7 +218,7 @@ def queue_head_notices(conn, config: Config, what: str) -> None:
             subject=subject,
             plain=text,
             html=None,
-            message_id=message_id_for(new_token(), domain, kind="wit"),
+            message_id=message_id_for(domain, kind="wit"),
         )
         queue_message(
             conn,

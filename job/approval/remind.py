@@ -7,6 +7,8 @@ them the pending items; and at the end, expiry: what is still pending becomes `e
 (never approved), the request closes, and everyone is told. "The approvers" and "everyone"
 are only those still current (`current_approvers`): an address removed from the
 configuration gets no more mail, and a request left with nobody current is warned about.
+A current approver whose every token for an open request was retired when the database was
+upgraded (`job.store.legacy`) first gets the request again with a fresh one.
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ from job.config import Config
 from job.store.auditlog import append_event
 from job.store.db import now_utc, transaction
 
-__all__ = ["ChaseResult", "chase_open_requests", "current_approvers", "is_current_approver"]
+__all__ = ["ChaseResult", "chase_open_requests", "current_approvers", "is_current_approver", "retired_holders"]
 
 
 @dataclass(slots=True)
 class ChaseResult:
     reminded: list[str] = field(default_factory=list)
     escalated: list[str] = field(default_factory=list)
+    reissued: list[str] = field(default_factory=list)
     expired: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -64,6 +67,24 @@ def current_approvers(conn, config: Config, request_id: str) -> list[str]:
     return [a for a in request_approvers(conn, request_id) if is_current_approver(conn, config, request_id, a)]
 
 
+def retired_holders(conn, request_id: str, approvers: list[str]) -> list[str]:
+    """Those of `approvers` who hold tokens for this request, all of them retired."""
+    return [
+        a
+        for a in approvers
+        if conn.execute(
+            "SELECT 1 FROM request_tokens WHERE request_id = ? AND approver = ? AND retired_at IS NULL LIMIT 1", (request_id, a)
+        ).fetchone()
+        is None
+    ]
+
+
+REISSUE_NOTICE = (
+    "Sent again with a new reply address: the address of the earlier email was retired when the audit database was"
+    " upgraded; please reply to this email"
+)
+
+
 def _no_current_approver(conn, request_id: str, what: str) -> str:
     removed = request_approvers(conn, request_id)
     return (
@@ -90,6 +111,11 @@ def chase_open_requests(db, config: Config, *, now: float | None = None) -> Chas
             result.expired.append(request_id)
             if not current:
                 result.warnings.append(_no_current_approver(db.conn, request_id, "it expired and nobody was told"))
+        elif stale := retired_holders(db.conn, request_id, current):
+            with transaction(db) as conn:
+                sent_to = queue_request_copies(conn, config, request_id, stale, kind="reissue", notice=REISSUE_NOTICE)
+                append_event(conn, "reissued", request_id=request_id, detail={"to": sent_to, "why": "reply tokens retired"})
+            result.reissued.append(request_id)
         elif settings.escalate_after is not None and settings.escalation_addresses and not escalated_at and age >= settings.escalate_after:
             with transaction(db) as conn:
                 sent_to = queue_request_copies(

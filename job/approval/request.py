@@ -2,8 +2,11 @@
 
 Pure composition over data the caller gives it; `run` records the result and `outbox`
 sends it. Each approver gets their own copy with their own reply token, carried in the
-`Reply-To` plus-address and in our `Message-ID` (so `In-Reply-To`/`References` carry it
-for servers without plus-addressing). Only a hash of each token is stored.
+`Reply-To` plus-address and written once more at the foot of the body (so a reply that
+quotes it carries it through servers without plus-addressing). Our `Message-ID` never
+holds it: Message-IDs are repeated by every reply and kept by every server and by the
+audit log. Only a hash of each token is stored, and the copy's `plain` text is the one to
+store: its token replaced by a marker (`raw` is what is sent).
 
 However many items are flagged it is one email: the body lists the first `max_listed`
 items (the caller ranks them by risk, then amount) and, when there are more, every item
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import re
 import shutil
 import tempfile
@@ -27,6 +31,7 @@ from typing import IO, NamedTuple
 
 from job.ledger.ingest import format_amount, format_amount_display
 from job.mail.message import compose, hash_token, message_id_for, new_token, render, reply_address_for, safe_filename, sanitize_text
+from job.mail.redact import redact_text
 
 __all__ = [
     "RequestItem",
@@ -49,6 +54,7 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # spreadsheets run cells that 
 # ... but a plain decimal number (an amount such as -12.50, or +3) is read as the number it is
 PLAIN_NUMBER = r"[+-]?[0-9]+(?:\.[0-9]+)?"
 _PLAIN_NUMBER = re.compile(PLAIN_NUMBER)
+CSV_CHUNK = 20_000  # items turned into CSV rows at a time
 ZIP_ABOVE_BYTES = 5_000_000  # a bigger CSV is attached zipped (about a tenth of the size)
 
 MEMO_LIMIT = 200
@@ -73,8 +79,8 @@ class ApproverCopy:
     token_hash: str
     message_id: str
     subject: str
-    plain: str
-    raw: bytes
+    plain: str  # the plain text as stored: the token replaced by a marker
+    raw: bytes  # the message as sent, token included
 
 
 def item_view(item: RequestItem) -> dict[str, object]:
@@ -101,7 +107,7 @@ def request_subject(total: int, run_id: int) -> str:
 def safe_cell(text: str) -> str:
     """A CSV cell a spreadsheet never runs as a formula: text that starts with one of
     `FORMULA_START` gets a leading apostrophe, unless it is a plain number (`PLAIN_NUMBER`).
-    Nothing else changes. `bulk._safe_cell` is the same rule for polars."""
+    Nothing else changes."""
     if text.startswith(FORMULA_START) and not _PLAIN_NUMBER.fullmatch(text):
         return "'" + text
     return text
@@ -114,8 +120,10 @@ def _cell(text: str) -> str:
 
 def write_items_csv(out: IO[str], items: Iterable[RequestItem], *, bom: bool = True) -> None:
     """Every item, numbered as in replies, with exact amounts; a BOM first (unless `bom` is
-    false, for standard output), so spreadsheets read UTF-8. `items` may be a generator:
-    nothing is held but the distinct texts."""
+    false, for standard output), so spreadsheets read UTF-8. This is the one writer of the
+    items CSV: the request's attachment, reminders and `audit items` all use it. `items`
+    may be a generator: it is read a chunk at a time, and nothing is held but the distinct
+    texts."""
     if bom:
         out.write("\ufeff")
     writer = csv.writer(out, lineterminator="\r\n")
@@ -125,25 +133,27 @@ def write_items_csv(out: IO[str], items: Iterable[RequestItem], *, bom: bool = T
     def cell(text: str) -> str:
         value = cells.get(text)
         if value is None:
-            if len(cells) > 200_000:
-                cells.clear()
             value = cells[text] = _cell(text)
         return value
 
-    writer.writerows(
-        (
-            item.no,
-            safe_cell(item.txn_id),
-            item.date,
-            cell(item.vendor),
-            format_amount(item.amount_minor, item.currency),
-            item.currency,
-            cell(item.memo),
-            cell("; ".join(item.reasons)),
-            cell(item.note),
+    items = iter(items)
+    while chunk := list(itertools.islice(items, CSV_CHUNK)):
+        if len(cells) > 200_000:
+            cells.clear()
+        numbers, ids, dates, vendors, amounts, currencies, memos, reasons, notes = zip(*chunk)
+        writer.writerows(
+            zip(
+                numbers,
+                map(safe_cell, ids),
+                dates,
+                map(cell, vendors),
+                map(format_amount, amounts, currencies),
+                currencies,
+                map(cell, memos),
+                map(cell, map("; ".join, reasons)),
+                map(cell, notes),
+            )
         )
-        for item in items
-    )
 
 
 def attachment_name(ledger_names: Sequence[str], run_id: int) -> str:
@@ -233,7 +243,8 @@ def build_request_copies(
     copies = []
     for approver in approvers:
         token = new_token()
-        message_id = message_id_for(token, domain)
+        message_id = message_id_for(domain)
+        address = reply_address_for(reply_address, token)
         plain, html = render(
             "request",
             heading=subject,
@@ -250,6 +261,7 @@ def build_request_copies(
             reviewer=reviewer,
             summary=sanitize_text(summary, 1000),
             notice=sanitize_text(notice, 500),
+            reply_address=address,
         )
         follows = list(thread(approver)) if thread else []
         msg = compose(
@@ -259,11 +271,11 @@ def build_request_copies(
             plain=plain,
             html=html,
             message_id=message_id,
-            reply_to=reply_address_for(reply_address, token),
+            reply_to=address,
             in_reply_to=follows[-1] if follows else None,
             references=follows,
             extra_headers={"X-Audit-Request": request_id},
             attachments=attachments,
         )
-        copies.append(ApproverCopy(approver, hash_token(token), message_id, subject, plain, msg.as_bytes()))
+        copies.append(ApproverCopy(approver, hash_token(token), message_id, subject, redact_text(plain, {token}), msg.as_bytes()))
     return copies

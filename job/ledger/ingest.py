@@ -22,6 +22,7 @@ from datetime import date, datetime
 from job.errors import LedgerError
 
 __all__ = [
+    "ALL_COLUMNS",
     "CANONICAL_COLUMNS",
     "Ledger",
     "LedgerFormat",
@@ -31,10 +32,17 @@ __all__ = [
     "format_amount_display",
     "parse_amount",
     "read_ledger",
+    # the row reader's pieces the column-wise reader (`ingest_fast`) uses, so both read alike
+    "build_transaction",
+    "clean_field",
+    "detect_delimiter",
+    "map_columns",
+    "parse_date",
+    "show_text",
 ]
 
 CANONICAL_COLUMNS = ("id", "date", "amount", "currency", "vendor", "memo")
-_ALL_COLUMNS = CANONICAL_COLUMNS + ("account",)
+ALL_COLUMNS = CANONICAL_COLUMNS + ("account",)
 _REQUIRED_COLUMNS = ("id", "date", "amount", "vendor")
 _DELIMITERS = (",", ";", "\t")
 
@@ -97,8 +105,8 @@ class LedgerFormat:
 
     def __post_init__(self) -> None:
         """Reject (ValueError) a format that could never read a file."""
-        if unknown := sorted(set(self.columns) - set(_ALL_COLUMNS)):
-            raise ValueError(f"unknown column names {unknown}; known: {', '.join(_ALL_COLUMNS)}")
+        if unknown := sorted(set(self.columns) - set(ALL_COLUMNS)):
+            raise ValueError(f"unknown column names {unknown}; known: {', '.join(ALL_COLUMNS)}")
         point, group = self.decimal_separator, self.thousands_separator
         if point not in (".", ",") or group not in (",", ".", " ", "'", "") or point == group:
             raise ValueError(f"unsupported separators: decimal {point!r}, thousands {group!r}")
@@ -121,7 +129,7 @@ def _is_codec(name: str) -> bool:
 def currency_exponent(code: str) -> int:
     """Number of decimal places of an ISO 4217 currency (2 unless known otherwise)."""
     if not _CODE.fullmatch(code):
-        raise ValueError(f"{_show(code)} is not a 3-letter currency code")
+        raise ValueError(f"{show_text(code)} is not a 3-letter currency code")
     return _EXPONENTS.get(code.upper(), 2)
 
 
@@ -152,7 +160,7 @@ def parse_amount(text: str, *, currency: str, decimal_separator: str = ".", thou
     the decimals allowed and which currency an ambiguous symbol ($, ¥) stands for.
     Raises ValueError with a short message for anything that is not an exact amount.
     """
-    shown = _show(text)
+    shown = show_text(text)
     body = text.strip()
     if not body:
         raise ValueError("missing value")
@@ -205,7 +213,7 @@ def _split_number(number: str, shown: str, point: str, group: str) -> tuple[str,
     return units, fraction
 
 
-def _parse_date(text: str, formats: tuple[str, ...]) -> str:
+def parse_date(text: str, formats: tuple[str, ...]) -> str:
     """Return the ISO date ``text`` means under ``formats``; reject it if they disagree."""
     if not text:
         raise ValueError("missing value")
@@ -218,14 +226,14 @@ def _parse_date(text: str, formats: tuple[str, ...]) -> str:
         if day.year >= 1000:  # %Y also takes "26", which never means the year 26
             meanings.setdefault(day, date_format)
     if not meanings:
-        raise ValueError(f"{_show(text)} does not match {' or '.join(formats)}")
+        raise ValueError(f"{show_text(text)} does not match {' or '.join(formats)}")
     if len(meanings) > 1:
         readings = " or ".join(f"{day.isoformat()} ({how})" for day, how in meanings.items())
-        raise ValueError(f"{_show(text)} is ambiguous: {readings}")
+        raise ValueError(f"{show_text(text)} is ambiguous: {readings}")
     return next(iter(meanings)).isoformat()
 
 
-def _clean_field(text: str) -> str:
+def clean_field(text: str) -> str:
     """Line breaks and tabs become one space, other control characters go, ends are stripped."""
     return _CONTROLS.sub("", _LINE_BREAKS.sub(" ", text)).strip()
 
@@ -234,7 +242,7 @@ def _shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _show(text: str) -> str:
+def show_text(text: str) -> str:
     return repr(_shorten(text, 60))
 
 
@@ -275,24 +283,24 @@ def _decode_text(raw: bytes, encodings: tuple[str, ...], path: str) -> str:
 def _parse_transactions(text: str, fmt: LedgerFormat, path: str) -> list[Transaction]:
     if len(text) >= csv.field_size_limit():  # the whole file is in memory already
         csv.field_size_limit(_LARGEST_FIELD)
-    labels = {name: fmt.columns.get(name, name) for name in _ALL_COLUMNS}
-    delimiter = fmt.delimiter or _detect_delimiter(text, labels, path)
+    labels = {name: fmt.columns.get(name, name) for name in ALL_COLUMNS}
+    delimiter = fmt.delimiter or detect_delimiter(text, labels, path)
     records = _iter_records(text, delimiter, path)
     header_line, header = next(records, (0, []))
     if not header:
         raise LedgerError(path, None, None, "file is empty")
-    headers = [_clean_field(cell) for cell in header]
-    columns = _map_columns(headers, labels, path, header_line)
+    headers = [clean_field(cell) for cell in header]
+    columns = map_columns(headers, labels, path, header_line)
     names = {name: headers[index] for name, index in columns.items()}  # as written in the file
     transactions: list[Transaction] = []
     first_seen: dict[str, int] = {}
     for line, row in records:
         if len(row) != len(header):
             raise LedgerError(path, line, None, f"expected {len(header)} fields, found {len(row)}")
-        cells = {name: _clean_field(row[index]) for name, index in columns.items()}
-        transaction = _build_transaction(cells, names, fmt, path, line)
+        cells = {name: clean_field(row[index]) for name, index in columns.items()}
+        transaction = build_transaction(cells, names, fmt, path, line)
         if (first := first_seen.setdefault(transaction.txn_id, line)) != line:
-            problem = f"duplicate id {_show(transaction.txn_id)} (first on line {first})"
+            problem = f"duplicate id {show_text(transaction.txn_id)} (first on line {first})"
             raise LedgerError(path, line, names["id"], problem)
         transactions.append(transaction)
     return transactions
@@ -310,11 +318,11 @@ def _iter_records(text: str, delimiter: str, path: str) -> Iterator[tuple[int, l
             return
         except csv.Error as error:
             raise LedgerError(path, start, None, f"malformed CSV: {error}") from None
-        if any(_clean_field(cell) for cell in row):
+        if any(clean_field(cell) for cell in row):
             yield start, row
 
 
-def _detect_delimiter(text: str, labels: Mapping[str, str], path: str) -> str:
+def detect_delimiter(text: str, labels: Mapping[str, str], path: str) -> str:
     """Pick the delimiter that splits the header into the most known column names."""
     wanted = {label.strip().casefold() for label in labels.values()}
 
@@ -323,12 +331,12 @@ def _detect_delimiter(text: str, labels: Mapping[str, str], path: str) -> str:
             _, header = next(_iter_records(text, delimiter, path), (0, []))
         except LedgerError:
             return (-1, 0)
-        return (sum(_clean_field(cell).casefold() in wanted for cell in header), len(header))
+        return (sum(clean_field(cell).casefold() in wanted for cell in header), len(header))
 
     return max(_DELIMITERS, key=score)  # ties go to the earlier delimiter
 
 
-def _map_columns(headers: list[str], labels: Mapping[str, str], path: str, line: int) -> dict[str, int]:
+def map_columns(headers: list[str], labels: Mapping[str, str], path: str, line: int) -> dict[str, int]:
     """Return canonical column name -> field index; reject a header without a required one."""
     folded = [header.casefold() for header in headers]
     found = _shorten(", ".join(headers), 120)
@@ -350,7 +358,7 @@ def _map_columns(headers: list[str], labels: Mapping[str, str], path: str, line:
     return columns
 
 
-def _build_transaction(cells: Mapping[str, str], names: Mapping[str, str], fmt: LedgerFormat, path: str, line: int) -> Transaction:
+def build_transaction(cells: Mapping[str, str], names: Mapping[str, str], fmt: LedgerFormat, path: str, line: int) -> Transaction:
     """Validate one row's cleaned cells (canonical name -> text) into a Transaction."""
 
     def reject(name: str, problem: str) -> LedgerError:
@@ -360,14 +368,14 @@ def _build_transaction(cells: Mapping[str, str], names: Mapping[str, str], fmt: 
         if not cells[name]:
             raise reject(name, "missing value")
     try:
-        day = _parse_date(cells["date"], fmt.date_formats)
+        day = parse_date(cells["date"], fmt.date_formats)
     except ValueError as error:
         raise reject("date", str(error)) from None
     stated = cells.get("currency")  # None when the file has no currency column
     if stated == "":
         raise reject("currency", "missing value")
     if stated is not None and not _CODE.fullmatch(stated):
-        raise reject("currency", f"{_show(stated)} is not a 3-letter currency code")
+        raise reject("currency", f"{show_text(stated)} is not a 3-letter currency code")
     context = stated.upper() if stated else fmt.default_currency
     separators = {"decimal_separator": fmt.decimal_separator, "thousands_separator": fmt.thousands_separator}
     try:
@@ -375,9 +383,9 @@ def _build_transaction(cells: Mapping[str, str], names: Mapping[str, str], fmt: 
     except ValueError as error:
         raise reject("amount", str(error)) from None
     if stated and written and written != context:
-        problem = f"{_show(cells['amount'])} is in {written} but the currency column says {context}"
+        problem = f"{show_text(cells['amount'])} is in {written} but the currency column says {context}"
         raise reject("amount", problem)
     if not -(2**63) <= amount < 2**63:  # SQLite stores integers in 64 bits
-        raise reject("amount", f"{_show(cells['amount'])} is too large to record exactly")
+        raise reject("amount", f"{show_text(cells['amount'])} is too large to record exactly")
     memo, account = cells.get("memo", ""), cells.get("account", "")
     return Transaction(cells["id"], day, amount, written or context, cells["vendor"], memo, account, line)

@@ -38,16 +38,16 @@ import polars as pl
 
 from job.errors import LedgerError
 from job.ledger.ingest import (
-    _ALL_COLUMNS,
+    ALL_COLUMNS,
     LedgerFormat,
     Transaction,
-    _build_transaction,
-    _clean_field,
-    _detect_delimiter,
-    _map_columns,
-    _parse_date,
-    _show,
+    build_transaction,
+    clean_field,
     currency_exponent,
+    detect_delimiter,
+    map_columns,
+    parse_date,
+    show_text,
 )
 
 __all__ = ["Block", "FrameLedger", "Unsupported", "TXN_SCHEMA", "read_ledger_fast", "transactions_frame", "frame_transactions"]
@@ -240,14 +240,14 @@ class _BlockReader:
             raise Unsupported("not UTF-8") from None
         if not text.strip() or '"' in text:
             raise Unsupported("blank or quoted header")
-        labels = {name: self.fmt.columns.get(name, name) for name in _ALL_COLUMNS}
-        self.delimiter = self.fmt.delimiter or _detect_delimiter(text, labels, self.path)
+        labels = {name: self.fmt.columns.get(name, name) for name in ALL_COLUMNS}
+        self.delimiter = self.fmt.delimiter or detect_delimiter(text, labels, self.path)
         if "\r" in text:
             raise Unsupported("a lone CR")
         [cells] = list(csv.reader([text], delimiter=self.delimiter, strict=True, skipinitialspace=True))
-        headers = [_clean_field(c) for c in cells]
+        headers = [clean_field(c) for c in cells]
         self.width = len(headers)
-        self.columns = _map_columns(headers, labels, self.path, 1)
+        self.columns = map_columns(headers, labels, self.path, 1)
         self.names = {name: headers[index] for name, index in self.columns.items()}
 
     # --- one block ---------------------------------------------------------------------
@@ -294,7 +294,7 @@ class _BlockReader:
         return frame
 
     def _clean(self, cells: pl.DataFrame, *, ascii_only: bool) -> pl.DataFrame:
-        """`ingest._clean_field` on the cells that need it (most need nothing)."""
+        """`ingest.clean_field` on the cells that need it (most need nothing)."""
         if ascii_only:  # then the only whitespace that is not a control character is the space
             checks = [pl.col(c).str.contains(r"^ |[\x00-\x1f\x7f]| $").any() for c in cells.columns]
         else:
@@ -323,7 +323,7 @@ class _BlockReader:
         meanings: dict[str, date | None] = {}
         for text in cells["date"].unique().to_list():
             try:
-                meanings[text] = date.fromisoformat(_parse_date(text, fmt.date_formats))
+                meanings[text] = date.fromisoformat(parse_date(text, fmt.date_formats))
             except ValueError:
                 meanings[text] = None
         # amounts of the plain shapes, -1234.56 and -1,234.56 (with this format's separators):
@@ -385,7 +385,7 @@ class _BlockReader:
         read: list[Transaction] = []
         for index, values in zip(rows, cells[rows].iter_rows(named=True)):
             try:
-                read.append(_build_transaction(values, self.names, self.fmt, self.path, first_line + index))
+                read.append(build_transaction(values, self.names, self.fmt, self.path, first_line + index))
             except LedgerError as error:
                 self.current = out["txn_id"][: index + 1]
                 self.hashes.append(self.current.hash(seed=0))
@@ -409,4 +409,4 @@ class _BlockReader:
             txn_id = ids[row]
             first = ids.head(row + 1).eq(txn_id).arg_true()[0]
             if first < row:
-                raise LedgerError(self.path, line, self.names["id"], f"duplicate id {_show(txn_id)} (first on line {first + 2})")
+                raise LedgerError(self.path, line, self.names["id"], f"duplicate id {show_text(txn_id)} (first on line {first + 2})")

@@ -57,6 +57,8 @@ def new_token() -> str:
 
 
 def hash_token(token: str) -> str:
+    """What is stored of a token: its sha256, one-way (128 random bits cannot be guessed back
+    from it); a reply's token is checked by hashing it the same way."""
     return hashlib.sha256(token.lower().encode("ascii", "replace")).hexdigest()
 
 
@@ -66,17 +68,21 @@ def reply_address_for(reply_address: str, token: str) -> str:
     return f"{local}+{token}@{domain}"
 
 
-def message_id_for(token: str, domain: str, kind: str = "req") -> str:
-    return f"<{kind}.{token}.{secrets.token_hex(4)}@{domain}>"
+def message_id_for(domain: str, kind: str = "req") -> str:
+    """A fresh Message-ID of ours: 96 random bits, never a reply token. Message-IDs are
+    public (every server logs them, every reply repeats them, the audit log keeps them), so
+    a token in one would be a token at rest; replies carry the token in the reply address."""
+    return f"<{kind}.{secrets.token_hex(12)}@{domain}>"
 
 
-TOKEN_RE = re.compile(r"(?:\+|<(?:req|msg)\.)([a-z2-7]{26})(?=[@.])", re.IGNORECASE)
+TOKEN_RE = re.compile(r"\+([a-z2-7]{26})@", re.IGNORECASE)
 
 
-def find_tokens(*header_values: str) -> list[str]:
-    """Every reply token in the given header values (plus-addresses and our Message-IDs)."""
+def find_tokens(*texts: str) -> list[str]:
+    """Every reply token in the given texts, in order: the token of each plus-address
+    (`local+<token>@domain`), in the recipient headers or quoted in the body."""
     found: list[str] = []
-    for value in header_values:
+    for value in texts:
         for match in TOKEN_RE.finditer(value or ""):
             token = match.group(1).lower()
             if token not in found:

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from job.config import MailSettings, ServerSettings
+from job.config import ImapSettings, MailSettings, ServerSettings, SmtpSettings
 from job.errors import ConfigError, MailError
 
 __all__ = ["Outgoing", "Received", "send_messages", "open_inbox", "MaildirInbox", "ImapInbox"]
@@ -95,7 +95,7 @@ def _write_outbox(folder: Path, messages: Sequence[Outgoing]) -> dict[int, str |
     return results
 
 
-async def _send_smtp(server: ServerSettings, messages: Sequence[Outgoing]) -> dict[int, str | None]:
+async def _send_smtp(server: SmtpSettings, messages: Sequence[Outgoing]) -> dict[int, str | None]:
     """Send over up to `server.connections` connections at once, the messages dealt out in
     turn: a relay's round trips per message, not our work, are what a large batch waits on
     (a poll answering a thousand replies sends a thousand confirmations)."""
@@ -221,7 +221,7 @@ class MaildirInbox:
 class ImapInbox:
     """Replies in an IMAP folder, fetched by UID above a stored watermark."""
 
-    def __init__(self, server: ServerSettings) -> None:
+    def __init__(self, server: ImapSettings) -> None:
         self.server = server
         self.name = f"imap:{server.host}:{server.port}/{server.folder}"
         self.client = None

@@ -7,8 +7,9 @@ per million. So each run also records a compact digest of its payments, per day 
 currency (`payment_digests`): three arrays of little-endian 64-bit integers, sorted by
 (vendor hash, amount): a 64-bit BLAKE2b hash of the vendor key, the amount in minor units
 and the transaction's id. A run reads only the digests of the days in its windows, finds
-the candidates by hash and amount, and loads just those transactions by primary key; the
-rules then compare them exactly, so a hash collision can never flag anything.
+the candidates by hash and amount (a join against tonight's compact rows), and loads just
+those transactions by primary key; the rules then compare them exactly, so a hash
+collision can never flag anything.
 
 Databases from before the digests (`digest_state.legacy_max_transaction_id`) are read
 from the transactions of the window's days instead, until those days have passed.
@@ -19,26 +20,30 @@ from __future__ import annotations
 import hashlib
 import sys
 from array import array
-from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import NamedTuple
 
-from job.screening.screen import PastPayment
+import polars as pl
+
+from job.config import Policy
+from job.screening.screen import PastPayment, structuring_band
+from job.screening.screen_frame import Compact, in_band
 
 __all__ = [
     "Digest",
     "HistoryNeeds",
     "vendor_hash",
     "read_digests",
+    "history_needs",
     "find_candidates",
+    "find_history",
     "load_past_payments",
     "legacy_payments",
-    "recent_payments",
     "DigestPart",
     "digest_part",
-    "digest_parts",
+    "make_digests",
     "write_digests",
     "window_days",
 ]
@@ -80,17 +85,26 @@ class Digest:
 
 @dataclass(frozen=True, slots=True)
 class HistoryNeeds:
-    """What tonight's rules will look for in earlier runs.
+    """What tonight's rules will look for in earlier runs, from tonight's compact rows.
 
-    duplicates: (vendor hash, currency, amount) of tonight's payments, and the days to search;
-    band: per currency, tonight's vendor hashes with a payment in the structuring band and
-    the band (low, high), and the days to search.
+    `payments`: tonight's (vendor hash, currency code, amount), for the duplicate rule, and
+    the days it searches; `band_vendors`: tonight's (vendor hash, currency code) with a
+    payment in the structuring band (`bands`: per currency code), and the days that rule
+    searches. Currency codes index `currencies`; `vendor_keys` maps each hash to its key.
     """
 
-    duplicates: set[tuple[int, str, int]]
+    currencies: list[str]
+    vendor_keys: dict[int, str]
+    payments: pl.LazyFrame | None
     duplicate_days: tuple[str, str] | None
-    band: Mapping[str, tuple[set[int], int, int]]
+    band_vendors: pl.LazyFrame | None
+    bands: dict[int, tuple[int, int]]
     band_days: tuple[str, str] | None
+
+    def span(self) -> tuple[str, str] | None:
+        """The first and last day either rule searches."""
+        spans = [s for s in (self.duplicate_days, self.band_days) if s is not None]
+        return (min(s[0] for s in spans), max(s[1] for s in spans)) if spans else None
 
 
 def window_days(days: Iterable[str], margin: int) -> tuple[str, str] | None:
@@ -116,35 +130,70 @@ def read_digests(conn, first_day: str, last_day: str, currencies: Iterable[str] 
             yield Digest(day, currency, _from_blob(hashes), _from_blob(amounts), _from_blob(ids))
 
 
-def _overlap(a: tuple[str, str] | None, day: str) -> bool:
-    return a is not None and a[0] <= day <= a[1]
+def history_needs(compact: Compact, policy: Policy) -> HistoryNeeds | None:
+    """What tonight's duplicate and structuring rules look for in earlier runs (None: nothing)."""
+    dup, struct = policy.duplicates, policy.structuring
+    base = compact.frame
+    if base is None or not base.height or not (dup.enabled or struct.enabled):
+        return None
+    days = [day_text(base["day"].min()), day_text(base["day"].max())]
+    hashes = [vendor_hash(key) for key in compact.key_list]
+    # lazy: built only when there are digests to compare them with (a first import has none)
+    tonight = base.lazy().select(
+        vh=pl.col("vkey").replace_strict(dict(enumerate(hashes)), return_dtype=pl.Int64), cur="cur", amount="amount"
+    )
+    bands = {}
+    if struct.enabled:
+        bands = {n: structuring_band(policy.amount_threshold, struct.band_fraction, c) for n, c in enumerate(compact.currencies)}
+    return HistoryNeeds(
+        currencies=list(compact.currencies),
+        vendor_keys=dict(zip(hashes, compact.key_list)),
+        payments=tonight.unique() if dup.enabled else None,
+        duplicate_days=window_days(days, dup.window_days) if dup.enabled else None,
+        band_vendors=tonight.filter(in_band(bands)).select("vh", "cur").unique() if struct.enabled else None,
+        bands=bands,
+        band_days=window_days(days, struct.window_days - 1) if struct.enabled else None,
+    )
 
 
 def find_candidates(digests: Iterable[Digest], needs: HistoryNeeds) -> set[int]:
-    """Transaction ids in the digests that may matter tonight (by hash; checked exactly later)."""
-    by_vendor: dict[tuple[str, int], list[int]] = {}
-    for vh, currency, amount in needs.duplicates:
-        by_vendor.setdefault((currency, vh), []).append(amount)
-    found: set[int] = set()
-    for digest in digests:
-        hashes, amounts, ids = digest.vendor_hashes, digest.amounts, digest.transaction_ids
-        if _overlap(needs.duplicate_days, digest.day):
-            for (currency, vh), wanted in by_vendor.items():
-                if currency != digest.currency:
-                    continue
-                lo, hi = bisect_left(hashes, vh), bisect_right(hashes, vh)
-                for amount in wanted:
-                    start = bisect_left(amounts, amount, lo, hi)
-                    end = bisect_right(amounts, amount, start, hi)
-                    found.update(ids[start:end])
-        band = needs.band.get(digest.currency)
-        if band is not None and _overlap(needs.band_days, digest.day):
-            vendors, low, high = band
-            for vh in vendors:
-                lo, hi = bisect_left(hashes, vh), bisect_right(hashes, vh)
-                start, end = bisect_left(amounts, low, lo, hi), bisect_right(amounts, high, lo, hi)
-                found.update(ids[start:end])
-    return found
+    """Transaction ids in the digests that may matter tonight (by hash; checked exactly later):
+    the same vendor, currency and amount in the duplicate window, and the same vendor and
+    currency in the structuring band in its window."""
+    code = {currency: n for n, currency in enumerate(needs.currencies)}
+    frames = [
+        pl.DataFrame(
+            {"vh": d.vendor_hashes, "amount": d.amounts, "pk": d.transaction_ids},
+            schema={"vh": pl.Int64, "amount": pl.Int64, "pk": pl.Int64},
+        ).with_columns(cur=pl.lit(code[d.currency], dtype=pl.UInt16), day=pl.lit(d.day))
+        for d in digests
+        if d.currency in code
+    ]
+    if not frames:
+        return set()
+    entries = pl.concat(frames)
+    wanted: list[pl.DataFrame] = []
+    if needs.payments is not None and needs.duplicate_days is not None:
+        first, last = needs.duplicate_days
+        in_window = entries.filter(pl.col("day").is_between(pl.lit(first), pl.lit(last)))
+        wanted.append(in_window.join(needs.payments.collect(), on=["vh", "cur", "amount"], how="semi").select("pk"))
+    if needs.band_vendors is not None and needs.band_days is not None:
+        first, last = needs.band_days
+        in_days = pl.col("day").is_between(pl.lit(first), pl.lit(last))
+        wanted.append(
+            entries.filter(in_days & in_band(needs.bands)).join(needs.band_vendors.collect(), on=["vh", "cur"], how="semi").select("pk")
+        )
+    return set(pl.concat(wanted)["pk"].to_list()) if wanted else set()
+
+
+def find_history(conn, policy: Policy, compact: Compact) -> list[PastPayment]:
+    """Earlier runs' payments that tonight's duplicate and structuring rules may need."""
+    needs = history_needs(compact, policy)
+    span = needs.span() if needs is not None else None
+    if needs is None or span is None:
+        return []
+    past = legacy_payments(conn, needs)
+    return past + load_past_payments(conn, find_candidates(read_digests(conn, *span, needs.currencies), needs))
 
 
 def load_past_payments(conn, transaction_ids: Iterable[int]) -> list[PastPayment]:
@@ -169,15 +218,15 @@ LEGACY_QUERY = (
 )
 
 
-def legacy_payments(conn, needs: HistoryNeeds, vendor_keys: Mapping[int, str]) -> list[PastPayment]:
+def legacy_payments(conn, needs: HistoryNeeds) -> list[PastPayment]:
     """Payments recorded before this database had digests, for the days tonight needs."""
     row = conn.execute("SELECT legacy_max_transaction_id FROM digest_state").fetchone()
     legacy_max = row[0] if row else 0
-    spans = [s for s in (needs.duplicate_days, needs.band_days) if s is not None]
-    if not legacy_max or not spans:
+    span = needs.span()
+    if not legacy_max or span is None:
         return []
-    first, last = min(s[0] for s in spans), max(s[1] for s in spans)
-    wanted_keys = set(vendor_keys.values())
+    first, last = span
+    wanted_keys = set(needs.vendor_keys.values())
     found = []
     for txn_id, day, vendor_key, currency, amount in conn.execute(
         LEGACY_QUERY,
@@ -186,20 +235,6 @@ def legacy_payments(conn, needs: HistoryNeeds, vendor_keys: Mapping[int, str]) -
         if vendor_key in wanted_keys:
             found.append(PastPayment(txn_id, day, vendor_key, currency, amount))
     return found
-
-
-def recent_payments(conn, needs: HistoryNeeds, vendor_keys: Mapping[int, str]) -> list[PastPayment]:
-    """Earlier runs' payments that tonight's duplicate and structuring rules may need.
-
-    `vendor_keys` maps the vendor hashes in `needs` back to tonight's vendor keys.
-    """
-    spans = [s for s in (needs.duplicate_days, needs.band_days) if s is not None]
-    if not spans:
-        return []
-    first, last = min(s[0] for s in spans), max(s[1] for s in spans)
-    currencies = {c for _, c, _ in needs.duplicates} | set(needs.band)
-    candidates = find_candidates(read_digests(conn, first, last, currencies), needs)
-    return legacy_payments(conn, needs, vendor_keys) + load_past_payments(conn, candidates)
 
 
 class DigestPart(NamedTuple):
@@ -216,29 +251,59 @@ class DigestPart(NamedTuple):
     ids: bytes
 
 
-def digest_parts(payments: Iterable[tuple[str, str, int, int, int]]) -> list[DigestPart]:
-    """A run's payments, (day, currency, vendor hash, amount, transaction id), as digest rows.
-
-    Per day and currency, in parts of `PART_SIZE` payments in the order given, each part
-    sorted by (vendor hash, amount, id): so a part can be built from its own rows alone.
-    Pure: a run makes these while its rows are being inserted.
-    """
-    groups: dict[tuple[str, str], list[tuple[int, int, int]]] = {}
-    for day, currency, vh, amount, pk in payments:
-        groups.setdefault((day, currency), []).append((vh, amount, pk))
-    parts = []
-    for (day, currency), entries in sorted(groups.items()):
-        for part, start in enumerate(range(0, len(entries), PART_SIZE)):
-            chunk = sorted(entries[start : start + PART_SIZE])
-            parts.append(digest_part(day, currency, part, (e[0] for e in chunk), (e[1] for e in chunk), (e[2] for e in chunk), len(chunk)))
-    return parts
-
-
 def digest_part(
     day: str, currency: str, part: int, hashes: Iterable[int], amounts: Iterable[int], ids: Iterable[int], count: int
 ) -> DigestPart:
     """One digest row from arrays already sorted by (vendor hash, amount, id)."""
     return DigestPart(day, currency, part, count, _to_blob(hashes), _to_blob(amounts), _to_blob(ids))
+
+
+def make_digests(compact: Compact, next_pk: int) -> list[DigestPart]:
+    """The run's digest rows from its compact rows, whose ids are `next_pk` plus their row:
+    per day and currency, in parts of `PART_SIZE` payments in row order, each part sorted
+    by (vendor hash, amount, id), so a part is built from its own rows alone."""
+    hashes = dict(enumerate(vendor_hash(key) for key in compact.key_list))
+    base = compact.frame
+    parts = []
+    groups = base.select("day", "cur").unique().sort("day", "cur").rows()
+    for day, cur in groups:
+        rows = base if len(groups) == 1 else base.filter((pl.col("day") == day) & (pl.col("cur") == cur))
+        for part, start in enumerate(range(0, rows.height, PART_SIZE)):
+            chunk = (
+                rows.slice(start, PART_SIZE)
+                .select(
+                    vh=pl.col("vkey").replace_strict(hashes, return_dtype=pl.Int64),
+                    amount="amount",
+                    pk=(pl.col("row").cast(pl.Int64) + next_pk),
+                )
+                .sort("vh", "amount", "pk")
+            )
+            parts.append(
+                digest_part(
+                    day_text(day),
+                    compact.currencies[cur],
+                    part,
+                    _ints(chunk["vh"]),
+                    _ints(chunk["amount"]),
+                    _ints(chunk["pk"]),
+                    chunk.height,
+                )
+            )
+    return parts
+
+
+def _ints(series: pl.Series) -> array:
+    """The integers as an `array('q')`, made a slice at a time: a million Python ints at
+    once would cost more memory than the digest itself."""
+    out = array("q")
+    for start in range(0, series.len(), 50_000):
+        out.extend(series.slice(start, 50_000).to_list())
+    return out
+
+
+def day_text(days_since_epoch: int) -> str:
+    """The ISO date of a polars day number (days since 1970-01-01)."""
+    return (date(1970, 1, 1) + timedelta(days=int(days_since_epoch))).isoformat()
 
 
 def write_digests(conn, run_id: int, parts: Iterable[DigestPart]) -> int:
@@ -250,35 +315,3 @@ def write_digests(conn, run_id: int, parts: Iterable[DigestPart]) -> int:
         rows,
     )
     return len(rows)
-
-
-def history_needs(
-    rows: Sequence[tuple[str, str, str, int]],
-    *,
-    duplicates_window: int | None,
-    structuring_window: int | None,
-    bands: Mapping[str, tuple[int, int]],
-) -> tuple[HistoryNeeds, dict[int, str]]:
-    """What to look for, from tonight's (day, currency, vendor key, amount) rows."""
-    hashes: dict[str, int] = {}
-    dup: set[tuple[int, str, int]] = set()
-    band: dict[str, tuple[set[int], int, int]] = {}
-    days = []
-    for day, currency, vendor_key, amount in rows:
-        vh = hashes.get(vendor_key)
-        if vh is None:
-            vh = hashes[vendor_key] = vendor_hash(vendor_key)
-        days.append(day)
-        if duplicates_window is not None:
-            dup.add((vh, currency, amount))
-        if structuring_window is not None and currency in bands:
-            low, high = bands[currency]
-            if amount > 0 and low <= amount <= high:
-                band.setdefault(currency, (set(), low, high))[0].add(vh)
-    needs = HistoryNeeds(
-        duplicates=dup,
-        duplicate_days=window_days(days, duplicates_window) if duplicates_window is not None else None,
-        band=band,
-        band_days=window_days(days, structuring_window - 1) if structuring_window is not None and band else None,
-    )
-    return needs, {vh: key for key, vh in hashes.items()}

@@ -20,7 +20,7 @@ any ledger is read.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -29,10 +29,9 @@ import polars as pl
 
 from job.config import Config, UserRule
 from job.errors import ConfigError
-from job.ledger.ingest import Transaction, currency_exponent
-from job.screening.screen import Flag
+from job.ledger.ingest import currency_exponent
 
-__all__ = ["RULE_COLUMNS", "CompiledRule", "compile_rules", "evaluate_rules", "rules_frame", "amount_expression"]
+__all__ = ["RULE_COLUMNS", "CompiledRule", "compile_rules", "match_rules", "rule_columns", "amount_expression"]
 
 AMOUNT_SCALE = 4  # the most decimals any currency has (CLF, UYW)
 RULE_COLUMNS = {
@@ -168,30 +167,26 @@ def amount_expression(currencies: Iterable[str], amount_minor: str = "amount_min
     return (pl.col(amount_minor).cast(pl.Decimal(38, AMOUNT_SCALE)) * factor).alias("amount")
 
 
-def rules_frame(transactions: Sequence[Transaction]) -> pl.DataFrame:
-    """The columns a rule sees, for transactions already in memory."""
-    return pl.DataFrame(
-        {
-            "id": [t.txn_id for t in transactions],
-            "date": [date.fromisoformat(t.date) for t in transactions],
-            "amount": [Decimal(t.amount_minor).scaleb(-currency_exponent(t.currency)) for t in transactions],
-            "currency": [t.currency for t in transactions],
-            "vendor": [t.vendor for t in transactions],
-            "memo": [t.memo for t in transactions],
-            "account": [t.account for t in transactions],
-        },
-        schema=RULE_COLUMNS,
+def rule_columns(rows: pl.DataFrame) -> pl.DataFrame:
+    """The columns a rule sees (`RULE_COLUMNS`), from rows of a ledger (`ingest_fast.TXN_SCHEMA`)."""
+    return rows.select(
+        id=pl.col("txn_id"),
+        date=pl.col("date"),
+        amount=amount_expression(rows["currency"].unique().to_list()),
+        currency=pl.col("currency"),
+        vendor=pl.col("vendor"),
+        memo=pl.col("memo"),
+        account=pl.col("account"),
     )
 
 
-def evaluate_rules(rules: Sequence[CompiledRule], frame: pl.DataFrame, *, offset: int = 0) -> dict[int, list[Flag]]:
-    """Which rows each rule flags: row position (plus `offset`) -> flags, in rule order."""
-    hits: dict[int, list[Flag]] = {}
-    if not rules or frame.height == 0:
-        return hits
-    masks = frame.select([rule.expression.fill_null(False).alias(f"r{n}") for n, rule in enumerate(rules)])
+def match_rules(rules: Sequence[CompiledRule], rows: pl.DataFrame) -> Iterator[tuple[int, CompiledRule, pl.Series]]:
+    """(number, rule, positions of the rows it flags) per rule that flags any of `rows`, in
+    rule order (`rows`: a ledger's rows, `ingest_fast.TXN_SCHEMA`)."""
+    if not rules or rows.height == 0:
+        return
+    masks = rule_columns(rows).select([rule.expression.fill_null(False).alias(f"r{n}") for n, rule in enumerate(rules)])
     for n, rule in enumerate(rules):
-        flag = Flag(rule.name, rule.reason)
-        for index in masks[f"r{n}"].arg_true().to_list():
-            hits.setdefault(index + offset, []).append(flag)
-    return hits
+        positions = masks[f"r{n}"].arg_true()
+        if positions.len():
+            yield n, rule, positions

@@ -1,7 +1,8 @@
-"""The screening rules of `screen`, as polars expressions over a large run's rows.
+"""The screening rules over a run's rows, column-wise (polars), whatever the run's size.
 
-Same rules, same reasons, same order of flags; a property test checks that this and
-`screen.screen_transactions` flag exactly the same transactions with the same reasons.
+Each rule is written once, here, from the pure pieces of `screen` (codes, reasons, vendor
+keys, bands). A property test checks it against the row-by-row rules kept in
+`tests/row_rules.py` as an oracle: the same flags, the same reasons, in the same order.
 
 The rules that look at one row's text (vague memos, the policy file's own rules) run block
 by block as the rows are read back (`row_hits`); the others run on `Compact`, a few numbers
@@ -17,13 +18,15 @@ compare earlier runs' candidates with `screen.match_earlier_payments`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 import polars as pl
 
 from job.config import Policy
+from job.ledger.batch import Batch
+from job.screening.flagged import FlaggedFrame
 from job.screening.screen import (
     DUPLICATE_PAYMENT,
     LARGE_AMOUNT,
@@ -33,7 +36,6 @@ from job.screening.screen import (
     UNFAMILIAR_REASON,
     UNFAMILIAR_VENDOR,
     VAGUE_MEMO,
-    Flag,
     PastPayment,
     compile_memo_terms,
     day_number,
@@ -50,7 +52,7 @@ from job.screening.screen import (
     vague_memo_reason,
 )
 
-__all__ = ["Compact", "FrameScreening", "row_hits", "rule_hits", "screen_frame"]
+__all__ = ["Compact", "compact_rows", "screen_batch", "combine", "in_band", "row_hits", "rule_hits"]
 
 _EPOCH_ORDINAL = 719163  # date(1970, 1, 1).toordinal(): polars days count from 1970-01-01
 ORDER = {code: n for n, code in enumerate(RULE_ORDER)}  # user rules follow, in config order
@@ -100,6 +102,46 @@ class Compact:
         return self.frame
 
 
+def compact_rows(batch: Batch) -> Compact:
+    """The compact columns of every row of a run, which the run-wide rules, the history
+    lookup (`history.find_history`) and the digests read."""
+    compact = Compact()
+    for offset, block in batch.blocks():
+        compact.add(block.load(["vendor", "currency", "amount_minor", "date"]), offset)
+    compact.finish()
+    return compact
+
+
+_DETAILS = ["txn_id", "date", "amount_minor", "currency", "vendor", "memo"]
+
+
+def screen_batch(
+    batch: Batch,
+    compact: Compact,
+    policy: Policy,
+    *,
+    known_vendor_keys: set[str] | frozenset[str],
+    rules: Sequence = (),
+    history: Sequence[PastPayment] = (),
+) -> FlaggedFrame:
+    """Every rule over every row of a run: the text rules block by block, the run-wide rules
+    on `compact` with the earlier runs' payments `history` (`history.find_history`); no
+    database. The flagged rows with what a reviewer and an approver see, ranked."""
+    hits: list[pl.DataFrame] = []
+    for offset, block in batch.blocks():
+        frame = block.load(["memo"] if not rules else None)
+        hits += row_hits(frame, offset, policy, rules)
+        del frame
+    if compact.frame is not None and compact.frame.height:
+        hits += rule_hits(compact, policy, known_vendor_keys=known_vendor_keys, history=history, lookup=batch.ids_and_dates)
+    flagged = combine(hits)  # in position order
+    del hits
+    details = batch.gather(flagged["pos"], _DETAILS, ascending=True).with_columns(
+        vendor=pl.col("vendor").cast(pl.Categorical), currency=pl.col("currency").cast(pl.Categorical)
+    )
+    return FlaggedFrame.ranked(flagged.hstack(details))
+
+
 def _hits(pos, code: str, order: int, reason) -> pl.DataFrame:
     positions = pos if isinstance(pos, pl.Series) else pl.Series(pos, dtype=pl.UInt32)
     reasons = (
@@ -124,22 +166,10 @@ def row_hits(block: pl.DataFrame, offset: int, policy: Policy, rules: Sequence =
     if vague:
         found.append(_hits([offset + row for row, _ in vague], VAGUE_MEMO, ORDER[VAGUE_MEMO], [vague_memo_reason(t) for _, t in vague]))
     if rules and block.height:
-        from job.screening.rules import amount_expression
+        from job.screening.rules import match_rules
 
-        frame = block.select(
-            id=pl.col("txn_id"),
-            date=pl.col("date"),
-            amount=amount_expression(block["currency"].unique().to_list()),
-            currency=pl.col("currency"),
-            vendor=pl.col("vendor"),
-            memo=pl.col("memo"),
-            account=pl.col("account"),
-        )
-        masks = frame.select([rule.expression.fill_null(False).alias(f"r{n}") for n, rule in enumerate(rules)])
-        for n, rule in enumerate(rules):
-            rows = masks[f"r{n}"].arg_true()
-            if rows.len():
-                found.append(_hits(rows + offset, rule.name, len(RULE_ORDER) + n, rule.reason))
+        for n, rule, rows in match_rules(rules, block):
+            found.append(_hits(rows + offset, rule.name, len(RULE_ORDER) + n, rule.reason))
     return found
 
 
@@ -191,56 +221,11 @@ def combine(hits: Sequence[pl.DataFrame]) -> pl.DataFrame:
     )
 
 
-@dataclass(slots=True)
-class FrameScreening:
-    """The flagged rows of a frame, by position (for small frames and tests)."""
-
-    flagged: dict[int, list[Flag]]
-
-
-def screen_frame(
-    frame: pl.DataFrame,
-    policy: Policy,
-    *,
-    known_vendor_keys: set[str] | frozenset[str],
-    history: Sequence[PastPayment] = (),
-    user_flags: Mapping[int, Sequence[Flag]] | None = None,
-) -> FrameScreening:
-    """Apply every rule to every row of `frame` (columns of `ingest_fast.TXN_SCHEMA`).
-
-    Row positions stand for the order of the transactions, as the list order does for
-    `screen_transactions` (duplicates: earlier position wins on the same day).
-    """
-    if frame.height == 0:
-        return FrameScreening({})
-    compact = Compact()
-    compact.add(frame, 0)
-    compact.finish()
-    hits = row_hits(frame, 0, policy)
-    hits += rule_hits(
-        compact,
-        policy,
-        known_vendor_keys=known_vendor_keys,
-        history=history,
-        lookup=lambda rows: [(t, d.isoformat()) for t, d in frame.select("txn_id", "date")[rows].iter_rows()],
-    )
-    for _n, (pos, extra) in enumerate(sorted((user_flags or {}).items())):
-        hits.append(
-            _hits([pos] * len(extra), "", 0, [f.reason for f in extra]).with_columns(
-                order=pl.lit(len(RULE_ORDER), dtype=pl.UInt16), code=pl.Series([f.code for f in extra], dtype=pl.String)
-            )
-        )
-    flagged = {}
-    for pos, codes, reasons in combine(hits).iter_rows():
-        flagged[pos] = [Flag(code, reason) for code, reason in zip(codes, reasons)]
-    return FrameScreening(flagged)
-
-
 def _vague_memos(memos: pl.Series, terms: Sequence[str]) -> list[tuple[int, str | None]]:
     """(row, vague term or None for an empty memo), by Python's regex on each candidate memo."""
     pattern = compile_memo_terms(terms)
     words = [t.strip() for t in terms if t.strip()]
-    candidates = memos == ""
+    candidates = memos.str.contains(r"^[\s\x1c-\x1f]*$")  # empty or blank: the verdict below is exact
     if pattern is not None:
         if all(w.isascii() for w in words):
             # an ASCII memo can only match an ASCII term; case-insensitive ASCII search finds

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from job.store.db import now_utc
+from job.store.messagecheck import check_messages
 
 __all__ = ["GENESIS", "append_event", "head_hash", "verify_log", "Verification", "canonical"]
 
@@ -102,6 +103,9 @@ def verify_log(conn) -> Verification:
         missing = min(decision_events)
         return Verification(False, rows, prev, f"decisions row {missing} is missing but the audit log records it")
     problem = check_statuses(conn)
+    if problem:
+        return Verification(False, rows, prev, problem)
+    problem = check_messages(conn)  # every stored message is the one the log recorded
     if problem:
         return Verification(False, rows, prev, problem)
     return Verification(True, rows, prev, "")

@@ -15,7 +15,7 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,17 @@ __all__ = [
     "content_sha256",
 ]
 
-MIGRATIONS: list[str] = [
+
+def _retire_readable_tokens(conn: sqlite3.Connection) -> None:
+    """Migration 11: reply tokens used to be part of our Message-IDs, which the audit log
+    keeps; those tokens are retired, stored messages lose theirs, and every stored message
+    is bound to the audit log (`job.store.legacy.retire_readable_tokens`)."""
+    from job.store.legacy import retire_readable_tokens  # it writes the audit log, whose module imports this one
+
+    retire_readable_tokens(conn)
+
+
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     # 1: the whole loop
     """
     CREATE TABLE runs (
@@ -371,7 +381,9 @@ MIGRATIONS: list[str] = [
         BEGIN SELECT RAISE(ABORT, 'decisions are append-only'); END;
     CREATE INDEX decisions_transaction ON decisions(transaction_id);
     """,
-    # 11: amendments are kept: a known id that comes back with other facts is the next version
+    # 11: no secret at rest (`retire_readable_tokens`)
+    _retire_readable_tokens,
+    # 12: amendments are kept: a known id that comes back with other facts is the next version
     # of its transaction (`screening.amendments`); every version stays, with its own status.
     """
     CREATE TABLE transactions_v11 (
@@ -408,6 +420,7 @@ MIGRATIONS: list[str] = [
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
+
 BUSY_TIMEOUT_MS = 10_000
 
 
@@ -460,6 +473,7 @@ def open_db(path: str | os.PathLike, *, create: bool = True) -> AuditDatabase:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA secure_delete = ON")  # what a row held before it was changed is zeroed, not left in free space
         db = AuditDatabase(conn)
         migrate(db, where=str(path))  # with foreign keys off: a migration may rebuild a table
         conn.execute("PRAGMA foreign_keys = ON")
@@ -468,8 +482,9 @@ def open_db(path: str | os.PathLike, *, create: bool = True) -> AuditDatabase:
     return db
 
 
-def migrate(db: AuditDatabase, *, where: str = "database") -> int:
-    """Apply the migrations this database has not seen; return the resulting version."""
+def migrate(db: AuditDatabase, *, where: str = "database", target: int = SCHEMA_VERSION) -> int:
+    """Apply the migrations this database has not seen, up to `target` (by default all of
+    them); return the resulting version."""
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         raise DatabaseError(
@@ -478,12 +493,16 @@ def migrate(db: AuditDatabase, *, where: str = "database") -> int:
     if version == 3 and _early_digests_layout(db.conn):
         version = 2  # its 3 is today's 5, which finds what it made and keeps it
     db.conn.create_function("audit_content_sha256", 1, content_sha256, deterministic=True)  # used by migration 9
-    for number in range(version, SCHEMA_VERSION):
+    for number in range(version, min(target, SCHEMA_VERSION)):
+        step = MIGRATIONS[number]
         with transaction(db):
-            for statement in split_sql(MIGRATIONS[number]):
-                db.conn.execute(statement)
+            if callable(step):  # a migration that needs more than SQL
+                step(db.conn)
+            else:
+                for statement in split_sql(step):
+                    db.conn.execute(statement)
             db.conn.execute(f"PRAGMA user_version = {number + 1}")
-    return SCHEMA_VERSION
+    return max(version, min(target, SCHEMA_VERSION))
 
 
 def content_sha256(raw: bytes) -> str:
