@@ -17,10 +17,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from job.ledger.ingest import format_amount_display
+from job.screening.screen import AMENDED
 
 __all__ = ["AMENDED", "FACTS", "Version", "Amendment", "describe_changes", "find_amendments"]
 
-AMENDED = "amended"
 FACTS = ("date", "amount_minor", "currency", "vendor", "memo", "account")
 _LABELS = {"amount_minor": "amount"}
 
@@ -46,6 +46,7 @@ class Amendment:
     txn_id: str
     version: int  # the version this row becomes
     reason: str
+    facts: Version  # this row's facts, as that version
 
 
 def _shown(name: str, value: object, currency: str) -> str:
@@ -92,6 +93,6 @@ def find_amendments(rows: Sequence[tuple[int, Mapping[str, object]]], latest: Ma
             skip.append(position)
             continue
         version = before.version + 1
-        amendments.append(Amendment(position, txn_id, version, _reason(before, facts, version)))
         current[txn_id] = Version(txn_id, version, *(facts[name] for name in FACTS), run_id=None)  # type: ignore[arg-type]
+        amendments.append(Amendment(position, txn_id, version, _reason(before, facts, version), current[txn_id]))
     return amendments, skip
