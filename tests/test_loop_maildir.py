@@ -98,7 +98,7 @@ def test_reply_records_decisions_confirms_and_reports(site: Path) -> None:
 
     csv_out = audit("report", "--format", "csv", cwd=site).stdout.splitlines()
     assert csv_out[0] == "transaction_id,version,date,vendor,amount,currency,memo,flags,status,decided_by,decided_at,reason,request_id,signed_off_by,signed_off_at"
-    assert any(line.startswith("TX-1008,2026-11-24,Blue Harbor Holdings,2150.00,USD,Misc services,vague_memo;unfamiliar_vendor,approved,") for line in csv_out)
+    assert any(line.startswith("TX-1008,1,2026-11-24,Blue Harbor Holdings,2150.00,USD,Misc services,vague_memo;unfamiliar_vendor,approved,") for line in csv_out)
 
 
 def parse_id(raw: bytes) -> str:
