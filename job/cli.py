@@ -168,6 +168,8 @@ def run(
         label_log(f"run {result.run_id}")
     for item in result.ledgers:
         note = "already imported, skipped" if item.already_imported else f"{item.new_rows} new"
+        if item.amended:
+            note += f", {item.amended} of them amended"
         typer.echo(f"{item.name}: {item.rows} transactions ({note})")
     typer.echo(
         f"run {result.run_id}: {result.new_transactions} new, {result.flagged} flagged, "
@@ -177,9 +179,6 @@ def run(
         typer.echo(f"model usage: {_usage(result.model_calls, result.prompt_tokens, result.completion_tokens)}")
     for problem in result.refused:
         typer.echo(f"audit: warning: reviewer output refused: {problem}", err=True)
-    if result.changed_in_later_export:
-        ids = ", ".join(result.changed_in_later_export[:10])
-        typer.echo(f"audit: warning: a later export repeats these ids with different data (kept the first): {ids}", err=True)
     if result.request_id:
         typer.echo(f"request {result.request_id} queued for {', '.join(result.recipients)}")
     if result.attachment_withheld:

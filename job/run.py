@@ -44,6 +44,7 @@ class LedgerOutcome:
     rows: int
     new_rows: int
     already_imported: bool
+    amended: int = 0  # of the new rows, how many are new versions of known transactions
 
 
 @dataclass(slots=True)
@@ -55,7 +56,7 @@ class RunResult:
     flagged: int = 0
     auto_approved: int = 0
     held: int = 0
-    changed_in_later_export: list[str] = field(default_factory=list)
+    amended: list[str] = field(default_factory=list)  # "TX-2001 (version 2)" per amendment
     request_id: str | None = None
     model_calls: int = 0
     prompt_tokens: int = 0
@@ -88,7 +89,15 @@ async def run_audit(db, config: Config, ledgers: Sequence[FrameLedger], *, revie
         known = load_known_vendors(config) | recorded_vendors(db.conn, compact.key_list)
         past = find_history(db.conn, policy, compact)
         crash_point("run:read")
-        flagged = screen_batch(new.batch, compact, policy, known_vendor_keys=known, rules=rules, history=past)
+        flagged = screen_batch(
+            new.batch,
+            compact,
+            policy,
+            known_vendor_keys=known,
+            rules=rules,
+            history=past,
+            amended={pos: a.reason for pos, a in new.amended.items()},
+        )
         review = await annotate(flagged, config, db) if flagged.count and mode != "never" else Review()
         crash_point("run:reviewed")
         result = _result(config, reviewer, new, flagged, review)
@@ -108,12 +117,15 @@ def _result(config: Config, reviewer: str, new: NewRows, flagged: FlaggedFrame, 
     chosen = any(not skipped for _, _, skipped in new.outcomes)
     result = RunResult(
         reviewer=reviewer,
-        ledgers=[LedgerOutcome(ledger.name, ledger.rows, n, skipped) for ledger, n, skipped in new.outcomes],
+        ledgers=[
+            LedgerOutcome(ledger.name, ledger.rows, n, skipped, amended)
+            for (ledger, n, skipped), amended in zip(new.outcomes, new.amended_per_ledger)
+        ],
         new_transactions=new.batch.count,
         flagged=flagged.count,
         auto_approved=new.batch.count - flagged.count,
         held=flagged.count if mode == "never" else 0,
-        changed_in_later_export=new.changed,
+        amended=[f"{a.txn_id} (version {a.version})" for _, a in sorted(new.amended.items())],
         request_id=uuid.uuid4().hex if (mode == "flagged" and flagged.count) or (mode == "always" and chosen) else None,
         refused=review.refused,
     )
@@ -149,6 +161,7 @@ async def _record(
             file_ids=file_ids,
             next_pk=next_pk,
             outcomes=outcomes,
+            versions={pos: a.version for pos, a in new.amended.items()},
             progress=progress.update if progress else None,
         )
     finally:

@@ -135,19 +135,20 @@ def test_nights_overlapping_exports_and_several_files(tmp_path: Path) -> None:
     first = generated(tmp_path / "n1.csv", 800, seed=1, first_day=1)
     second = generated(tmp_path / "n2.csv", 800, seed=2, first_day=8, prefix="H")
     text = first.read_text(encoding="utf-8").splitlines()
-    overlap = tmp_path / "n2-overlap.csv"  # repeats 50 rows of the first night, one of them changed
+    overlap = tmp_path / "n2-overlap.csv"  # repeats 50 rows of the first night, one of them amended
     repeated = text[1:51]
     repeated[0] = re.sub(r",(\d+\.\d\d|\d+|\"[\d,]+\.\d\d\"),", ",1.23,", repeated[0], count=1)
     overlap.write_text("\n".join([text[0], *repeated]) + "\n", encoding="utf-8")
     rows, columns, outputs = run_both(tmp_path, [first], [second, overlap, second])
     assert rows == columns
     assert outputs[1] == outputs[3]
-    assert len(rows["runs"]) == 2 and rows["runs"][1][1] == 800  # the repeats and the same file again add nothing
+    # the same rows and the same file again add nothing; the amended row is its next version
+    assert len(rows["runs"]) == 2 and rows["runs"][1][1] == 801
     reasons = " ".join(t[13] for t in rows["transactions"] if t[12] == 2)
     assert "recorded by an earlier run" in reasons  # night 2 repeats payments of night 1
 
 
-def test_changed_repeats_are_reported_by_both_paths(tmp_path: Path) -> None:
+def test_changed_repeats_are_recorded_as_versions_by_both_readers(tmp_path: Path) -> None:
     first = generated(tmp_path / "n1.csv", 200, seed=3)
     changed = tmp_path / "again.csv"
     header = first.read_text(encoding="utf-8").splitlines()[0]
@@ -159,8 +160,8 @@ def test_changed_repeats_are_reported_by_both_paths(tmp_path: Path) -> None:
         audit("run", "--ledger", str(first), cwd=folder)
         result = audit("run", "--ledger", str(changed), cwd=folder)
         assert result.returncode == 0, result.stderr
-        assert "a later export repeats these ids with different data (kept the first): G-00007" in result.stderr
-        assert "again.csv: 1 transactions (0 new)" in result.stdout
+        assert "again.csv: 1 transactions (1 new, 1 of them amended)" in result.stdout
+        assert "1 flagged" in result.stdout
 
 
 def test_a_bad_row_in_a_large_file_is_reported_like_in_a_small_one(tmp_path: Path) -> None:

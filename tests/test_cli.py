@@ -265,7 +265,7 @@ def test_report_to_stdout_and_to_a_file(site: Path) -> None:
     assert shown.returncode == 0 and errors_of(shown) == ""
     rows = list(csv.DictReader(io.StringIO(shown.stdout)))
     assert shown.stdout.splitlines()[0] == (
-        "transaction_id,date,vendor,amount,currency,memo,flags,status,decided_by,decided_at,reason,request_id,signed_off_by,signed_off_at"
+        "transaction_id,version,date,vendor,amount,currency,memo,flags,status,decided_by,decided_at,reason,request_id,signed_off_by,signed_off_at"
     )
     assert [(r["transaction_id"], r["amount"], r["flags"], r["status"]) for r in rows] == [
         ("C-1", "12.50", "", "auto_approved"),

@@ -77,7 +77,7 @@ def test_reply_records_decisions_confirms_and_reports(site: Path) -> None:
     assert rows["TX-1003"]["status"] == "pending"
     assert rows["TX-1001"]["status"] == "auto_approved" and rows["TX-1001"]["decided_by"] == ""
     assert set(rows["TX-1002"]) == {
-        "transaction_id", "date", "vendor", "amount", "currency", "memo", "flags",
+        "transaction_id", "version", "date", "vendor", "amount", "currency", "memo", "flags",
         "status", "decided_by", "decided_at", "reason", "request_id", "signed_off_by", "signed_off_at",
     }
 
@@ -97,8 +97,8 @@ def test_reply_records_decisions_confirms_and_reports(site: Path) -> None:
     assert rows["TX-1007"]["status"] == "rejected" and rows["TX-1003"]["status"] == "approved"
 
     csv_out = audit("report", "--format", "csv", cwd=site).stdout.splitlines()
-    assert csv_out[0] == "transaction_id,date,vendor,amount,currency,memo,flags,status,decided_by,decided_at,reason,request_id,signed_off_by,signed_off_at"
-    assert any(line.startswith("TX-1008,2026-11-24,Blue Harbor Holdings,2150.00,USD,Misc services,vague_memo;unfamiliar_vendor,approved,") for line in csv_out)
+    assert csv_out[0] == "transaction_id,version,date,vendor,amount,currency,memo,flags,status,decided_by,decided_at,reason,request_id,signed_off_by,signed_off_at"
+    assert any(line.startswith("TX-1008,1,2026-11-24,Blue Harbor Holdings,2150.00,USD,Misc services,vague_memo;unfamiliar_vendor,approved,") for line in csv_out)
 
 
 def parse_id(raw: bytes) -> str:

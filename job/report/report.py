@@ -40,6 +40,7 @@ __all__ = [
 
 REPORT_FIELDS = (
     "transaction_id",
+    "version",
     "date",
     "vendor",
     "amount",
@@ -87,7 +88,7 @@ def report_query(*, since: str | None = None, until: str | None = None) -> tuple
         rows = "transactions t"
     where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
     sql = (
-        "SELECT t.txn_id AS transaction_id, t.date, t.vendor, t.amount_minor, t.currency, t.memo, t.flags, t.status,"
+        "SELECT t.txn_id AS transaction_id, t.version, t.date, t.vendor, t.amount_minor, t.currency, t.memo, t.flags, t.status,"
         " COALESCE(d.approver, '') AS decided_by, COALESCE(d.decided_at, '') AS decided_at,"
         " COALESCE(d.reason, CASE WHEN t.status = 'held' AND t.request_id IS NULL"
         " THEN 'held: approval_mode is \"never\", so no approval was requested' ELSE '' END) AS reason,"

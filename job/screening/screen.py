@@ -23,6 +23,7 @@ from fractions import Fraction
 from job.ledger.ingest import currency_exponent, format_amount_display
 
 __all__ = [
+    "AMENDED",
     "Flag",
     "PastPayment",
     "LARGE_AMOUNT",
@@ -54,7 +55,8 @@ STRUCTURING = "structuring"
 DUPLICATE_PAYMENT = "duplicate_payment"
 ROUND_AMOUNT = "round_amount"
 AGENT_CONCERN = "agent_concern"
-RULE_ORDER = (LARGE_AMOUNT, VAGUE_MEMO, UNFAMILIAR_VENDOR, STRUCTURING, DUPLICATE_PAYMENT, ROUND_AMOUNT)  # then user rules
+AMENDED = "amended"  # a known id back with other facts (`amendments`)
+RULE_ORDER = (AMENDED, LARGE_AMOUNT, VAGUE_MEMO, UNFAMILIAR_VENDOR, STRUCTURING, DUPLICATE_PAYMENT, ROUND_AMOUNT)  # then user rules
 UNFAMILIAR_REASON = "vendor is not on the known-vendor list and not in any earlier ledger"
 
 

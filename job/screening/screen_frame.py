@@ -18,7 +18,7 @@ compare earlier runs' candidates with `screen.match_earlier_payments`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -28,6 +28,7 @@ from job.config import Policy
 from job.ledger.batch import Batch
 from job.screening.flagged import FlaggedFrame
 from job.screening.screen import (
+    AMENDED,
     DUPLICATE_PAYMENT,
     LARGE_AMOUNT,
     ROUND_AMOUNT,
@@ -123,11 +124,16 @@ def screen_batch(
     known_vendor_keys: set[str] | frozenset[str],
     rules: Sequence = (),
     history: Sequence[PastPayment] = (),
+    amended: Mapping[int, str] | None = None,
 ) -> FlaggedFrame:
     """Every rule over every row of a run: the text rules block by block, the run-wide rules
     on `compact` with the earlier runs' payments `history` (`history.find_history`); no
-    database. The flagged rows with what a reviewer and an approver see, ranked."""
+    database. `amended`: the reason of each row that is a new version of a known transaction,
+    by position. The flagged rows with what a reviewer and an approver see, ranked."""
     hits: list[pl.DataFrame] = []
+    if amended:
+        positions = sorted(amended)
+        hits.append(_hits(positions, AMENDED, ORDER[AMENDED], [amended[pos] for pos in positions]))
     for offset, block in batch.blocks():
         frame = block.load(["memo"] if not rules else None)
         hits += row_hits(frame, offset, policy, rules)
@@ -303,7 +309,9 @@ def _duplicates(base, key_list, currencies, window_days: int, history, lookup) -
             history,
             window_days=window_days,
         )
-        earlier_run = {row: duplicate_reason(p.txn_id, p.date, earlier_run=True) for row, p in earlier.items()}
+        own = dict(zip(earlier, (txn_id for txn_id, _ in lookup(list(earlier))))) if earlier else {}
+        # an earlier version of the same transaction (an amendment) is not a second payment
+        earlier_run = {row: duplicate_reason(p.txn_id, p.date, earlier_run=True) for row, p in earlier.items() if p.txn_id != own[row]}
     repeats = (
         base.sort("vkey", "cur", "amount", "day", "row")
         .select(
@@ -322,8 +330,11 @@ def _duplicates(base, key_list, currencies, window_days: int, history, lookup) -
     frames = []
     if repeats.height:
         named = lookup(repeats["before"].to_list())
+        own_ids = [txn_id for txn_id, _ in lookup(repeats["row"].to_list())]
+        other = pl.Series([mine != theirs for mine, (theirs, _) in zip(own_ids, named)], dtype=pl.Boolean)  # not a version of itself
         reasons = pl.Series([duplicate_reason(txn_id, day, earlier_run=False) for txn_id, day in named], dtype=pl.String)
-        frames.append(_hits(repeats["row"], DUPLICATE_PAYMENT, ORDER[DUPLICATE_PAYMENT], reasons))
+        if other.any():
+            frames.append(_hits(repeats["row"].filter(other), DUPLICATE_PAYMENT, ORDER[DUPLICATE_PAYMENT], reasons.filter(other)))
     if earlier_run:
         frames.append(_hits(list(earlier_run), DUPLICATE_PAYMENT, ORDER[DUPLICATE_PAYMENT], list(earlier_run.values())))
     return pl.concat(frames) if frames else None

@@ -383,6 +383,40 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     """,
     # 11: no secret at rest (`retire_readable_tokens`)
     _retire_readable_tokens,
+    # 12: amendments are kept: a known id that comes back with other facts is the next version
+    # of its transaction (`screening.amendments`); every version stays, with its own status.
+    """
+    CREATE TABLE transactions_v11 (
+        id INTEGER PRIMARY KEY,
+        source TEXT NOT NULL,
+        txn_id TEXT NOT NULL,
+        version INTEGER NOT NULL DEFAULT 1 CHECK (version >= 1),
+        date TEXT NOT NULL,
+        amount_minor INTEGER NOT NULL,
+        currency TEXT NOT NULL,
+        vendor TEXT NOT NULL,
+        vendor_key TEXT NOT NULL,
+        memo TEXT NOT NULL,
+        account TEXT NOT NULL,
+        ledger_file_id INTEGER NOT NULL REFERENCES ledger_files(id),
+        line INTEGER NOT NULL,
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        flags TEXT NOT NULL DEFAULT '[]',
+        agent_note TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL CHECK (status IN ('auto_approved','pending','approved','rejected','held','expired')),
+        request_id TEXT REFERENCES requests(id),
+        item_no INTEGER,
+        UNIQUE (source, txn_id, version)
+    );
+    INSERT INTO transactions_v11 (id, source, txn_id, version, date, amount_minor, currency, vendor, vendor_key, memo, account,
+        ledger_file_id, line, run_id, flags, agent_note, status, request_id, item_no)
+    SELECT id, source, txn_id, 1, date, amount_minor, currency, vendor, vendor_key, memo, account,
+        ledger_file_id, line, run_id, flags, agent_note, status, request_id, item_no FROM transactions;
+    DROP TABLE transactions;
+    ALTER TABLE transactions_v11 RENAME TO transactions;
+    CREATE INDEX transactions_request ON transactions(request_id, item_no) WHERE request_id IS NOT NULL;
+    CREATE INDEX transactions_pending ON transactions(request_id, item_no) WHERE status = 'pending';
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import gc
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import NamedTuple
 
 import polars as pl
@@ -95,10 +95,12 @@ def insert_rows(
     file_ids: Sequence[int],
     next_pk: int,
     outcomes: Outcomes,
+    versions: Mapping[int, int] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> None:
     """Insert every new row, in id order from `next_pk`: the flagged ones with their
-    `outcomes`, the others clean and auto-approved.
+    `outcomes`, the others clean and auto-approved. `versions`: the version of each row
+    that amends a known transaction, by position in the run (the others are version 1).
 
     Every row goes through one statement in id order, so SQLite only ever appends. (Rows
     inserted into gaps left between rows already written split nearly every page: that
@@ -121,6 +123,9 @@ def insert_rows(
             for block in blocks:
                 frame = block.load()
                 first_id = next_pk + done
+                mine = {pos - done: v for pos, v in (versions or {}).items() if done <= pos < done + frame.height}
+                if mine:
+                    frame = frame.with_columns(version=pl.Series([mine.get(n, 1) for n in range(frame.height)], dtype=pl.Int64))
                 sql, names = insert_statement(frame, source=source, file_id=file_id, run_id=run_id, first_id=first_id, outcomes=outcomes)
                 for start in range(0, frame.height, WRITE_BATCH):
                     piece = frame.slice(start, WRITE_BATCH)
@@ -167,6 +172,8 @@ def insert_statement(
     expression of the id, when the lines follow the rows one to one.
     """
     literal: dict[str, str] = {"source": _literal(source), "ledger_file_id": str(int(file_id)), "run_id": str(int(run_id))}
+    if "version" not in part.columns:
+        literal["version"] = "1"
     for name in ("date", "currency"):
         if part.height and part[name].n_unique() == 1:
             value = part[name][0]
@@ -176,6 +183,7 @@ def insert_statement(
     order = (
         "source",
         "txn_id",
+        "version",
         "date",
         "amount_minor",
         "currency",
@@ -207,7 +215,7 @@ def insert_statement(
         ]
     )
     sql = (
-        "INSERT INTO transactions (id, source, txn_id, date, amount_minor, currency, vendor, vendor_key, memo, account,"
+        "INSERT INTO transactions (id, source, txn_id, version, date, amount_minor, currency, vendor, vendor_key, memo, account,"
         f" ledger_file_id, line, run_id, flags, agent_note, status, request_id, item_no) VALUES ({values})"
     )
     return sql, names
