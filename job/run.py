@@ -32,10 +32,12 @@ from job.errors import ConfigError
 from job.faults import crash_point
 from job.ledger.ingest import Ledger, LedgerFormat, Transaction, format_amount, read_ledger
 from job.mail.outbox import FlushResult, flush_outbox, queue_message
+from job.screening.fingerprint import describe_policy, policy_sha256
 from job.screening.history import DigestPart, digest_parts, history_needs, recent_payments, vendor_hash, write_digests
 from job.screening.screen import Flag, PastPayment, Screening, normalize_vendor, screen_transactions, structuring_band
 from job.store.auditlog import append_event
 from job.store.db import Writer, now_utc, transaction
+from job.store.seal import seal_run
 
 __all__ = [
     "RunResult",
@@ -518,6 +520,8 @@ async def run_audit(db, config: Config, ledgers: Sequence, *, reviewer: str, rul
 
 async def _run_audit(db, config: Config, ledgers: Sequence, *, reviewer: str, rules: Sequence, stream) -> RunResult:
     known = load_known_vendors(config)
+    described = describe_policy(config.policy, known)  # the settings that decide what is flagged
+    fingerprint = policy_sha256(described)
     source = config.ledger.source
     result = RunResult(reviewer=reviewer)
     policy = config.policy
@@ -560,8 +564,8 @@ async def _run_audit(db, config: Config, ledgers: Sequence, *, reviewer: str, ru
     request_id = uuid.uuid4().hex if (mode == "flagged" and flagged.count) or (mode == "always" and chosen) else None
     with transaction(db) as conn:
         run_id = conn.execute(
-            "INSERT INTO runs (started_at, mode, reviewer, ledgers, transactions, new_transactions) VALUES (?,?,?,?,?,?)",
-            (now_utc(), mode, reviewer, len(ledgers), sum(_rows(ledger) for ledger in ledgers), fresh_count),
+            "INSERT INTO runs (started_at, mode, reviewer, ledgers, transactions, new_transactions, policy_sha256) VALUES (?,?,?,?,?,?,?)",
+            (now_utc(), mode, reviewer, len(ledgers), sum(_rows(ledger) for ledger in ledgers), fresh_count, fingerprint),
         ).lastrowid
         result.run_id = run_id
         next_pk = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM transactions").fetchone()[0]
@@ -640,10 +644,13 @@ async def _run_audit(db, config: Config, ledgers: Sequence, *, reviewer: str, ru
                 "model_calls": review.usage[0],
                 "prompt_tokens": review.usage[1],
                 "completion_tokens": review.usage[2],
+                "policy": described,
+                "policy_sha256": fingerprint,
             },
         )
         if draft is not None:
             await _record_request(conn, db, config, request_id, draft, run_id, flagged, review.summary, result)
+        append_event(conn, "sealed", detail=seal_run(conn, run_id))  # after the run's last write but the witness notices
         queue_head_notices(conn, config, f"run {run_id}")
         crash_point("run:before-commit")
     crash_point("run:committed")
