@@ -70,7 +70,7 @@ class Verification:
     notes: tuple[str, ...] = ()  # true, and worth saying: e.g. runs sealed only at an upgrade
 
 
-SEALED_BY = ("sealed", "decision", "request_closed", "expired", "reminded", "escalated", "summary")  # what `verify_seals` reads
+SEALED_BY = ("sealed", "decision", "message", "request_closed", "expired", "reminded", "escalated", "summary")  # what `verify_seals` reads
 
 
 def verify_log(conn) -> Verification:
@@ -95,7 +95,7 @@ def verify_log(conn) -> Verification:
         if kind == "decision":
             decision_events[parsed.get("decision_id")] = parsed
         if kind in SEALED_BY and isinstance(parsed, dict):
-            log.append(LogEvent(row_id, at, kind, request_id, parsed))
+            log.append(LogEvent(row_id, at, kind, request_id, message_id, parsed))
         prev, expected_id, rows = row_hash, row_id + 1, rows + 1
     for d_id, request_id, transaction_id, item_no, decision, reason, approver, decided_at, message_id in conn.execute(
         "SELECT id, request_id, transaction_id, item_no, decision, reason, approver, decided_at, message_id FROM decisions ORDER BY id"

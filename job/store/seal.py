@@ -332,6 +332,7 @@ class LogEvent(NamedTuple):
     at: str
     kind: str
     request_id: str
+    message_id: str
     detail: dict
 
 
@@ -390,6 +391,7 @@ def verify_seals(conn, events: Sequence[LogEvent]) -> SealCheck:
         _check_literal(conn, "ledger_files", {row["id"]: (u, row) for u in units for row in u.seal["ledger_files"]}, str)
         _check_requests(conn, units, events)
         _check_tokens(conn, units, events)
+        _check_decision_sources(units, events)
         _check_transactions(conn, units, events)
         _check_ordered(conn, units, "vendors")
         _check_ordered(conn, units, "payment_digests")
@@ -487,6 +489,42 @@ def _check_tokens(conn, units: Sequence[_Unit], events: Sequence[LogEvent]) -> N
         if gone:
             token_hash, approver = gone[0]
             raise _Mismatch(f"request_tokens row {token_hash[:16]}... (request {request_id}, {approver}) is missing, but {by} it")
+
+
+def _check_decision_sources(units: Sequence[_Unit], events: Sequence[LogEvent]) -> None:
+    """Every decision since seals exist came from somewhere the audit log records: a reply's
+    decisions are followed at once by that reply's `message` event, which counts them; an
+    expiry's by the `expired` event of their request. A decision row and event added on
+    their own name no such source."""
+    if not units:
+        return
+    since = min(u.event.id for u in units)
+    by_id = {e.id: e for e in events}
+    group: list[LogEvent] = []
+    for e in events:
+        if e.kind != "decision" or e.id < since:
+            continue
+        group.append(e)
+        after = by_id.get(e.id + 1)
+        if after is not None and after.kind == "decision" and after.detail.get("message_id") == e.detail.get("message_id"):
+            continue
+        first = group[0]
+        expiry = not first.detail.get("message_id")
+        if expiry:
+            sourced = after is not None and after.kind == "expired" and after.request_id == first.request_id
+        else:
+            sourced = (
+                after is not None
+                and after.kind == "message"
+                and after.message_id == first.detail.get("message_id")
+                and after.detail.get("status") == "processed"
+                and after.detail.get("decisions") == len(group)
+                and after.request_id == first.request_id
+            )
+        if not sourced:
+            what = "the expiry of its request" if expiry else f"the reply {first.detail.get('message_id')} it names"
+            raise _Mismatch(f"decisions row {first.detail.get('decision_id')}: the audit log has no record of {what} (event {first.id})")
+        group = []
 
 
 # --- rows the seals hold by block ------------------------------------------------------------
