@@ -148,4 +148,9 @@ def check_statuses(conn) -> str:
     ).fetchone()
     if row:
         return f"transactions row {row[0]} ({row[1]}): auto-approved although a rule flagged it"
+    row = conn.execute(
+        "SELECT id, txn_id, item_no, request_id FROM transactions WHERE status = 'auto_approved' AND request_id IS NOT NULL ORDER BY id LIMIT 1"
+    ).fetchone()
+    if row:
+        return f"transactions row {row[0]} ({row[1]}): auto-approved although it is item {row[2]} of request {row[3]}"
     return ""

@@ -6,13 +6,18 @@ written. It reads the run's rows back from the database (whatever wrote them) an
 the seal, which the run records as its `sealed` event, in the chain:
 
 - `transactions`: the run's ids, read back in id order in blocks of `BLOCK_ROWS` ids, each
-  row as SQLite's `json_array` of its eighteen columns (the imported facts, the ledger file
-  and line, flags, note, status, request and item number), one line per row. Each block's
-  text is hashed (SHA-256) together with a CRC-32 of each of its lines; the block hashes are
-  chained per run and the chain's end is in the event. `seal_blocks` keeps each block's hash
-  and line CRCs, so a block that no longer matches names its row (the CRCs only point the
-  way; the SHA-256 chain decides). The seal also counts the rows per status, flagged, with a
-  note and in a request, to name the column that changed.
+  row as SQLite's `json_array` of its columns, one line per row. Each block's text is hashed
+  (SHA-256) together with a CRC-32 of each of its lines; the block hashes are chained per run
+  and the chain's end is in the event. `seal_blocks` keeps each block's hash and line CRCs,
+  so a block that no longer matches names its row (the CRCs only point the way; the SHA-256
+  chain decides). Building that text costs about 40 ms per column per million rows, so a
+  run's lines hold only the columns nothing else seals (`OWN_COLUMNS`: id, transaction id,
+  vendor name, memo, account, line, flags, note, status, request, item number); the others
+  are sealed twice over already and `audit verify` checks every row against them: the date,
+  currency, amount and vendor key against the run's payment digests (sealed here, by id), the
+  source, ledger file and run against its ledger files' id ranges (sealed here, by value).
+  A seal whose run lacks complete digests or ranges (and the upgrade's seal) holds all
+  eighteen columns; each seal names the columns it holds.
 - the `vendors` first seen in the run and its `payment_digests`: the same, in key order.
 - the agent `transcript` rows written since the last seal: the same, by id.
 - the `runs` row (with the policy fingerprint), its `ledger_files` rows, its `requests` row
@@ -38,7 +43,7 @@ import sqlite3
 import sys
 import zlib
 from array import array
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -78,15 +83,10 @@ TRANSACTION_COLUMNS = (
     "request_id",
     "item_no",
 )
-# per block of transactions, counted beside the text: a count that moved names its column
-COUNTS = {
-    "pending": "{status} = 'pending'",
-    "held": "{status} = 'held'",
-    "flagged": "t.flags != '[]'",
-    "noted": "t.agent_note != ''",
-    "requested": "t.request_id IS NOT NULL",
-}
-COUNTED_COLUMN = {"pending": "status", "held": "status", "flagged": "flags", "noted": "agent_note", "requested": "request_id"}
+BY_DIGESTS = ("date", "currency", "amount_minor", "vendor_key")  # in the run's payment digests, per id
+BY_FILES = ("source", "ledger_file_id", "run_id")  # given by the run's ledger files' id ranges
+OWN_COLUMNS = tuple(c for c in TRANSACTION_COLUMNS if c not in BY_DIGESTS + BY_FILES)
+STATUSES = ("auto_approved", "pending", "held", "approved", "rejected", "expired")
 # long texts are sealed by their SHA-256 (as "<column>_sha256"), the rest by value
 LONG_TEXT = {"runs": ("review_summary",), "requests": ("question", "summary")}
 # requests.created_at is the reminders' clock, not a fact (the request's time of record is its
@@ -121,12 +121,11 @@ def _crc_blob(data: bytes) -> bytes:
     return values.tobytes()
 
 
-def _hash_block(rows: int, text: str) -> Block:
-    data = text.encode("utf-8")
+def _hash_block(rows: int, data: bytes) -> Block:
     return Block(rows, hashlib.sha256(data).hexdigest(), _crc_blob(data))
 
 
-def _hash_blocks(texts: Iterable[tuple[int, str]]) -> list[Block]:
+def _hash_blocks(texts: Iterable[tuple[int, bytes]]) -> list[Block]:
     """Hash each (rows, text) block on a helper thread while the next one is read: SQLite
     builds a block's text without holding the interpreter, and hashlib hashes without it."""
     blocks: list[Block] = []
@@ -168,32 +167,37 @@ def _last_key(ids: tuple[int, int, int] | None, block: int) -> int | None:
     return None if ids is None else min(ids[0] + (block + 1) * ids[2] - 1, ids[1])
 
 
-def _id_range_rows(conn, sql: str, first: int, last: int, size: int) -> Iterator[tuple]:
-    """(rows, text, counts...) per block of `size` ids from `first` to `last`."""
+def _id_range_rows(conn, sql: str, first: int, last: int, size: int) -> Iterator[tuple[int, bytes]]:
+    """(rows, text as UTF-8) per block of `size` ids from `first` to `last`."""
     for start in range(first, last + 1, size):
-        rows, text, *counts = conn.execute(sql, (start, min(start + size - 1, last))).fetchone()
-        yield (rows, text or "", *(c or 0 for c in counts))
+        rows, text = conn.execute(sql, (start, min(start + size - 1, last))).fetchone()
+        yield rows, text or b""
 
 
-def _line_blocks(lines: Sequence[str], size: int) -> Iterator[tuple[int, str]]:
+def _line_blocks(lines: Sequence[str], size: int) -> Iterator[tuple[int, bytes]]:
     for start in range(0, len(lines), size):
         chunk = lines[start : start + size]
-        yield len(chunk), "\n".join(chunk)
+        yield len(chunk), "\n".join(chunk).encode("utf-8")
 
 
-def _transaction_sql(*, replayed: bool) -> str:
-    """One block of transactions: its rows, its text, its counts. `replayed` takes each status
-    from `temp.audit_sealed_status` when it has the row (its status when sealed, before the
+def _row_json(columns: Sequence[str], status: str = "t.status") -> str:
+    return "json_array(" + ", ".join(status if c == "status" else f"t.{c}" for c in columns) + ")"
+
+
+def _transaction_sql(columns: Sequence[str], *, replayed: bool) -> str:
+    """One block of transactions: its rows and its text. `replayed` takes each status from
+    `temp.audit_sealed_status` when it has the row (its status when sealed, before the
     decisions recorded since)."""
     status = "coalesce(s.status, t.status)" if replayed else "t.status"
-    columns = ", ".join(status if c == "status" else f"t.{c}" for c in TRANSACTION_COLUMNS)
-    counts = ", ".join(f"sum({expr.format(status=status)})" for expr in COUNTS.values())
     join = " LEFT JOIN temp.audit_sealed_status s ON s.id = t.id" if replayed else ""
-    return f"SELECT count(*), group_concat(json_array({columns}), char(10)), {counts} FROM transactions t{join} WHERE t.id BETWEEN ? AND ?"
+    text = f"CAST(group_concat({_row_json(columns, status)}, char(10)) AS BLOB)"
+    return f"SELECT count(*), {text} FROM transactions t{join} WHERE t.id BETWEEN ? AND ?"
 
 
+TRANSCRIPT_COLUMNS = ("id", "stream_id", "at", "type", "body")
 TRANSCRIPT_SQL = (
-    "SELECT count(*), group_concat(json_array(id, stream_id, at, type, body), char(10)) FROM transcript WHERE id BETWEEN ? AND ?"
+    "SELECT count(*), CAST(group_concat(json_array(id, stream_id, at, type, body), char(10)) AS BLOB) FROM transcript"
+    " WHERE id BETWEEN ? AND ?"
 )
 
 
@@ -262,8 +266,18 @@ def cover_transcript(conn) -> dict | None:
     last = conn.execute("SELECT max(id) FROM transcript").fetchone()[0]
     if last is None or last < first:
         return None
-    blocks = _hash_blocks(row[:2] for row in _id_range_rows(conn, TRANSCRIPT_SQL, first, last, SMALL_BLOCK_ROWS))
+    blocks = _hash_blocks(_id_range_rows(conn, TRANSCRIPT_SQL, first, last, SMALL_BLOCK_ROWS))
     return _record_blocks(conn, "transcript", first, blocks, ids=(first, last, SMALL_BLOCK_ROWS), first_id=first, last_id=last)
+
+
+def _sealed_elsewhere(conn, files: Sequence[dict], run_id: int, first: int, last: int, rows: int) -> bool:
+    """Whether the run's payment digests hold every one of its rows once, and its ledger
+    files' id ranges tile its ids: then those columns are sealed through them."""
+    ranges = sorted((f["first_transaction_id"], f["last_transaction_id"]) for f in files if f["first_transaction_id"] is not None)
+    tiled = bool(ranges) and ranges[0][0] == first and ranges[-1][1] == last
+    tiled = tiled and all(b[0] == a[1] + 1 for a, b in itertools.pairwise(ranges))
+    digested = conn.execute("SELECT coalesce(sum(payments), 0) FROM payment_digests WHERE run_id = ?", (run_id,)).fetchone()[0]
+    return tiled and digested == rows
 
 
 def seal_run(conn, run_id: int) -> dict:
@@ -298,20 +312,14 @@ def _seal(conn, first_run: int, last_run: int, ids: tuple[int, int, int] | None,
     seal["transactions"] = None
     if ids is not None:
         first, last, expected = ids
-        counts = dict.fromkeys(COUNTS, 0)
-
-        def texts() -> Iterator[tuple[int, str]]:
-            for rows, text, *block_counts in _id_range_rows(conn, _transaction_sql(replayed=False), first, last, BLOCK_ROWS):
-                for name, n in zip(COUNTS, block_counts):
-                    counts[name] += n
-                yield rows, text
-
-        blocks = _hash_blocks(texts())
+        own = not existing and _sealed_elsewhere(conn, seal["ledger_files"], first_run, first, last, expected)
+        columns = OWN_COLUMNS if own else TRANSACTION_COLUMNS
+        blocks = _hash_blocks(_id_range_rows(conn, _transaction_sql(columns, replayed=False), first, last, BLOCK_ROWS))
         found = sum(b.rows for b in blocks)
         if found != expected or (not existing and found != last - first + 1):
             raise RuntimeError(f"run {first_run}: {found} transactions in ids {first}-{last}, but its ledger files record {expected}")
         seal["transactions"] = _record_blocks(
-            conn, "transactions", first_run, blocks, ids=(first, last, BLOCK_ROWS), first_id=first, last_id=last, counts=counts
+            conn, "transactions", first_run, blocks, ids=(first, last, BLOCK_ROWS), first_id=first, last_id=last, columns=list(columns)
         )
     vendors = _hash_blocks(_line_blocks(_vendor_lines(conn, first_run, last_run, existing), BLOCK_ROWS))
     seal["vendors"] = _record_blocks(conn, "vendors", first_run, vendors)
@@ -387,14 +395,14 @@ def verify_seals(conn, events: Sequence[LogEvent]) -> SealCheck:
     check = SealCheck()
     units = sorted((_Unit(e) for e in events if e.kind == "sealed"), key=lambda u: u.first_run)
     try:
-        _check_literal(conn, "runs", {row["id"]: (u, row) for u in units for row in u.seal["runs_rows"]}, str)
-        _check_literal(conn, "ledger_files", {row["id"]: (u, row) for u in units for row in u.seal["ledger_files"]}, str)
+        _check_literal(conn, "runs", {row["id"]: (u, row) for u in units for row in u.seal["runs_rows"]})
+        _check_literal(conn, "ledger_files", {row["id"]: (u, row) for u in units for row in u.seal["ledger_files"]})
         _check_requests(conn, units, events)
         _check_tokens(conn, units, events)
         _check_decision_sources(units, events)
+        _check_ordered(conn, units, "payment_digests")  # before the transactions, which are checked against them
         _check_transactions(conn, units, events)
         _check_ordered(conn, units, "vendors")
-        _check_ordered(conn, units, "payment_digests")
         _check_transcript(conn, events, check)
         _check_digest_state(conn, units)
     except _Mismatch as exc:
@@ -411,33 +419,36 @@ def verify_seals(conn, events: Sequence[LogEvent]) -> SealCheck:
 # --- rows the seals hold by value ------------------------------------------------------------
 
 
-def _first_difference(expected: dict, actual: dict) -> str | None:
+def _first_difference(table: str, expected: dict, actual: dict) -> str | None:
+    """The first column (by name) whose value differs; a long text by its own name."""
     for name in sorted(set(expected) | set(actual)):
         want, have = expected.get(name, _MISSING), actual.get(name, _MISSING)
-        if want is ANY:
-            if have is None or have is _MISSING:
-                return name.removesuffix("_sha256")
-        elif want != have or type(want) is not type(have):
-            return name.removesuffix("_sha256")
+        differs = (have is None or have is _MISSING) if want is ANY else (want != have or type(want) is not type(have))
+        if differs:
+            column = name.removesuffix("_sha256")
+            return column if column in LONG_TEXT.get(table, ()) else name
     return None
 
 
-def _check_literal(conn, table: str, sealed: dict[Any, tuple[_Unit, dict]], name: Callable[[Any], str], since: str = "") -> None:
+def _check_literal(conn, table: str, sealed: dict[Any, tuple[_Unit, dict]], since: str = "") -> None:
     """Each row exactly as sealed (and changed by the events since), none more, none less."""
     cursor = conn.execute(f"SELECT * FROM {table} ORDER BY rowid")
     names = [d[0] for d in cursor.description]
     for values in cursor:
         row = _literal(table, dict(zip(names, values)))
-        key = row["id"]
-        unit, expected = sealed.pop(key, (None, None))
+        unit, expected = sealed.pop(row["id"], (None, None))
         if unit is None:
-            raise _Mismatch(f"{table} row {name(key)}: in no run's seal (added outside a run)")
-        column = _first_difference(expected, row)
+            raise _Mismatch(f"{table} row {_label(table, row)}: in no run's seal (added outside a run)")
+        column = _first_difference(table, expected, row)
         if column:
-            raise _Mismatch(f"{table} row {name(key)}: {column} differs from what {unit.by} recorded{since}")
+            raise _Mismatch(f"{table} row {_label(table, expected)}: {column} differs from what {unit.by} recorded{since}")
     if sealed:
-        key = min(sealed)
-        raise _Mismatch(f"{table} row {name(key)} is missing, but {sealed[key][0].by} recorded it")
+        unit, expected = sealed[min(sealed)]
+        raise _Mismatch(f"{table} row {_label(table, expected)} is missing, but {unit.by} recorded it")
+
+
+def _label(table: str, row: dict) -> str:
+    return f"{row.get('id')} ({row.get('name')})" if table == "ledger_files" else str(row.get("id"))
 
 
 REQUEST_EVENTS = ("request_closed", "expired", "reminded", "escalated", "summary")
@@ -461,7 +472,7 @@ def _check_requests(conn, units: Sequence[_Unit], events: Sequence[LogEvent]) ->
             expected[f"{e.kind}_at"] = d.get("at", ANY)
         else:
             expected["summary_sha256"] = _text_digest(d.get("summary") or "(no summary)")
-    _check_literal(conn, "requests", sealed, str, " and the audit log says since")
+    _check_literal(conn, "requests", sealed, " and the audit log says since")
 
 
 def _check_tokens(conn, units: Sequence[_Unit], events: Sequence[LogEvent]) -> None:
@@ -535,7 +546,7 @@ def _stored_blocks(conn, table: str, owner: int) -> list[tuple[int, int, str, by
     return conn.execute(sql, (table, owner)).fetchall()
 
 
-def _blocks_match(table: str, part: dict, texts: Sequence[tuple[int, str]], stored: Sequence[tuple], digests: Sequence[str]) -> bool:
+def _blocks_match(table: str, part: dict, texts: Sequence[tuple[int, bytes]], stored: Sequence[tuple], digests: Sequence[str]) -> bool:
     """Whether the rows read now are what the seal's chain holds; when they are, the
     `seal_blocks` rows (the locators) must be what was sealed too."""
     crcs = {block: blob for block, _, _, blob, _ in stored}
@@ -553,7 +564,7 @@ def _blocks_match(table: str, part: dict, texts: Sequence[tuple[int, str]], stor
 
 
 def _differing_ids(
-    texts: Sequence[tuple[int, str]], stored: Sequence[tuple], digests: Sequence[str], first_id: int, size: int
+    texts: Sequence[tuple[int, bytes]], stored: Sequence[tuple], digests: Sequence[str], first_id: int, size: int
 ) -> Iterator[tuple[int, str]]:
     """(id, "differs" | "inserted" | "missing") for each row of a block that no longer matches
     the line sealed for its id, found by the lines' CRCs; blocks whose hash matches are skipped."""
@@ -561,7 +572,7 @@ def _differing_ids(
         if n >= len(digests) or block != n or sha == digests[n]:
             continue
         crcs, start, seen = _uint32s(blob), first_id + n * size, set()
-        for line in texts[n][1].encode("utf-8").split(b"\n") if texts[n][1] else ():
+        for line in texts[n][1].split(b"\n") if texts[n][1] else ():
             end = line.find(b",")
             pk = int(line[1:end] if end > 0 else line[1:-1])
             seen.add(pk)
@@ -575,11 +586,11 @@ def _differing_ids(
                 yield start + position, "missing"
 
 
-def _read(conn, sql: str, first: int, last: int, size: int, table: str) -> list[tuple]:
+def _read(conn, sql: str, first: int, last: int, size: int, table: str) -> list[tuple[int, bytes]]:
     try:
         return list(_id_range_rows(conn, sql, first, last, size))
     except sqlite3.OperationalError:  # a BLOB, which no run writes (json_array refuses it)
-        columns = TRANSACTION_COLUMNS if table == "transactions" else ("id", "stream_id", "at", "type", "body")
+        columns = TRANSACTION_COLUMNS if table == "transactions" else TRANSCRIPT_COLUMNS
         blob = " OR ".join(f"typeof({c}) = 'blob'" for c in columns)
         pk = conn.execute(f"SELECT id FROM {table} WHERE id BETWEEN ? AND ? AND ({blob}) ORDER BY id LIMIT 1", (first, last)).fetchone()
         raise _Mismatch(f"{table} row {pk[0] if pk else first}: holds a BLOB where a run writes text or a number") from None
@@ -623,7 +634,8 @@ def _replay_statuses(units: Sequence[_Unit], events: Sequence[LogEvent]) -> tupl
 
 def _check_transactions(conn, units: Sequence[_Unit], events: Sequence[LogEvent]) -> None:
     """Each row's status is its last decision's; each run's rows, with the statuses they had
-    when sealed, are what its seal holds; no row is outside every seal."""
+    when sealed, are what its seal holds, and agree with its payment digests and ledger files;
+    no row is outside every seal."""
     sealed_status, last_status = _replay_statuses(units, events)
     conn.execute("CREATE TEMP TABLE IF NOT EXISTS audit_sealed_status (id INTEGER PRIMARY KEY, status TEXT NOT NULL)")
     conn.execute("CREATE TEMP TABLE IF NOT EXISTS audit_last_status (id INTEGER PRIMARY KEY, status TEXT NOT NULL)")
@@ -640,26 +652,28 @@ def _check_transactions(conn, units: Sequence[_Unit], events: Sequence[LogEvent]
             raise _Mismatch(
                 f"transactions row {row[0]} ({row[1]}): status {row[2]}, but the last decision the audit log records is {row[3]}"
             )
-        sql = _transaction_sql(replayed=True)
         for u in units:
             if u.seal["transactions"]:
-                _check_run_rows(conn, u, sql)
+                _check_run_rows(conn, u)
     finally:
         conn.execute("DROP TABLE IF EXISTS temp.audit_sealed_status")
         conn.execute("DROP TABLE IF EXISTS temp.audit_last_status")
     _check_coverage(conn, units)
 
 
-def _check_run_rows(conn, unit: _Unit, sql: str) -> None:
+def _check_run_rows(conn, unit: _Unit) -> None:
     part = unit.seal["transactions"]
+    columns = part.get("columns", TRANSACTION_COLUMNS)
     first, last = part["first_id"], part["last_id"]
-    read = _read(conn, sql, first, last, BLOCK_ROWS, "transactions")
-    texts = [(r[0], r[1]) for r in read]
-    digests = [hashlib.sha256(text.encode("utf-8")).hexdigest() for _, text in texts]
+    texts = _read(conn, _transaction_sql(columns, replayed=True), first, last, BLOCK_ROWS, "transactions")
+    digests = [hashlib.sha256(text).hexdigest() for _, text in texts]
     stored = _stored_blocks(conn, "transactions", part["owner"])
+    if "ledger_file_id" not in columns:  # first: what these find, they name by column
+        _check_against_files(conn, unit)
+    if "amount_minor" not in columns:
+        _check_against_digests(conn, unit)
     if _blocks_match("transactions", part, texts, stored, digests):
         return
-    moved = [name for n, name in enumerate(COUNTS) if sum(r[2 + n] for r in read) != part.get("counts", {}).get(name, 0)]
     found = list(itertools.islice(_differing_ids(texts, stored, digests, first, BLOCK_ROWS), 2))
     if not found:
         raise _Mismatch(
@@ -671,12 +685,89 @@ def _check_run_rows(conn, unit: _Unit, sql: str) -> None:
         raise _Mismatch(f"transactions row {pk} is missing, but {unit.by} recorded it")
     if state == "inserted":
         raise _Mismatch(f"transactions row {pk} ({row[0]}): was not there when {unit.by} sealed its rows (inserted since)")
-    columns = [_column_from_digests(conn, pk, row)] if len(found) == 1 else []
-    if len(found) == 1:
-        columns += list(dict.fromkeys(COUNTED_COLUMN[name] for name in moved))
-    columns = [c for c in columns if c]
-    what = f"{', '.join(columns)} {'differ' if len(columns) > 1 else 'differs'}" if columns else "its values differ"
+    was = _status_was(conn, pk, columns, stored, first) if len(found) == 1 else None
+    if was:
+        raise _Mismatch(f"transactions row {pk} ({row[0]}): status differs from what {unit.by} recorded (it was {was})")
+    column = _column_from_digests(conn, pk, row) if len(found) == 1 and "amount_minor" in columns else None
+    what = f"{column} differs" if column else "its values differ"
     raise _Mismatch(f"transactions row {pk} ({row[0]}): {what} from what {unit.by} recorded")
+
+
+def _status_was(conn, pk: int, columns: Sequence[str], stored: Sequence[tuple], first: int) -> str | None:
+    """The status the row was sealed with, when its line with that status is the line sealed
+    (by its CRC): then the status alone changed."""
+    block, position = divmod(pk - first, BLOCK_ROWS)
+    crcs = _uint32s(stored[block][3]) if block < len(stored) else array("I")
+    if position >= len(crcs):
+        return None
+    for status in STATUSES:
+        (line,) = conn.execute(
+            f"SELECT CAST({_row_json(columns, '?')} AS BLOB) FROM transactions t WHERE t.id = ?", (status, pk)
+        ).fetchone()
+        if zlib.crc32(line) == crcs[position]:
+            return status
+    return None
+
+
+def _check_against_files(conn, unit: _Unit) -> None:
+    """The source, ledger file and run of each row: those of the sealed file whose id range holds it."""
+    for f in unit.seal["ledger_files"]:
+        if f["first_transaction_id"] is None:
+            continue
+        row = conn.execute(
+            "SELECT id, txn_id, source IS NOT ?, ledger_file_id IS NOT ?, run_id IS NOT ? FROM transactions WHERE id BETWEEN ? AND ?"
+            " AND (source IS NOT ? OR ledger_file_id IS NOT ? OR run_id IS NOT ?) ORDER BY id LIMIT 1",
+            (f["source"], f["id"], f["run_id"], f["first_transaction_id"], f["last_transaction_id"], f["source"], f["id"], f["run_id"]),
+        ).fetchone()
+        if row:
+            column = next(c for c, differs in zip(BY_FILES, row[2:]) if differs)
+            raise _Mismatch(f"transactions row {row[0]} ({row[1]}): {column} differs from what {unit.by} recorded")
+
+
+def _check_against_digests(conn, unit: _Unit) -> None:
+    """The date, currency, amount and vendor key of each row: those of its entry in the run's
+    payment digests (each row in exactly one)."""
+    from job.screening.history import vendor_hash  # the digests' own hash of a vendor key
+
+    part = unit.seal["transactions"]
+    first, count = part["first_id"], part["last_id"] - part["first_id"] + 1
+    where = array("i", [-1]) * count  # per row: which digest entry holds it
+    amounts, hashes, days = array("q", [0]) * count, array("q", [0]) * count, []
+    for n, (day, currency, vh_blob, amount_blob, id_blob) in enumerate(
+        conn.execute(
+            "SELECT date, currency, vendor_hashes, amounts, transaction_ids FROM payment_digests WHERE run_id BETWEEN ? AND ?"
+            " ORDER BY date, currency, part",
+            (unit.first_run, unit.last_run),
+        )
+    ):
+        days.append((day, currency))
+        for pk, amount, vh in zip(_int64s(id_blob), _int64s(amount_blob), _int64s(vh_blob)):
+            slot = pk - first
+            if not 0 <= slot < count or where[slot] != -1:
+                raise _Mismatch(
+                    f"payment_digests row {day} {currency} ({unit.runs()}): lists transaction {pk} where {unit.by} sealed no such row"
+                )
+            where[slot], amounts[slot], hashes[slot] = n, amount, vh
+    key_hashes: dict[str, int] = {}
+    for pk, txn_id, day, currency, amount, key in conn.execute(
+        "SELECT id, txn_id, date, currency, amount_minor, vendor_key FROM transactions WHERE id BETWEEN ? AND ? ORDER BY id",
+        (first, part["last_id"]),
+    ):
+        slot = pk - first
+        if where[slot] == -1:
+            raise _Mismatch(f"transactions row {pk} ({txn_id}): not in the payment digests {unit.by} recorded")
+        column = None
+        if (day, currency) != days[where[slot]]:
+            column = "date" if day != days[where[slot]][0] else "currency"
+        elif amount != amounts[slot] or type(amount) is not int:
+            column = "amount_minor"
+        else:
+            if key not in key_hashes:
+                key_hashes[key] = vendor_hash(key) if isinstance(key, str) else None
+            if key_hashes[key] != hashes[slot]:
+                column = "vendor_key"
+        if column:
+            raise _Mismatch(f"transactions row {pk} ({txn_id}): {column} differs from what {unit.by} recorded")
 
 
 def _column_from_digests(conn, pk: int, row: tuple) -> str | None:
@@ -704,12 +795,12 @@ def _column_from_digests(conn, pk: int, row: tuple) -> str | None:
     return None
 
 
-def _int64s(blob: bytes) -> list[int]:
+def _int64s(blob: bytes) -> array:
     values = array("q")
     values.frombytes(blob)
     if sys.byteorder != "little":
         values.byteswap()
-    return values.tolist()
+    return values
 
 
 def _check_coverage(conn, units: Sequence[_Unit]) -> None:
@@ -743,7 +834,7 @@ def _check_ordered(conn, units: Sequence[_Unit], table: str) -> None:
         else:
             lines = _digest_lines(conn, u.first_run, u.last_run)
         texts = list(_line_blocks(lines, size))
-        digests = [hashlib.sha256(text.encode("utf-8")).hexdigest() for _, text in texts]
+        digests = [hashlib.sha256(text).hexdigest() for _, text in texts]
         stored = _stored_blocks(conn, table, part["owner"])
         if _blocks_match(table, part, texts, stored, digests):
             continue
@@ -813,9 +904,8 @@ def _check_transcript(conn, events: Sequence[LogEvent], check: SealCheck) -> Non
         elif first != covered_last + 1:
             raise _Mismatch(f"transcript rows {covered_last + 1}-{first - 1}: event {event.id} does not seal the rows after the last seal")
         covered_last = last
-        read = _read(conn, TRANSCRIPT_SQL, first, last, SMALL_BLOCK_ROWS, "transcript")
-        texts = [(r[0], r[1]) for r in read]
-        digests = [hashlib.sha256(text.encode("utf-8")).hexdigest() for _, text in texts]
+        texts = _read(conn, TRANSCRIPT_SQL, first, last, SMALL_BLOCK_ROWS, "transcript")
+        digests = [hashlib.sha256(text).hexdigest() for _, text in texts]
         stored = _stored_blocks(conn, "transcript", cover["owner"])
         if _blocks_match("transcript", cover, texts, stored, digests):
             continue
