@@ -375,7 +375,7 @@ MIGRATIONS: list[str] = [
     CREATE INDEX decisions_transaction ON decisions(transaction_id);
     """,
     # 11: seals (job/store/seal.py): each run's rows hashed in blocks inside its transaction, the
-    # blocks' hashes and their lines' CRCs kept here (with the last id a block of ids covers),
+    # blocks' hashes and their lines' checksums kept here (with the last id a block of ids covers),
     # the chain of them in the run's `sealed` event; each run's policy fingerprint; a run's
     # files, request, vendors and digests found by run. Triggers refuse what no part of the product does:
     # deleting recorded rows, changing a transaction's facts, a status changed other than by a
@@ -390,7 +390,7 @@ MIGRATIONS: list[str] = [
         rows INTEGER NOT NULL,
         last_key INTEGER,
         sha256 TEXT NOT NULL,
-        row_crcs BLOB NOT NULL,
+        row_sums BLOB NOT NULL,
         PRIMARY KEY (part, owner, block)
     );
     CREATE INDEX ledger_files_run ON ledger_files(run_id);

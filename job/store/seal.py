@@ -6,13 +6,14 @@ written. It reads the run's rows back from the database (whatever wrote them) an
 the seal, which the run records as its `sealed` event, in the chain:
 
 - `transactions`: the run's ids, read back in id order in blocks of `BLOCK_ROWS` ids, each
-  row as SQLite's `json_array` of its columns, one line per row. Each block's text is hashed
-  (SHA-256) together with a CRC-32 of each of its lines; the block hashes are chained per run
-  and the chain's end is in the event. `seal_blocks` keeps each block's hash and line CRCs,
-  so a block that no longer matches names its row (the CRCs only point the way; the SHA-256
-  chain decides). Building that text costs about 40 ms per column per million rows, so a
-  run's lines hold only the columns nothing else seals (`OWN_COLUMNS`: id, transaction id,
-  vendor name, memo, account, line, flags, note, status, request, item number); the others
+  row as SQLite's `json_array` of its columns, one line per row, in id order. Each block's
+  text is hashed (SHA-256) together with an Adler-32 checksum of each of its lines; the
+  block hashes are chained per run and the chain's end is in the event. `seal_blocks` keeps
+  each block's hash and line checksums, so a block that no longer matches names its row (the
+  checksums only point the way; the SHA-256 chain decides). Building that text costs about
+  40 ms per column per million rows, so a run's lines hold only the columns nothing else
+  seals (`OWN_COLUMNS`: transaction id, vendor name, memo, account, line, flags, note, status,
+  request, item number; the id is the line's place in its block); the others
   are sealed twice over already and `audit verify` checks every row against them: the date,
   currency, amount and vendor key against the run's payment digests (sealed here, by id), the
   source, ledger file and run against its ledger files' id ranges (sealed here, by value).
@@ -85,7 +86,7 @@ TRANSACTION_COLUMNS = (
 )
 BY_DIGESTS = ("date", "currency", "amount_minor", "vendor_key")  # in the run's payment digests, per id
 BY_FILES = ("source", "ledger_file_id", "run_id")  # given by the run's ledger files' id ranges
-OWN_COLUMNS = tuple(c for c in TRANSACTION_COLUMNS if c not in BY_DIGESTS + BY_FILES)
+OWN_COLUMNS = tuple(c for c in TRANSACTION_COLUMNS if c not in ("id", *BY_DIGESTS, *BY_FILES))
 STATUSES = ("auto_approved", "pending", "held", "approved", "rejected", "expired")
 # long texts are sealed by their SHA-256 (as "<column>_sha256"), the rest by value
 LONG_TEXT = {"runs": ("review_summary",), "requests": ("question", "summary")}
@@ -100,7 +101,7 @@ REQUEST_UNSEALED = ("created_at",)
 class Block(NamedTuple):
     rows: int
     sha256: str  # of the block's text
-    crcs: bytes  # CRC-32 of each line, little-endian uint32
+    sums: bytes  # the Adler-32 checksum of each line, little-endian uint32
 
 
 def _uint32s(values: Iterable[int] | bytes) -> array:
@@ -114,15 +115,17 @@ def _uint32s(values: Iterable[int] | bytes) -> array:
     return found
 
 
-def _crc_blob(data: bytes) -> bytes:
-    values = _uint32s(map(zlib.crc32, data.split(b"\n"))) if data else array("I")
+def _line_sums(data: bytes) -> bytes:
+    """Each line's Adler-32 checksum (a pointer to the line that changed, not a proof: a tenth
+    of the cost of a CRC here, where splitting the lines costs most)."""
+    values = _uint32s(map(zlib.adler32, data.split(b"\n"))) if data else array("I")
     if sys.byteorder != "little":
         values.byteswap()
     return values.tobytes()
 
 
 def _hash_block(rows: int, data: bytes) -> Block:
-    return Block(rows, hashlib.sha256(data).hexdigest(), _crc_blob(data))
+    return Block(rows, hashlib.sha256(data).hexdigest(), _line_sums(data))
 
 
 def _hash_blocks(texts: Iterable[tuple[int, bytes]]) -> list[Block]:
@@ -140,26 +143,26 @@ def _hash_blocks(texts: Iterable[tuple[int, bytes]]) -> list[Block]:
 
 
 def _chain(part: str, owner: int, links: Iterable[tuple[str, bytes]]) -> str:
-    """One part of one seal: h = SHA-256(h + block hash + SHA-256(line CRCs)) over its blocks."""
+    """One part of one seal: h = SHA-256(h + block hash + SHA-256(line checksums)) over its blocks."""
     h = hashlib.sha256(f"{part} {owner}".encode()).digest()
-    for digest, crcs in links:
-        h = hashlib.sha256(h + bytes.fromhex(digest) + hashlib.sha256(crcs).digest()).digest()
+    for digest, sums in links:
+        h = hashlib.sha256(h + bytes.fromhex(digest) + hashlib.sha256(sums).digest()).digest()
     return h.hex()
 
 
 def _record_blocks(conn, part: str, owner: int, blocks: Sequence[Block], *, ids: tuple[int, int, int] | None = None, **extra: Any) -> dict:
-    """Keep the blocks' hashes and line CRCs in `seal_blocks`; return the part's seal. `ids`:
+    """Keep the blocks' hashes and line checksums in `seal_blocks`; return the part's seal. `ids`:
     (first id, last id, ids per block) when the blocks are ranges of ids."""
     conn.executemany(
-        "INSERT INTO seal_blocks (part, owner, block, rows, last_key, sha256, row_crcs) VALUES (?,?,?,?,?,?,?)",
-        [(part, owner, n, b.rows, _last_key(ids, n), b.sha256, b.crcs) for n, b in enumerate(blocks)],
+        "INSERT INTO seal_blocks (part, owner, block, rows, last_key, sha256, row_sums) VALUES (?,?,?,?,?,?,?)",
+        [(part, owner, n, b.rows, _last_key(ids, n), b.sha256, b.sums) for n, b in enumerate(blocks)],
     )
     return {
         **extra,
         "owner": owner,
         "rows": sum(b.rows for b in blocks),
         "blocks": len(blocks),
-        "sha256": _chain(part, owner, [(b.sha256, b.crcs) for b in blocks]),
+        "sha256": _chain(part, owner, [(b.sha256, b.sums) for b in blocks]),
     }
 
 
@@ -542,15 +545,15 @@ def _check_decision_sources(units: Sequence[_Unit], events: Sequence[LogEvent]) 
 
 
 def _stored_blocks(conn, table: str, owner: int) -> list[tuple[int, int, str, bytes, int | None]]:
-    sql = "SELECT block, rows, sha256, row_crcs, last_key FROM seal_blocks WHERE part = ? AND owner = ? ORDER BY block"
+    sql = "SELECT block, rows, sha256, row_sums, last_key FROM seal_blocks WHERE part = ? AND owner = ? ORDER BY block"
     return conn.execute(sql, (table, owner)).fetchall()
 
 
 def _blocks_match(table: str, part: dict, texts: Sequence[tuple[int, bytes]], stored: Sequence[tuple], digests: Sequence[str]) -> bool:
     """Whether the rows read now are what the seal's chain holds; when they are, the
     `seal_blocks` rows (the locators) must be what was sealed too."""
-    crcs = {block: blob for block, _, _, blob, _ in stored}
-    links = [(d, crcs.get(n, b"")) for n, d in enumerate(digests)]
+    sums = {block: blob for block, _, _, blob, _ in stored}
+    links = [(d, sums.get(n, b"")) for n, d in enumerate(digests)]
     if _chain(table, part["owner"], links) != part["sha256"] or sum(r for r, _ in texts) != part["rows"]:
         return False
     size = SMALL_BLOCK_ROWS if table == "transcript" else BLOCK_ROWS
@@ -564,26 +567,24 @@ def _blocks_match(table: str, part: dict, texts: Sequence[tuple[int, bytes]], st
 
 
 def _differing_ids(
-    texts: Sequence[tuple[int, bytes]], stored: Sequence[tuple], digests: Sequence[str], first_id: int, size: int
+    conn, table: str, texts: Sequence[tuple[int, bytes]], stored: Sequence[tuple], digests: Sequence[str], first_id: int, size: int
 ) -> Iterator[tuple[int, str]]:
     """(id, "differs" | "inserted" | "missing") for each row of a block that no longer matches
-    the line sealed for its id, found by the lines' CRCs; blocks whose hash matches are skipped."""
+    the line sealed for its id, found by the lines' checksums; blocks whose hash matches are skipped."""
     for n, (block, rows, sha, blob, _) in enumerate(stored):
         if n >= len(digests) or block != n or sha == digests[n]:
             continue
-        crcs, start, seen = _uint32s(blob), first_id + n * size, set()
-        for line in texts[n][1].split(b"\n") if texts[n][1] else ():
-            end = line.find(b",")
-            pk = int(line[1:end] if end > 0 else line[1:-1])
-            seen.add(pk)
+        sums, start = _uint32s(blob), first_id + n * size
+        ids = [pk for (pk,) in conn.execute(f"SELECT id FROM {table} WHERE id BETWEEN ? AND ? ORDER BY id", (start, start + size - 1))]
+        lines = texts[n][1].split(b"\n") if texts[n][1] else []
+        for pk, line in zip(ids, lines):
             position = pk - start
             if not 0 <= position < rows:
                 yield pk, "inserted"
-            elif zlib.crc32(line) != crcs[position]:
+            elif zlib.adler32(line) != sums[position]:
                 yield pk, "differs"
-        for position in range(rows):
-            if start + position not in seen:
-                yield start + position, "missing"
+        for position in sorted(set(range(rows)) - {pk - start for pk in ids}):
+            yield start + position, "missing"
 
 
 def _read(conn, sql: str, first: int, last: int, size: int, table: str) -> list[tuple[int, bytes]]:
@@ -674,7 +675,7 @@ def _check_run_rows(conn, unit: _Unit) -> None:
         _check_against_digests(conn, unit)
     if _blocks_match("transactions", part, texts, stored, digests):
         return
-    found = list(itertools.islice(_differing_ids(texts, stored, digests, first, BLOCK_ROWS), 2))
+    found = list(itertools.islice(_differing_ids(conn, "transactions", texts, stored, digests, first, BLOCK_ROWS), 2))
     if not found:
         raise _Mismatch(
             f"transactions rows {first}-{last}: they or their seal_blocks rows were altered; they do not match what {unit.by} sealed"
@@ -695,16 +696,16 @@ def _check_run_rows(conn, unit: _Unit) -> None:
 
 def _status_was(conn, pk: int, columns: Sequence[str], stored: Sequence[tuple], first: int) -> str | None:
     """The status the row was sealed with, when its line with that status is the line sealed
-    (by its CRC): then the status alone changed."""
+    (by its checksum): then the status alone changed."""
     block, position = divmod(pk - first, BLOCK_ROWS)
-    crcs = _uint32s(stored[block][3]) if block < len(stored) else array("I")
-    if position >= len(crcs):
+    sums = _uint32s(stored[block][3]) if block < len(stored) else array("I")
+    if position >= len(sums):
         return None
     for status in STATUSES:
         (line,) = conn.execute(
             f"SELECT CAST({_row_json(columns, '?')} AS BLOB) FROM transactions t WHERE t.id = ?", (status, pk)
         ).fetchone()
-        if zlib.crc32(line) == crcs[position]:
+        if zlib.adler32(line) == sums[position]:
             return status
     return None
 
@@ -840,11 +841,11 @@ def _check_ordered(conn, units: Sequence[_Unit], table: str) -> None:
             continue
         if len(lines) < part["rows"]:
             raise _Mismatch(_missing_ordered(conn, table, u, part["rows"] - len(lines)))
-        crcs = array("I")
+        sums = array("I")
         for _, _, _, blob, _ in stored:
-            crcs.extend(_uint32s(blob))
+            sums.extend(_uint32s(blob))
         for position, line in enumerate(lines):
-            if position >= len(crcs) or zlib.crc32(line.encode("utf-8")) != crcs[position]:
+            if position >= len(sums) or zlib.adler32(line.encode("utf-8")) != sums[position]:
                 if len(lines) > part["rows"]:
                     raise _Mismatch(f"{table} row {_key(table, line)}: not among what {u.by} recorded (added since)")
                 raise _Mismatch(f"{table} row {_key(table, line)}: differs from what {u.by} recorded")
@@ -910,7 +911,7 @@ def _check_transcript(conn, events: Sequence[LogEvent], check: SealCheck) -> Non
         if _blocks_match("transcript", cover, texts, stored, digests):
             continue
         by = f"event {event.id} ({event.kind})"
-        for pk, state in _differing_ids(texts, stored, digests, first, SMALL_BLOCK_ROWS):
+        for pk, state in _differing_ids(conn, "transcript", texts, stored, digests, first, SMALL_BLOCK_ROWS):
             if state == "missing":
                 raise _Mismatch(f"transcript row {pk} is missing, but {by} sealed it")
             if state == "inserted":
