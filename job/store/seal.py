@@ -404,8 +404,8 @@ def verify_seals(conn, events: Sequence[LogEvent]) -> SealCheck:
         _check_tokens(conn, units, events)
         _check_decision_sources(units, events)
         _check_ordered(conn, units, "payment_digests")  # before the transactions, which are checked against them
+        _check_ordered(conn, units, "vendors")  # which give the vendor keys whose hashes the digests hold
         _check_transactions(conn, units, events)
-        _check_ordered(conn, units, "vendors")
         _check_transcript(conn, events, check)
         _check_digest_state(conn, units)
     except _Mismatch as exc:
@@ -727,46 +727,89 @@ def _check_against_files(conn, unit: _Unit) -> None:
 
 def _check_against_digests(conn, unit: _Unit) -> None:
     """The date, currency, amount and vendor key of each row: those of its entry in the run's
-    payment digests (each row in exactly one)."""
+    payment digests (each row in exactly one). A block at a time, SQLite lists the rows'
+    amounts, vendor hashes (from a table of the vendor keys and their hashes) and day numbers,
+    which are compared as arrays with the same lists made from the digests."""
     from job.screening.history import vendor_hash  # the digests' own hash of a vendor key
 
     part = unit.seal["transactions"]
-    first, count = part["first_id"], part["last_id"] - part["first_id"] + 1
-    where = array("i", [-1]) * count  # per row: which digest entry holds it
-    amounts, hashes, days = array("q", [0]) * count, array("q", [0]) * count, []
-    for n, (day, currency, vh_blob, amount_blob, id_blob) in enumerate(
-        conn.execute(
-            "SELECT date, currency, vendor_hashes, amounts, transaction_ids FROM payment_digests WHERE run_id BETWEEN ? AND ?"
-            " ORDER BY date, currency, part",
-            (unit.first_run, unit.last_run),
-        )
+    first, last = part["first_id"], part["last_id"]
+    count = last - first + 1
+    day_of = array("q", [-1]) * count  # per row: the number of its digest's (date, currency)
+    amounts, hashes, days = array("q", [0]) * count, array("q", [0]) * count, {}
+    for day, currency, vh_blob, amount_blob, id_blob in conn.execute(
+        "SELECT date, currency, vendor_hashes, amounts, transaction_ids FROM payment_digests WHERE run_id BETWEEN ? AND ?"
+        " ORDER BY date, currency, part",
+        (unit.first_run, unit.last_run),
     ):
-        days.append((day, currency))
+        number = days.setdefault((day, currency), len(days))
         for pk, amount, vh in zip(_int64s(id_blob), _int64s(amount_blob), _int64s(vh_blob)):
             slot = pk - first
-            if not 0 <= slot < count or where[slot] != -1:
+            if not 0 <= slot < count or day_of[slot] != -1:
                 raise _Mismatch(
                     f"payment_digests row {day} {currency} ({unit.runs()}): lists transaction {pk} where {unit.by} sealed no such row"
                 )
-            where[slot], amounts[slot], hashes[slot] = n, amount, vh
-    key_hashes: dict[str, int] = {}
-    for pk, txn_id, day, currency, amount, key in conn.execute(
-        "SELECT id, txn_id, date, currency, amount_minor, vendor_key FROM transactions WHERE id BETWEEN ? AND ? ORDER BY id",
-        (first, part["last_id"]),
+            day_of[slot], amounts[slot], hashes[slot] = number, amount, vh
+    if -1 in day_of:
+        pk = first + day_of.index(-1)
+        raise _Mismatch(f"transactions row {pk}: not in the payment digests {unit.by} recorded")
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS audit_vendor_hash (vendor_key TEXT PRIMARY KEY, vh INTEGER NOT NULL)")
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS audit_day (date TEXT, currency TEXT, n INTEGER, PRIMARY KEY (date, currency))")
+    try:
+        conn.execute("DELETE FROM temp.audit_vendor_hash")
+        conn.execute("DELETE FROM temp.audit_day")
+        keys = [k for (k,) in conn.execute("SELECT vendor_key FROM vendors WHERE typeof(vendor_key) = 'text'")]  # every run's keys
+        conn.executemany("INSERT INTO temp.audit_vendor_hash VALUES (?,?)", [(k, vendor_hash(k)) for k in keys])
+        conn.executemany("INSERT INTO temp.audit_day VALUES (?,?,?)", [(d, c, n) for (d, c), n in days.items()])
+        sql = (
+            "SELECT count(*), group_concat(coalesce(t.amount_minor, 'x')), group_concat(coalesce(v.vh, 'x')), group_concat(coalesce(d.n, 'x'))"
+            " FROM transactions t LEFT JOIN temp.audit_vendor_hash v ON v.vendor_key = t.vendor_key"
+            " LEFT JOIN temp.audit_day d ON d.date = t.date AND d.currency = t.currency WHERE t.id BETWEEN ? AND ?"
+        )
+        for start in range(first, last + 1, BLOCK_ROWS):
+            end = min(start + BLOCK_ROWS - 1, last)
+            rows, *lists = conn.execute(sql, (start, end)).fetchone()
+            if rows != end - start + 1:
+                return  # a row is missing or added: the seal's blocks name it
+            a, b = start - first, end - first + 1
+            if any(_ints(listed) != wanted[a:b] for listed, wanted in zip(lists, (amounts, hashes, day_of))):
+                _name_digest_difference(conn, unit, start, end, (amounts, hashes, day_of), days)
+    finally:
+        conn.execute("DROP TABLE IF EXISTS temp.audit_vendor_hash")
+        conn.execute("DROP TABLE IF EXISTS temp.audit_day")
+
+
+def _ints(listed: str | None) -> array | None:
+    """A list of integers SQLite joined with commas, or None when one is not an integer."""
+    try:
+        return array("q", map(int, listed.split(","))) if listed else array("q")
+    except (ValueError, OverflowError):
+        return None
+
+
+def _name_digest_difference(conn, unit: _Unit, start: int, end: int, wanted: tuple[array, array, array], days: dict) -> None:
+    """Name the first row of a block whose date, currency, amount or vendor key is not its digest entry's."""
+    amounts, hashes, day_of = wanted
+    sealed_day = {number: key for key, number in days.items()}
+    first = unit.seal["transactions"]["first_id"]
+    for pk, txn_id, day, currency, amount, vh in conn.execute(
+        "SELECT t.id, t.txn_id, t.date, t.currency, t.amount_minor, v.vh FROM transactions t"
+        " LEFT JOIN temp.audit_vendor_hash v ON v.vendor_key = t.vendor_key WHERE t.id BETWEEN ? AND ? ORDER BY t.id",
+        (start, end),
     ):
         slot = pk - first
-        if where[slot] == -1:
-            raise _Mismatch(f"transactions row {pk} ({txn_id}): not in the payment digests {unit.by} recorded")
-        column = None
-        if (day, currency) != days[where[slot]]:
-            column = "date" if day != days[where[slot]][0] else "currency"
-        elif amount != amounts[slot] or type(amount) is not int:
-            column = "amount_minor"
-        else:
-            if key not in key_hashes:
-                key_hashes[key] = vendor_hash(key) if isinstance(key, str) else None
-            if key_hashes[key] != hashes[slot]:
-                column = "vendor_key"
+        then_day, then_currency = sealed_day[day_of[slot]]
+        column = (
+            "date"
+            if day != then_day
+            else "currency"
+            if currency != then_currency
+            else "amount_minor"
+            if amount != amounts[slot] or type(amount) is not int
+            else "vendor_key"
+            if vh != hashes[slot]
+            else None
+        )
         if column:
             raise _Mismatch(f"transactions row {pk} ({txn_id}): {column} differs from what {unit.by} recorded")
 
