@@ -40,6 +40,7 @@ TIMED = [
     ("job.bulk", "FrameBatch", "write_extras"),
     ("job.store.db", "Writer", "close"),
     ("job.run", None, "_record_request"),
+    ("job.run", None, "seal_run"),
 ]
 NAMES = {"close": "writer wait"}
 
