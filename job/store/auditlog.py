@@ -5,7 +5,7 @@ closed) is a row whose hash covers the previous row's hash and its own canonical
 so editing, deleting or reordering a row breaks the chain from that row on. Triggers refuse
 UPDATE and DELETE; `audit verify` recomputes the chain, cross-checks every decision against
 its event and every status against the decisions, then checks the rows the events speak of
-against the runs' seals (`seal.verify_seals`). The head hash and its position go out in every
+against the runs' seals (`sealcheck.verify_seals`). The head hash and its position go out in every
 confirmation, witness notice and report manifest, so copies exist outside the database.
 """
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from job.store.clock import now_utc
-from job.store.seal import LogEvent, verify_seals
+from job.store.sealcheck import LogEvent, verify_seals
 
 __all__ = ["GENESIS", "append_event", "head", "head_hash", "verify_log", "Verification", "canonical"]
 
