@@ -44,6 +44,7 @@ TIMED = [
         "finish_run",
         "draft_request",
         "record_request",
+        "seal_run",
     )
 ]
 NAMES: dict[str, str] = {}

@@ -387,8 +387,9 @@ def verify(
     config: Path | None = ConfigOption,
     db: Path | None = DbOption,
 ) -> None:
-    """Recompute the audit log's hash chain; exit 10 naming the first row that does not match, or
-    a head kept outside the database (--witness) that the chain no longer holds."""
+    """Recompute the audit log's hash chain and check every sealed fact, status and decision
+    against it; exit 10 naming the first row that does not match, or a head kept outside the
+    database (--witness) that the chain no longer holds at its position."""
     from job.store.auditlog import verify_log
     from job.store.db import open_db
     from job.store.witness import collect_heads
@@ -399,11 +400,16 @@ def verify(
     if not result.ok:
         _fail(f"{settings.db}: audit log does not verify: {result.problem}", EXIT_TAMPERED)
     heads = [found for path in witness or () for found in collect_heads(path)]
-    chain = {h for (h,) in conn.execute("SELECT row_hash FROM events")} if heads else set()
-    for where, head in heads:
-        if head not in chain:
+    chain = {h for (h,) in conn.execute("SELECT row_hash FROM events")} if any(h.position is None for h in heads) else set()
+    for head in heads:
+        if head.position is None:
+            held, where = head.hash in chain, ""
+        else:
+            row = conn.execute("SELECT row_hash FROM events WHERE id = ?", (head.position,)).fetchone()
+            held, where = bool(row) and row[0] == head.hash, f" as event {head.position}"
+        if not held:
             _fail(
-                f"{settings.db}: the audit log head {head} published in {where} is not in the chain:"
+                f"{settings.db}: the audit log head {head.hash} published in {head.where}{where} is not in the chain:"
                 " the log was rewritten after it was published",
                 EXIT_TAMPERED,
             )
@@ -411,6 +417,8 @@ def verify(
         f"audit log verified: {result.rows} event(s), head {result.head}"
         + (f"; all {len(heads)} head(s) kept outside it are in the chain" if heads else "")
     )
+    for note in result.notes:
+        typer.echo(f"note: {note}")
 
 
 @app.command()

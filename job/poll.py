@@ -39,6 +39,7 @@ from job.mail.transport import Received, open_inbox
 from job.store.auditlog import append_event, head_hash
 from job.store.db import content_sha256, now_utc, transaction
 from job.store.messagelog import binding, tokens_in
+from job.store.seal import cover_transcript
 
 __all__ = ["PollResult", "poll_replies", "process_message"]
 
@@ -317,7 +318,8 @@ def process_message(db, config: Config, item: Received, *, inbox_name: str, sent
             detail=detail,
         )
         if outcome.closed:
-            append_event(conn, "request_closed", request_id=outcome.closed)
+            (closed_at,) = conn.execute("SELECT closed_at FROM requests WHERE id = ?", (outcome.closed,)).fetchone()
+            append_event(conn, "request_closed", request_id=outcome.closed, detail={"closed_at": closed_at})
         crash_point("poll:before-commit")
     return outcome
 
@@ -557,7 +559,13 @@ async def summarize_closed_requests(db, config: Config) -> list[str]:
             continue
         with transaction(db) as conn:
             conn.execute("UPDATE requests SET summary = ? WHERE id = ?", (summary or "(no summary)", request_id))
-            append_event(conn, "summary", request_id=request_id, actor="finance_agent", detail={"summary": summary})
+            append_event(
+                conn,
+                "summary",
+                request_id=request_id,
+                actor="finance_agent",
+                detail={"summary": summary, "transcript": cover_transcript(conn)},  # the conversation's rows since the last seal
+            )
     return warnings
 
 

@@ -26,14 +26,17 @@ from job.ledger.ingest_fast import FrameLedger
 from job.mail.outbox import FlushResult, flush_outbox
 from job.review.annotate import Review, annotate
 from job.review.prefetch import start_importing_agent, wait_for_imports
+from job.screening.fingerprint import describe_policy, policy_sha256
 from job.screening.flagged import FlaggedFrame
 from job.screening.history import find_history, make_digests, write_digests
 from job.screening.screen_frame import Compact, compact_rows, screen_batch
 from job.screening.vendors import load_known_vendors, recorded_vendors
+from job.store.auditlog import append_event
 from job.store.db import transaction
 from job.store.new_rows import NewRows, choose_new_rows
 from job.store.record_rows import insert_rows, packed_outcomes, record_vendors
 from job.store.runs import finish_run, next_transaction_id, record_ledger_files, start_run
+from job.store.seal import seal_run
 
 __all__ = ["RunResult", "LedgerOutcome", "read_ledgers", "run_audit"]
 
@@ -141,7 +144,11 @@ async def _record(
     vendors and payment digests, every new row with its outcome, the run event, the request."""
     mode, request_id, batch = config.policy.approval_mode, result.request_id, new.batch
     chosen = [(ledger, n) for ledger, n, skipped in new.outcomes if not skipped]
-    result.run_id = run_id = start_run(conn, mode=mode, reviewer=result.reviewer, ledgers=ledgers, new_transactions=batch.count)
+    described = describe_policy(config.policy, load_known_vendors(config))  # the settings that decide what is flagged
+    fingerprint = policy_sha256(described)
+    result.run_id = run_id = start_run(
+        conn, mode=mode, reviewer=result.reviewer, ledgers=ledgers, new_transactions=batch.count, policy_sha256=fingerprint
+    )
     next_pk = next_transaction_id(conn)
     file_ids = record_ledger_files(conn, run_id, config.ledger.source, chosen, batch.zones(next_pk))
     if request_id:
@@ -182,6 +189,9 @@ async def _record(
         summary=review.summary,
         usage=review.usage,
         request_id=request_id,
+        policy=described,
+        policy_sha256=fingerprint,
+        amended=result.amended,
     )
     if request_id:
         draft = draft_request(
@@ -206,6 +216,7 @@ async def _record(
             summary=review.summary,
             new_transactions=batch.count,
         )
+    append_event(conn, "sealed", detail=seal_run(conn, run_id))  # after the run's last write but the witness notices
     queue_head_notices(conn, config, f"run {run_id}")
 
 

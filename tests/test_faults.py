@@ -143,9 +143,10 @@ def snapshot(site: Path) -> dict:
         "mailed": sorted(Counter((m["To"], m["Subject"]) for m in distinct).items()),
         "decisions": q("SELECT item_no, decision, reason, approver FROM decisions"),
         "inbound": q("SELECT sender, status, detail FROM messages WHERE direction = 'in'"),
-        # a message seen again after a kill is logged as repeated: that is a trace of the kill, not a difference
+        # a message seen again after a kill is logged as repeated: that is a trace of the kill, not a
+        # difference; every run (re-runs too) records a run and its seal
         "events": sorted(Counter(k for (k,) in db_rows(
-            site, "SELECT kind FROM events WHERE kind NOT IN ('run', 'message_repeated')")).items()),
+            site, "SELECT kind FROM events WHERE kind NOT IN ('run', 'sealed', 'message_repeated')")).items()),
         "conversation": db_rows(site, "SELECT COUNT(*) FROM conversation"),
         "transcript": db_rows(site, "SELECT COUNT(*) FROM transcript"),
         "failures": q("SELECT attempts, moved_to FROM inbound_failures"),

@@ -16,7 +16,7 @@ from job.ledger.ingest import format_amount_display
 from job.mail.message import Inbound, compose, message_id_for, render, reply_address_for, sanitize_text
 from job.mail.outbox import queue_message
 from job.mail.redact import redact_text
-from job.store.auditlog import head_hash
+from job.store.auditlog import head, head_hash
 from job.store.db import now_utc
 
 __all__ = [
@@ -157,6 +157,7 @@ def queue_answer(
         request_id=request_id or "-",
         received_at=now_utc(),
         head=head_hash(conn),
+        head_event=head(conn)[0],
         recorded_more=recorded_total - len(recorded),
         recorded_totals=totals,
         unclear=unclear,
@@ -202,11 +203,10 @@ def queue_head_notices(conn, config: Config, what: str) -> None:
     copies kept outside the database, which `audit verify --witness` checks against the chain."""
     if not config.witness_addresses:
         return
-    head = head_hash(conn)
-    events = conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+    position, head_now = head(conn)
     subject = f"Ledger audit log head after {what}"
     text = (
-        f"The ledger audit's log after {what} holds {events:,} events.\n\naudit log head {head}\n\n"
+        f"The ledger audit's log after {what} holds {position:,} events.\n\naudit log head {head_now} at event {position}\n\n"
         "Keep this message. 'audit verify --witness FOLDER' with the folder or mbox it is saved in\n"
         "checks that the audit log still holds this head; a log rewritten afterwards does not.\n"
     )

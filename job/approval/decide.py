@@ -140,8 +140,14 @@ def plan_decisions(
 
 
 def record_decisions(conn, plan: Plan, *, request_id: str, approver: str, decided_at: str, message_id: str) -> None:
-    """Append the plan's decisions and set each item's status (inside the caller's transaction)."""
+    """Append the plan's decisions and set each item's status (inside the caller's transaction).
+    Each decision's event says which status it changed (`from`), so `audit verify` can replay
+    an item's statuses from its seal to now."""
     for d in plan.decisions:
+        before = None
+        if d.item is not None:
+            row = conn.execute("SELECT status FROM transactions WHERE id = ?", (d.item.pk,)).fetchone()
+            before = row[0] if row else None
         values = {
             "request_id": request_id,
             "transaction_id": d.item.pk if d.item else None,
@@ -163,7 +169,12 @@ def record_decisions(conn, plan: Plan, *, request_id: str, approver: str, decide
             request_id=request_id,
             actor=approver,
             message_id=message_id,
-            detail={**values, "decision_id": decision_id, "txn_id": d.item.txn_id if d.item else None},
+            detail={
+                **values,
+                "decision_id": decision_id,
+                "txn_id": d.item.txn_id if d.item else None,
+                **({"from": before} if d.item else {}),
+            },
         )
         if d.item is not None:
             changed = conn.execute(

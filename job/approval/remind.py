@@ -21,6 +21,7 @@ from job.approval.answer import decision_view, queue_answer, queue_request_copie
 from job.config import Config
 from job.store.auditlog import append_event
 from job.store.db import now_utc, transaction
+from job.store.seal import request_tokens
 
 __all__ = ["ChaseResult", "chase_open_requests", "current_approvers", "is_current_approver", "retired_holders"]
 
@@ -114,7 +115,12 @@ def chase_open_requests(db, config: Config, *, now: float | None = None) -> Chas
         elif stale := retired_holders(db.conn, request_id, current):
             with transaction(db) as conn:
                 sent_to = queue_request_copies(conn, config, request_id, stale, kind="reissue", notice=REISSUE_NOTICE)
-                append_event(conn, "reissued", request_id=request_id, detail={"to": sent_to, "why": "reply tokens retired"})
+                append_event(
+                    conn,
+                    "reissued",
+                    request_id=request_id,
+                    detail={"to": sent_to, "why": "reply tokens retired", "tokens": request_tokens(conn, request_id)},
+                )
             result.reissued.append(request_id)
         elif settings.escalate_after is not None and settings.escalation_addresses and not escalated_at and age >= settings.escalate_after:
             with transaction(db) as conn:
@@ -126,8 +132,14 @@ def chase_open_requests(db, config: Config, *, now: float | None = None) -> Chas
                     kind="escalation",
                     notice=f"Escalated: this request has waited {hours} hours for a decision; you may now decide it",
                 )
-                conn.execute("UPDATE requests SET escalated_at = ? WHERE id = ?", (now_utc(), request_id))
-                append_event(conn, "escalated", request_id=request_id, detail={"to": sent_to, "age_hours": hours})
+                at = now_utc()
+                conn.execute("UPDATE requests SET escalated_at = ? WHERE id = ?", (at, request_id))
+                append_event(
+                    conn,
+                    "escalated",
+                    request_id=request_id,
+                    detail={"to": sent_to, "age_hours": hours, "at": at, "tokens": request_tokens(conn, request_id)},
+                )
             result.escalated.append(request_id)
         elif not current:  # nobody to remind; said on every poll until it is escalated, expires or someone is added back
             result.warnings.append(_no_current_approver(db.conn, request_id, "nobody can decide it and no reminder is sent"))
@@ -141,8 +153,14 @@ def chase_open_requests(db, config: Config, *, now: float | None = None) -> Chas
                     kind="reminder",
                     notice=f"Reminder: this request has waited {hours} hours; the items below are still open (pending or held)",
                 )
-                conn.execute("UPDATE requests SET reminded_at = ? WHERE id = ?", (now_utc(), request_id))
-                append_event(conn, "reminded", request_id=request_id, detail={"to": sent_to, "age_hours": hours})
+                at = now_utc()
+                conn.execute("UPDATE requests SET reminded_at = ? WHERE id = ?", (at, request_id))
+                append_event(
+                    conn,
+                    "reminded",
+                    request_id=request_id,
+                    detail={"to": sent_to, "age_hours": hours, "at": at, "tokens": request_tokens(conn, request_id)},
+                )
             result.reminded.append(request_id)
     return result
 
@@ -162,8 +180,9 @@ def expire_request(conn, config: Config, request_id: str, hours: int) -> None:
     reason = f"no decision within {hours} hours"
     plan = Plan(tuple(Decision(i, "expired", reason) for i in items), ())
     record_decisions(conn, plan, request_id=request_id, approver="(expiry)", decided_at=now_utc(), message_id="")
-    conn.execute("UPDATE requests SET status = 'closed', closed_at = ?, expired_at = ? WHERE id = ?", (now_utc(), now_utc(), request_id))
-    append_event(conn, "expired", request_id=request_id, detail={"items": [i.txn_id for i in items], "age_hours": hours})
+    at = now_utc()
+    conn.execute("UPDATE requests SET status = 'closed', closed_at = ?, expired_at = ? WHERE id = ?", (at, at, request_id))
+    append_event(conn, "expired", request_id=request_id, detail={"items": [i.txn_id for i in items], "age_hours": hours, "closed_at": at})
     # the notice lists the first `max_listed` items and counts the rest, as a confirmation does
     recorded = [decision_view(conn, i.pk, "expired", reason, i.no) for i in items[: config.request.max_listed]]
     for approver in current_approvers(conn, config, request_id):

@@ -21,7 +21,7 @@ from job.approval.request import safe_cell
 from job.errors import InputError
 from job.ledger.ingest import format_amount
 from job.mail.outbox import unsent_messages
-from job.store.auditlog import head_hash
+from job.store.auditlog import head, head_hash
 from job.store.db import now_utc
 
 __all__ = [
@@ -168,7 +168,8 @@ def write_report_file(db, out: Path, fmt: str, *, since: str | None = None, unti
                     "since": since,
                     "until": until,
                     "generated_at": now_utc(),
-                    "audit_log_head": head_hash(db.conn),
+                    "audit_log_head": head(db.conn)[1],
+                    "audit_log_head_event": head(db.conn)[0],  # its position: `audit verify --witness` checks both
                     "audit_log_verified": not unverified,
                     **({"audit_log_problem": unverified} if unverified else {}),
                     "reviewers": [r for (r,) in db.conn.execute("SELECT DISTINCT reviewer FROM runs ORDER BY reviewer")],

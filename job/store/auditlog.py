@@ -3,9 +3,10 @@
 Every audit event (a run, a request, each message in and out, each decision, a request
 closed) is a row whose hash covers the previous row's hash and its own canonical content,
 so editing, deleting or reordering a row breaks the chain from that row on. Triggers refuse
-UPDATE and DELETE; `audit verify` recomputes the chain and cross-checks every decision
-against its event. The head hash goes out in every confirmation and report, so a copy of
-it exists outside the database.
+UPDATE and DELETE; `audit verify` recomputes the chain, cross-checks every decision against
+its event and every status against the decisions, then checks the rows the events speak of
+against the runs' seals (`sealcheck.verify_seals`). The head hash and its position go out in every
+confirmation, witness notice and report manifest, so copies exist outside the database.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from job.store.db import now_utc
+from job.store.clock import now_utc
 from job.store.messagecheck import check_messages
+from job.store.sealcheck import LogEvent, verify_seals
 
-__all__ = ["GENESIS", "append_event", "head_hash", "verify_log", "Verification", "canonical"]
+__all__ = ["GENESIS", "append_event", "head", "head_hash", "verify_log", "Verification", "canonical"]
 
 GENESIS = "0" * 64
 
@@ -36,8 +38,14 @@ def _content(row_id: int, at: str, kind: str, request_id: str, actor: str, messa
 
 
 def head_hash(conn) -> str:
-    row = conn.execute("SELECT row_hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
-    return row[0] if row else GENESIS
+    return head(conn)[1]
+
+
+def head(conn) -> tuple[int, str]:
+    """(position, hash) of the chain's last event: (0, GENESIS) when it has none. Copies kept
+    outside the database carry both, so `audit verify --witness` checks the hash at its place."""
+    row = conn.execute("SELECT id, row_hash FROM events ORDER BY id DESC LIMIT 1").fetchone()
+    return (row[0], row[1]) if row else (0, GENESIS)
 
 
 def append_event(conn, kind: str, *, request_id: str = "", actor: str = "", message_id: str = "", detail: Any = None) -> str:
@@ -60,12 +68,28 @@ class Verification:
     rows: int
     head: str
     problem: str
+    notes: tuple[str, ...] = ()  # true, and worth saying: e.g. runs sealed only at an upgrade
+
+
+SEALED_BY = (
+    "sealed",
+    "decision",
+    "message",
+    "request_closed",
+    "expired",
+    "reminded",
+    "escalated",
+    "reissued",
+    "summary",
+)  # what `verify_seals` reads
 
 
 def verify_log(conn) -> Verification:
-    """Recompute the chain; name the first row that does not match."""
+    """Recompute the chain, check the decisions, the statuses and the seals against it; name
+    the first row that does not match."""
     prev, expected_id, rows = GENESIS, 1, 0
     decision_events: dict[int, dict] = {}
+    log: list[LogEvent] = []
     for row_id, at, kind, request_id, actor, message_id, detail, prev_hash, row_hash in conn.execute(
         "SELECT id, at, kind, request_id, actor, message_id, detail, prev_hash, row_hash FROM events ORDER BY id"
     ):
@@ -81,6 +105,8 @@ def verify_log(conn) -> Verification:
             return Verification(False, rows, prev, f"events row {row_id}: content does not match its hash")
         if kind == "decision":
             decision_events[parsed.get("decision_id")] = parsed
+        if kind in SEALED_BY and isinstance(parsed, dict):
+            log.append(LogEvent(row_id, at, kind, request_id, message_id, parsed))
         prev, expected_id, rows = row_hash, row_id + 1, rows + 1
     for d_id, request_id, transaction_id, item_no, decision, reason, approver, decided_at, message_id in conn.execute(
         "SELECT id, request_id, transaction_id, item_no, decision, reason, approver, decided_at, message_id FROM decisions ORDER BY id"
@@ -108,7 +134,8 @@ def verify_log(conn) -> Verification:
     problem = check_messages(conn)  # every stored message is the one the log recorded
     if problem:
         return Verification(False, rows, prev, problem)
-    return Verification(True, rows, prev, "")
+    sealed = verify_seals(conn, log)
+    return Verification(not sealed.problem, rows, prev, sealed.problem, tuple(sealed.notes))
 
 
 DECIDED = ("approved", "rejected", "expired")
@@ -135,4 +162,9 @@ def check_statuses(conn) -> str:
     ).fetchone()
     if row:
         return f"transactions row {row[0]} ({row[1]}): auto-approved although a rule flagged it"
+    row = conn.execute(
+        "SELECT id, txn_id, item_no, request_id FROM transactions WHERE status = 'auto_approved' AND request_id IS NOT NULL ORDER BY id LIMIT 1"
+    ).fetchone()
+    if row:
+        return f"transactions row {row[0]} ({row[1]}): auto-approved although it is item {row[2]} of request {row[3]}"
     return ""

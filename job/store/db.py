@@ -20,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from job.errors import BusyError, DatabaseError
+from job.store.auditlog import append_event
+from job.store.clock import now_utc
+from job.store.seal import seal_existing
 
 __all__ = [
     "AuditDatabase",
@@ -417,16 +420,65 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     CREATE INDEX transactions_request ON transactions(request_id, item_no) WHERE request_id IS NOT NULL;
     CREATE INDEX transactions_pending ON transactions(request_id, item_no) WHERE status = 'pending';
     """,
+    # 13: seals (job/store/seal.py): each run's rows hashed in blocks inside its transaction, the
+    # blocks' hashes and their lines' checksums kept here (with the last id a block of ids covers),
+    # the chain of them in the run's `sealed` event; each run's policy fingerprint; a run's
+    # files, request, vendors and digests found by run. Triggers refuse what no part of the product does:
+    # deleting recorded rows, changing a transaction's facts, a status changed other than by a
+    # decision (pending or held to approved, rejected, held or expired), a finished run edited.
+    # What the database holds already is sealed as it stands (`seal_existing`, after this script).
+    """
+    ALTER TABLE runs ADD COLUMN policy_sha256 TEXT;
+    CREATE TABLE seal_blocks (
+        part TEXT NOT NULL,
+        owner INTEGER NOT NULL,
+        block INTEGER NOT NULL,
+        rows INTEGER NOT NULL,
+        last_key INTEGER,
+        sha256 TEXT NOT NULL,
+        row_sums BLOB NOT NULL,
+        PRIMARY KEY (part, owner, block)
+    );
+    CREATE INDEX ledger_files_run ON ledger_files(run_id);
+    CREATE INDEX requests_run ON requests(run_id);
+    CREATE INDEX vendors_run ON vendors(first_run_id);
+    CREATE INDEX payment_digests_run ON payment_digests(run_id);
+    CREATE TRIGGER seal_blocks_no_update BEFORE UPDATE ON seal_blocks
+        BEGIN SELECT RAISE(ABORT, 'seals are append-only'); END;
+    CREATE TRIGGER seal_blocks_no_delete BEFORE DELETE ON seal_blocks
+        BEGIN SELECT RAISE(ABORT, 'seals are append-only'); END;
+    CREATE TRIGGER transactions_no_delete BEFORE DELETE ON transactions
+        BEGIN SELECT RAISE(ABORT, 'recorded transactions are never deleted'); END;
+    CREATE TRIGGER transactions_facts_fixed BEFORE UPDATE OF id, source, txn_id, date, amount_minor, currency, vendor,
+        vendor_key, memo, account, ledger_file_id, line, run_id, flags, agent_note, request_id, item_no, version ON transactions
+        BEGIN SELECT RAISE(ABORT, 'a recorded transaction''s facts never change; only a decision changes its status'); END;
+    CREATE TRIGGER transactions_status_by_decision BEFORE UPDATE OF status ON transactions
+        WHEN OLD.status NOT IN ('pending', 'held') OR NEW.status NOT IN ('approved', 'rejected', 'held', 'expired')
+        BEGIN SELECT RAISE(ABORT, 'a status changes only by a decision on a pending or held item'); END;
+    CREATE TRIGGER runs_no_delete BEFORE DELETE ON runs
+        BEGIN SELECT RAISE(ABORT, 'runs are never deleted'); END;
+    CREATE TRIGGER runs_finished BEFORE UPDATE ON runs WHEN OLD.finished_at IS NOT NULL
+        BEGIN SELECT RAISE(ABORT, 'a finished run is never changed'); END;
+    CREATE TRIGGER ledger_files_no_update BEFORE UPDATE ON ledger_files
+        BEGIN SELECT RAISE(ABORT, 'ledger files are append-only'); END;
+    CREATE TRIGGER ledger_files_no_delete BEFORE DELETE ON ledger_files
+        BEGIN SELECT RAISE(ABORT, 'ledger files are append-only'); END;
+    CREATE TRIGGER vendors_no_update BEFORE UPDATE ON vendors
+        BEGIN SELECT RAISE(ABORT, 'vendors are append-only'); END;
+    CREATE TRIGGER vendors_no_delete BEFORE DELETE ON vendors
+        BEGIN SELECT RAISE(ABORT, 'vendors are append-only'); END;
+    CREATE TRIGGER requests_no_delete BEFORE DELETE ON requests
+        BEGIN SELECT RAISE(ABORT, 'requests are never deleted'); END;
+    CREATE TRIGGER request_tokens_no_update BEFORE UPDATE ON request_tokens
+        BEGIN SELECT RAISE(ABORT, 'reply tokens are append-only'); END;
+    CREATE TRIGGER request_tokens_no_delete BEFORE DELETE ON request_tokens
+        BEGIN SELECT RAISE(ABORT, 'reply tokens are append-only'); END;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
 BUSY_TIMEOUT_MS = 10_000
-
-
-def now_utc() -> str:
-    """The current time as an ISO 8601 UTC string with seconds, e.g. 2026-11-25T01:02:03Z."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 class AuditDatabase:
@@ -501,8 +553,21 @@ def migrate(db: AuditDatabase, *, where: str = "database", target: int = SCHEMA_
             else:
                 for statement in split_sql(step):
                     db.conn.execute(statement)
+            if number + 1 == SEALS_MIGRATION:
+                _seal_existing(db.conn)
             db.conn.execute(f"PRAGMA user_version = {number + 1}")
     return max(version, min(target, SCHEMA_VERSION))
+
+
+SEALS_MIGRATION = 13
+
+
+def _seal_existing(conn: sqlite3.Connection) -> None:
+    """Migration 11's second half: seal what the database already holds, as it stands, in a
+    `sealed` event that says it was made at the upgrade (`audit verify` says so too)."""
+    seal = seal_existing(conn, SEALS_MIGRATION)
+    if seal is not None:
+        append_event(conn, "sealed", actor="upgrade", detail=seal)
 
 
 def content_sha256(raw: bytes) -> str:

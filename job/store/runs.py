@@ -18,11 +18,12 @@ from job.store.db import now_utc
 __all__ = ["start_run", "next_transaction_id", "record_ledger_files", "finish_run"]
 
 
-def start_run(conn, *, mode: str, reviewer: str, ledgers: Sequence[FrameLedger], new_transactions: int) -> int:
-    """The run's row, before anything else it records; its id."""
+def start_run(conn, *, mode: str, reviewer: str, ledgers: Sequence[FrameLedger], new_transactions: int, policy_sha256: str) -> int:
+    """The run's row, before anything else it records; its id. `policy_sha256`: the
+    fingerprint of the settings that decide what is flagged (`screening.fingerprint`)."""
     return conn.execute(
-        "INSERT INTO runs (started_at, mode, reviewer, ledgers, transactions, new_transactions) VALUES (?,?,?,?,?,?)",
-        (now_utc(), mode, reviewer, len(ledgers), sum(ledger.rows for ledger in ledgers), new_transactions),
+        "INSERT INTO runs (started_at, mode, reviewer, ledgers, transactions, new_transactions, policy_sha256) VALUES (?,?,?,?,?,?,?)",
+        (now_utc(), mode, reviewer, len(ledgers), sum(ledger.rows for ledger in ledgers), new_transactions, policy_sha256),
     ).lastrowid
 
 
@@ -58,6 +59,9 @@ def finish_run(
     summary: str,
     usage: tuple[int, int, int],
     request_id: str | None,
+    policy: dict,
+    policy_sha256: str,
+    amended: Sequence[str] = (),
 ) -> None:
     """Complete the run's row with what it found, and record its `run` event."""
     conn.execute(
@@ -83,5 +87,8 @@ def finish_run(
             "model_calls": usage[0],
             "prompt_tokens": usage[1],
             "completion_tokens": usage[2],
+            "policy": policy,
+            "policy_sha256": policy_sha256,
+            "amended": list(amended),
         },
     )
