@@ -139,7 +139,10 @@ def _setup(config_path: Path | None, db_path: Path | None):
 @app.command()
 @guarded
 def run(
-    ledger: list[Path] = typer.Option(..., "--ledger", "-l", help="Ledger CSV export; repeat for several files."),
+    ledger: list[Path] = typer.Option(..., "--ledger", "-l", help="Ledger export or bank statement; repeat for several files."),
+    format: str | None = typer.Option(
+        None, "--format", help="Its format (else [ledger] format, by default found from the content; see 'audit inspect')."
+    ),
     config: Path | None = ConfigOption,
     db: Path | None = DbOption,
     wait: float = typer.Option(30.0, help="Seconds to wait for another run to finish before giving up."),
@@ -160,7 +163,7 @@ def run(
     reviewer = settings.llm.describe()
     rules = compile_rules(settings)  # a bad rule is a config error before any file is read
     with hold_lock(settings.db, "run", wait=wait):
-        ledgers = read_ledgers(settings, ledger)  # every file read in full before the database is touched
+        ledgers = read_ledgers(settings, ledger, format_name=format)  # every file read in full before the database is touched
         load_known_vendors(settings)
         database = open_db(settings.db)
         result = run_async(run_audit(database, settings, ledgers, reviewer=reviewer, rules=rules))
@@ -170,6 +173,8 @@ def run(
         note = "already imported, skipped" if item.already_imported else f"{item.new_rows} new"
         if item.amended:
             note += f", {item.amended} of them amended"
+        if item.format != "csv":
+            note += f"; read as {item.format}"
         typer.echo(f"{item.name}: {item.rows} transactions ({note})")
     typer.echo(
         f"run {result.run_id}: {result.new_transactions} new, {result.flagged} flagged, "

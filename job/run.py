@@ -48,6 +48,7 @@ class LedgerOutcome:
     new_rows: int
     already_imported: bool
     amended: int = 0  # of the new rows, how many are new versions of known transactions
+    format: str = "csv"  # the export format it was read as
 
 
 @dataclass(slots=True)
@@ -70,12 +71,14 @@ class RunResult:
     sent: FlushResult | None = None
 
 
-def read_ledgers(config: Config, ledger_paths: Sequence[str | Path], *, stream=None, spill: Path | None = None) -> list[FrameLedger]:
+def read_ledgers(
+    config: Config, ledger_paths: Sequence[str | Path], *, format_name: str | None = None, stream=None, spill: Path | None = None
+) -> list[FrameLedger]:
     """Every ledger read in full (`ledger.read.read_ledgers`). A large ledger will have flagged
     rows to review, so the agent's imports start meanwhile, on a thread."""
     if config.policy.approval_mode != "never" and read.has_large_file(config, ledger_paths):
         start_importing_agent()
-    return read.read_ledgers(config, ledger_paths, stream=stream, spill=spill)
+    return read.read_ledgers(config, ledger_paths, format_name=format_name, stream=stream, spill=spill)
 
 
 async def run_audit(db, config: Config, ledgers: Sequence[FrameLedger], *, reviewer: str, rules: Sequence = (), stream=None) -> RunResult:
@@ -121,7 +124,7 @@ def _result(config: Config, reviewer: str, new: NewRows, flagged: FlaggedFrame, 
     result = RunResult(
         reviewer=reviewer,
         ledgers=[
-            LedgerOutcome(ledger.name, ledger.rows, n, skipped, amended)
+            LedgerOutcome(ledger.name, ledger.rows, n, skipped, amended, ledger.format)
             for (ledger, n, skipped), amended in zip(new.outcomes, new.amended_per_ledger)
         ],
         new_transactions=new.batch.count,

@@ -106,6 +106,7 @@ class FrameLedger:
     name: str
     sha256: str
     blocks: tuple[Block, ...]
+    format: str = "csv"  # the export format it was read as (`ledger.formats`)
 
     @property
     def rows(self) -> int:

@@ -10,6 +10,7 @@ large_file_bytes` show a progress line while they are read, on a terminal only.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 from collections.abc import Sequence
@@ -17,6 +18,8 @@ from pathlib import Path
 
 from job.config import Config
 from job.errors import ConfigError
+from job.ledger.formats.detect import detect_format
+from job.ledger.formats.read import read_ledger_file
 from job.ledger.ingest import LedgerFormat, read_ledger
 from job.ledger.ingest_fast import FrameLedger, Unsupported, read_ledger_fast, transactions_frame
 from job.progress import Progress
@@ -46,10 +49,13 @@ def has_large_file(config: Config, ledger_paths: Sequence[str | Path]) -> bool:
     return any(size >= config.ledger.large_file_bytes for size in _sizes(ledger_paths))
 
 
-def read_ledgers(config: Config, ledger_paths: Sequence[str | Path], *, stream=None, spill: Path | None = None) -> list[FrameLedger]:
+def read_ledgers(
+    config: Config, ledger_paths: Sequence[str | Path], *, format_name: str | None = None, stream=None, spill: Path | None = None
+) -> list[FrameLedger]:
     """Read every ledger completely; any bad row rejects the run before anything is written.
 
-    `spill`: a folder for the blocks (by default one beside the database, for runs of at
+    `format_name` (else `[ledger] format`): the export format, or `auto` to find each file's
+    from its content; a generic CSV is read here, the others by `ledger.formats`. `spill`: a folder for the blocks (by default one beside the database, for runs of at
     least `SPILL_BYTES`); `stream`: where the progress line goes (stderr), if a terminal.
     """
     fmt = ledger_format(config)
@@ -57,8 +63,14 @@ def read_ledgers(config: Config, ledger_paths: Sequence[str | Path], *, stream=N
     large = any(size >= config.ledger.large_file_bytes for size in sizes)
     if spill is None and sum(sizes) >= SPILL_BYTES:
         spill = _spill_folder(config)
+    name = (format_name or config.ledger.format).lower()
     ledgers = []
     for p in ledger_paths:
+        found = detect_format(p, fmt) if name == "auto" else name
+        if found != "csv":
+            ledger, found = read_ledger_file(p, found, fmt)
+            ledgers.append(dataclasses.replace(ledger, format=found))
+            continue
         progress = Progress(f"reading {os.path.basename(p)}", stream=stream if large else io.StringIO())
         try:
             ledgers.append(read_ledger_fast(p, fmt, progress=progress.update, spill=spill))

@@ -194,6 +194,9 @@ class LedgerSettings(Section):
     """How the ledger exports are read."""
 
     source: str = Field("ledger", description="name of the system the exports come from; (source, id) is unique")
+    format: Annotated[
+        Literal["auto", "csv", "quickbooks", "xero", "netsuite", "sap", "datev", "camt053", "mt940", "ofx", "bai2", "xlsx"], LOWERED
+    ] = Field("auto", description="the exports' format; auto: found from each file's content ('audit inspect FILE' shows it)")
     columns: dict[str, str] = Field(
         default_factory=dict,
         description="map canonical names to the headers your export uses",

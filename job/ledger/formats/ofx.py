@@ -120,7 +120,7 @@ def parse_text(text: str, problems: Problems) -> tuple[Rows, list[str]]:
         closing, tag, value = match[1], (match[2] or "").upper(), match[3]
         if value is not None:
             if leaf is not None and value.strip():
-                _set_leaf(path, leaf, html.unescape(value.strip()), context, transaction)
+                _set_leaf(path, leaf, clean_text(html.unescape(value)), context, transaction)
                 valued, leaf = leaf, None
             continue
         if not tag or match[0].endswith("/>"):  # a declaration, or an empty element <MEMO/>
