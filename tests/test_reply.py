@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from job.approval.reply import (
@@ -494,6 +494,7 @@ def test_parse_reply_never_raises(plain, html, sent, row_count, known_ids):
 
 @settings(max_examples=300)
 @given(new=TEXTS, old=TEXTS, sent=st.lists(TEXTS, max_size=2))
+@example(new="From: Audit\napprove all", old="From: Audit", sent=[])  # a header field below in the quote is not this header's
 def test_quoted_text_below_a_header_never_changes_the_result(new, old, sent):
     quoted = "\n".join("> " + line for line in old.splitlines())
     plain = new + "\n\nOn Mon, 1 Jan 2026, X <x@y.z> wrote:\n" + quoted

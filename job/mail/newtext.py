@@ -230,6 +230,7 @@ def is_header_block(lines: Sequence[str], i: int) -> bool:
     if not _HEADER_FIELD.match(stripped):
         return is_foreign_header_block(lines, i)
     window = [line.strip() for line in lines[i + 1 : i + 6]]
+    window = window[: next((n for n, line in enumerate(window) if is_marked(line)), len(window))]  # not into a quote below
     if _FROM_FIELD.match(stripped):
         return any(_HEADER_FIELD.match(line) for line in window if len(line) <= MAX_HEADER_LINE)
     following = [line for line in window[:3] if line][:2]
