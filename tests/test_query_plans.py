@@ -9,6 +9,7 @@ planned against the same database and must not scan a table that grows with hist
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 from pathlib import Path
@@ -42,7 +43,8 @@ def traced_poll(site: Path, tmp_path: Path) -> list[str]:
     (hook / "sitecustomize.py").write_text(TRACER)
     log = tmp_path / "sql.log"
     log.unlink(missing_ok=True)
-    result = audit_process("poll", "--once", cwd=site, env={"PYTHONPATH": str(hook), "AUDIT_TEST_SQL_LOG": str(log)})
+    path = os.pathsep.join(p for p in (str(hook), os.environ.get("PYTHONPATH", "")) if p)  # keeps the code under test importable
+    result = audit_process("poll", "--once", cwd=site, env={"PYTHONPATH": path, "AUDIT_TEST_SQL_LOG": str(log)})
     assert result.returncode == 0, result.stderr
     return [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
 
