@@ -148,7 +148,7 @@ def run(
     wait: float = typer.Option(30.0, help="Seconds to wait for another run to finish before giving up."),
 ) -> None:
     """Ingest, screen and record ledgers; email one approval request for what is flagged."""
-    # polars (large ledgers, the policy's own rules) keeps freed memory for reuse unless told
+    # polars (reading, screening, the policy's own rules) keeps freed memory for reuse unless told
     # to give it back at once; a large run frees a lot between its stages, and peak memory is
     # what limits the ledger size (570 -> 480 MiB at a million rows, same speed). The
     # allocator reads this when polars is first imported, so it is set before anything is.

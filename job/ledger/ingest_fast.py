@@ -1,7 +1,7 @@
-"""Read a large ledger column-wise with polars, to exactly what `ingest.read_ledger` reads.
+"""Read a ledger column-wise with polars, to exactly what `ingest.read_ledger` reads.
 
-`ingest` reads row by row in Python, about 20 µs a row: fine for thousands of rows, a
-minute for a million. Here polars parses the CSV in blocks of `BLOCK_BYTES`, every cell as
+This is how every ledger is read. `ingest` reads row by row in Python, about 20 µs a row:
+fine for thousands of rows, a minute for a million. Here polars parses the CSV in blocks of `BLOCK_BYTES`, every cell as
 text, and the checks and conversions are column expressions: cleaning (only where a cell
 needs it), dates (each distinct text parsed once by `ingest`'s own function), currencies,
 and amounts, whose integer minor units are computed from the digit strings, never through
