@@ -33,7 +33,6 @@ __all__ = [
     "hold_lock",
     "now_utc",
     "split_sql",
-    "Writer",
     "content_sha256",
 ]
 
@@ -520,7 +519,7 @@ def open_db(path: str | os.PathLike, *, create: bool = True) -> AuditDatabase:
         raise DatabaseError(f"{path}: no audit database here (run 'audit run' first)")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        # a run's `Writer` uses the connection from its own thread, while the run waits for it
+        # one connection per command; the async mail code may touch it from an executor thread
         conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode = WAL")
@@ -641,75 +640,3 @@ def hold_lock(db_path: str | os.PathLike, name: str, *, wait: float = 0.0) -> It
         yield
     finally:
         os.close(fd)
-
-
-class Writer:
-    """Runs a transaction's writes in order, inline or on one background thread.
-
-    A large run's rows take seconds to insert, and that time is SQLite's and the binding's:
-    meanwhile the run can screen, review and compose its request without touching the
-    database. So the run hands every write to a `Writer` in the order it wants them done,
-    and `close` waits for the last. With `background` False each write happens at once in
-    the caller's thread, as a plain function call would.
-
-    The connection belongs to the writer between the first `submit` and `close`: the caller
-    must not use it meanwhile. The first write that fails stops the rest, and `close` raises
-    its error. `close(cancel=True)`, for a caller leaving on an error of its own, interrupts
-    the write under way and skips the rest, so the caller's ROLLBACK never races a write.
-    """
-
-    def __init__(self, conn: sqlite3.Connection, *, background: bool) -> None:
-        self.conn = conn
-        self._error: BaseException | None = None
-        self._cancelled = False
-        self._queue: Any = None
-        self._thread: Any = None
-        if background:
-            import queue
-            import threading
-
-            self._queue = queue.SimpleQueue()
-            self._thread = threading.Thread(target=self._work, name="audit-writer", daemon=True)
-            self._thread.start()
-
-    def submit(self, write: Any, *args: Any, **kwargs: Any) -> None:
-        """Do `write(conn, *args, **kwargs)` after the writes submitted before it."""
-        if self._queue is None:
-            write(self.conn, *args, **kwargs)
-            return
-        self._queue.put((write, args, kwargs))
-
-    def _work(self) -> None:
-        while True:
-            job = self._queue.get()
-            if job is None:
-                return
-            if self._error is not None or self._cancelled:
-                continue
-            write, args, kwargs = job
-            try:
-                write(self.conn, *args, **kwargs)
-            except BaseException as exc:  # handed to the caller by close()
-                self._error = exc
-
-    def _cancel(self) -> None:
-        """Skip the writes not started and interrupt the one under way."""
-        self._cancelled = True
-        self.conn.interrupt()
-
-    def close(self, *, cancel: bool = False) -> None:
-        """Wait for every write submitted; raise the first one's error, if any."""
-        if self._thread is not None:
-            try:
-                if cancel:
-                    self._cancel()
-                self._queue.put(None)
-                self._thread.join()
-            except BaseException:  # e.g. Ctrl-C while waiting: stop the write before the caller rolls back
-                self._cancel()
-                self._thread.join()
-                raise
-            finally:
-                self._thread = None
-        if self._error is not None and not cancel:
-            raise self._error
