@@ -519,7 +519,6 @@ def open_db(path: str | os.PathLike, *, create: bool = True) -> AuditDatabase:
         raise DatabaseError(f"{path}: no audit database here (run 'audit run' first)")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        # one connection per command; the async mail code may touch it from an executor thread
         conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode = WAL")
