@@ -14,7 +14,7 @@ from collections import Counter
 
 from job.ledger.formats.amounts import has_amount, read_amount
 from job.ledger.formats.common import Problems, Reading, ReadOptions, Rows, check_currency, finish_reading, parse_day
-from job.ledger.formats.table import Table, find_header, fold, get_cell, label_columns, load_table, map_columns
+from job.ledger.formats.table import Table, fold, get_cell, load_table, locate_header
 
 __all__ = ["NAME", "is_header", "load", "read_netsuite", "read_table"]
 
@@ -56,13 +56,9 @@ def load(path, problems: Problems, options: ReadOptions) -> Reading:
 
 def read_table(table: Table, problems: Problems, options: ReadOptions) -> Reading:
     """The transactions of a NetSuite export (pure: the table is already read)."""
-    start = find_header(table.rows, is_header)
-    if start is None:
-        first = table.rows[0] if table.rows else (None, [])
-        raise problems.fail(first[0], None, "no NetSuite saved-search header (Internal ID or Document Number, Type, Date)")
-    header_line, headers = table.rows[start]
-    columns = map_columns(headers, ALIASES)
-    names = label_columns(headers, columns)
+    start, header_line, _headers, columns, names = locate_header(
+        table, problems, is_header, ALIASES, "NetSuite saved-search header (Internal ID or Document Number, Type, Date)"
+    )
     foreign = "foreign_amount" in columns and "currency" in columns
     if foreign:
         columns = {**{k: v for k, v in columns.items() if k not in ("amount", "debit", "credit")}, "amount": columns["foreign_amount"]}

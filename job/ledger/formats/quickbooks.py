@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from job.ledger.formats.amounts import has_amount, read_amount
 from job.ledger.formats.common import Problems, Reading, ReadOptions, Rows, check_currency, finish_reading, parse_day
-from job.ledger.formats.table import Table, find_header, fold, get_cell, label_columns, load_table, map_columns
+from job.ledger.formats.table import Table, fold, get_cell, load_table, locate_header
 
 __all__ = ["NAME", "is_header", "load", "read_quickbooks", "read_table"]
 
@@ -58,13 +58,9 @@ def load(path, problems: Problems, options: ReadOptions) -> Reading:
 
 def read_table(table: Table, problems: Problems, options: ReadOptions) -> Reading:
     """The transactions of a QuickBooks report (pure: the table is already read)."""
-    start = find_header(table.rows, is_header)
-    if start is None:
-        first = table.rows[0] if table.rows else (None, [])
-        raise problems.fail(first[0], None, "no QuickBooks report header (Date, Transaction Type, Num, Amount or Debit/Credit)")
-    header_line, headers = table.rows[start]
-    columns = map_columns(headers, ALIASES)
-    names = label_columns(headers, columns)
+    start, header_line, _headers, columns, names = locate_header(
+        table, problems, is_header, ALIASES, "QuickBooks report header (Date, Transaction Type, Num, Amount or Debit/Credit)"
+    )
     if not has_amount(columns):
         raise problems.fail(header_line, None, "no Amount or Debit/Credit column")
     formats = options.date_formats or DATE_FORMATS

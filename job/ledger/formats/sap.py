@@ -19,7 +19,7 @@ import re
 from collections import Counter
 
 from job.ledger.formats.common import Problems, Reading, ReadOptions, Rows, check_currency, finish_reading, parse_day, show
-from job.ledger.formats.table import Table, find_header, fold, get_cell, label_columns, load_table, map_columns
+from job.ledger.formats.table import Table, fold, get_cell, load_table, locate_header
 from job.ledger.ingest import parse_amount
 
 __all__ = ["NAME", "is_header", "load", "read_sap", "read_table", "parse_sap_amount"]
@@ -95,13 +95,9 @@ def load(path, problems: Problems, options: ReadOptions) -> Reading:
 
 def read_table(table: Table, problems: Problems, options: ReadOptions) -> Reading:
     """The line items of an SAP list (pure: the table is already read)."""
-    start = find_header(table.rows, is_header)
-    if start is None:
-        first = table.rows[0] if table.rows else (None, [])
-        raise problems.fail(first[0], None, "no SAP line-item list header (document number, posting or document date, amount)")
-    header_line, headers = table.rows[start]
-    columns = map_columns(headers, ALIASES)
-    names = label_columns(headers, columns)
+    start, header_line, headers, columns, names = locate_header(
+        table, problems, is_header, ALIASES, "SAP line-item list header (document number, posting or document date, amount)"
+    )
     if "doc_amount" in columns and "doc_currency" in columns:
         amount_role, currency_role = "doc_amount", "doc_currency"
     elif "local_amount" in columns:

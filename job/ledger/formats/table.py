@@ -13,6 +13,7 @@ import io
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from job.errors import LedgerError
 from job.ledger.formats.common import clean_text, decode_text, file_sha256, read_bytes
@@ -113,3 +114,27 @@ def get_cell(cells: Sequence[str], columns: Mapping[str, int], role: str) -> str
 def label_columns(headers: Sequence[str], columns: Mapping[str, int]) -> dict[str, str]:
     """Role -> the header as the file writes it (for messages and `audit inspect`)."""
     return {role: clean_text(headers[index]) or f"column {index + 1}" for role, index in columns.items()}
+
+
+class Header(NamedTuple):
+    """Where a table export's header is and what its columns are."""
+
+    start: int  # its index in the table's rows
+    line: int  # the header's line in the file
+    headers: list[str]
+    columns: dict[str, int]  # role -> column index
+    names: dict[str, str]  # role -> the header as written
+
+
+def locate_header(
+    table: Table, problems: Any, accept: Callable[[set[str]], bool], aliases: Mapping[str, Sequence[str]], what: str
+) -> Header:
+    """The header row of `table` (the first `accept` takes, below any title rows) with its
+    columns mapped by `aliases`; `problems.fail` at the first row, saying `no <what>`, if none."""
+    start = find_header(table.rows, accept)
+    if start is None:
+        first = table.rows[0] if table.rows else (None, [])
+        raise problems.fail(first[0], None, f"no {what}")
+    line, headers = table.rows[start]
+    columns = map_columns(headers, aliases)
+    return Header(start, line, headers, columns, label_columns(headers, columns))

@@ -16,7 +16,7 @@ import re
 
 from job.ledger.formats.amounts import has_amount, read_amount
 from job.ledger.formats.common import Problems, Reading, ReadOptions, Rows, check_currency, finish_reading, parse_day
-from job.ledger.formats.table import Table, find_header, fold, get_cell, label_columns, load_table, map_columns
+from job.ledger.formats.table import Table, fold, get_cell, load_table, locate_header
 
 __all__ = ["NAME", "is_header", "load", "read_table", "read_xero"]
 
@@ -60,13 +60,9 @@ def load(path, problems: Problems, options: ReadOptions) -> Reading:
 
 def read_table(table: Table, problems: Problems, options: ReadOptions) -> Reading:
     """The transactions of a Xero export (pure: the table is already read)."""
-    start = find_header(table.rows, is_header)
-    if start is None:
-        first = table.rows[0] if table.rows else (None, [])
-        raise problems.fail(first[0], None, "no Xero header (Date, Source, Reference, Debit, Credit; or Date, Payee, Spent, Received)")
-    header_line, headers = table.rows[start]
-    columns = map_columns(headers, ALIASES)
-    names = label_columns(headers, columns)
+    start, header_line, headers, columns, names = locate_header(
+        table, problems, is_header, ALIASES, "Xero header (Date, Source, Reference, Debit, Credit; or Date, Payee, Spent, Received)"
+    )
     if not has_amount(columns):
         raise problems.fail(header_line, None, "no Debit/Credit, Spent/Received or Amount column")
     in_header = {m[1].upper() for h in headers if (m := re.search(r"\(([A-Za-z]{3})\)\s*$", h.strip()))}
