@@ -16,12 +16,12 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 
 import polars as pl
 
 from job.errors import LedgerError
-from job.ledger.ingest import currency_exponent
+from job.ledger.ingest import currency_exponent, parse_date
 from job.ledger.ingest_fast import TXN_SCHEMA, FrameLedger
 
 __all__ = [
@@ -134,22 +134,8 @@ def check_currency(code: str) -> str:
 
 
 def parse_day(text: str, formats: Iterable[str]) -> date:
-    """The one date `text` means under `formats` (strptime); ValueError if none or two."""
-    if not text:
-        raise ValueError("missing value")
-    meanings: dict[date, str] = {}
-    for how in formats:
-        try:
-            day = datetime.strptime(text, how).date()
-        except ValueError:
-            continue
-        if day.year >= 1000:  # %Y also takes "26", which never means the year 26
-            meanings.setdefault(day, how)
-    if not meanings:
-        raise ValueError(f"{show(text)} does not match {' or '.join(formats)}")
-    if len(meanings) > 1:
-        raise ValueError(f"{show(text)} is ambiguous: " + " or ".join(f"{d.isoformat()} ({how})" for d, how in meanings.items()))
-    return next(iter(meanings))
+    """The one date `text` means under `formats` (strptime); ValueError if none or two (`ingest.parse_date`)."""
+    return date.fromisoformat(parse_date(text, tuple(formats)))
 
 
 def derive_key(prefix: str, facts: Iterable[object]) -> str:
