@@ -143,6 +143,7 @@ def run(
     format: str | None = typer.Option(
         None, "--format", help="Its format (else [ledger] format, by default found from the content; see 'audit inspect')."
     ),
+    allow_empty: bool = typer.Option(False, "--allow-empty", help="Record a ledger with no transactions (else exit 11)."),
     config: Path | None = ConfigOption,
     db: Path | None = DbOption,
     wait: float = typer.Option(30.0, help="Seconds to wait for another run to finish before giving up."),
@@ -163,7 +164,9 @@ def run(
     reviewer = settings.llm.describe()
     rules = compile_rules(settings)  # a bad rule is a config error before any file is read
     with hold_lock(settings.db, "run", wait=wait):
-        ledgers = read_ledgers(settings, ledger, format_name=format)  # every file read in full before the database is touched
+        ledgers = read_ledgers(
+            settings, ledger, format_name=format, allow_empty=allow_empty
+        )  # every file read in full before the database is touched
         load_known_vendors(settings)
         database = open_db(settings.db)
         result = run_async(run_audit(database, settings, ledgers, reviewer=reviewer, rules=rules))

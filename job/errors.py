@@ -19,10 +19,12 @@ __all__ = [
     "EXIT_BUSY",
     "EXIT_UNSENT",
     "EXIT_TAMPERED",
+    "EXIT_EMPTY",
     "AuditError",
     "ConfigError",
     "InputError",
     "LedgerError",
+    "EmptyLedgerError",
     "MailError",
     "ModelError",
     "DatabaseError",
@@ -40,11 +42,13 @@ EXIT_DATABASE = 7  # the audit database is unreadable, from a newer version, or 
 EXIT_BUSY = 8  # another run or poll holds the lock
 EXIT_UNSENT = 9  # the work was recorded but some mail is still unsent
 EXIT_TAMPERED = 10  # audit verify found a row that does not match the hash chain
+EXIT_EMPTY = 11  # a ledger has no transactions (a failed export?); --allow-empty accepts it
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok; 1 internal error (or the system's, e.g. a full disk); 2 usage; 3 config; 4 bad input file; "
     "5 mail transport; 6 model endpoint; 7 database; 8 another run is busy; "
-    "9 recorded, but mail left unsent (retried next run); 10 audit log does not verify."
+    "9 recorded, but mail left unsent (retried next run); 10 audit log does not verify; "
+    "11 a ledger has no transactions (--allow-empty accepts it)."
 )
 
 
@@ -80,6 +84,12 @@ class LedgerError(InputError):
         self.line = line
         self.column = column
         self.problem = problem
+
+
+class EmptyLedgerError(InputError):
+    """A ledger that holds no transactions: most often an export that failed upstream."""
+
+    exit_code = EXIT_EMPTY
 
 
 class MailError(AuditError):

@@ -72,13 +72,19 @@ class RunResult:
 
 
 def read_ledgers(
-    config: Config, ledger_paths: Sequence[str | Path], *, format_name: str | None = None, stream=None, spill: Path | None = None
+    config: Config,
+    ledger_paths: Sequence[str | Path],
+    *,
+    format_name: str | None = None,
+    allow_empty: bool = False,
+    stream=None,
+    spill: Path | None = None,
 ) -> list[FrameLedger]:
     """Every ledger read in full (`ledger.read.read_ledgers`). A large ledger will have flagged
     rows to review, so the agent's imports start meanwhile, on a thread."""
     if config.policy.approval_mode != "never" and read.has_large_file(config, ledger_paths):
         start_importing_agent()
-    return read.read_ledgers(config, ledger_paths, format_name=format_name, stream=stream, spill=spill)
+    return read.read_ledgers(config, ledger_paths, format_name=format_name, allow_empty=allow_empty, stream=stream, spill=spill)
 
 
 async def run_audit(db, config: Config, ledgers: Sequence[FrameLedger], *, reviewer: str, rules: Sequence = (), stream=None) -> RunResult:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from job.config import Config
-from job.errors import ConfigError
+from job.errors import ConfigError, EmptyLedgerError
 from job.ledger.formats.detect import detect_format
 from job.ledger.formats.read import read_ledger_file
 from job.ledger.ingest import LedgerFormat, read_ledger
@@ -50,12 +50,19 @@ def has_large_file(config: Config, ledger_paths: Sequence[str | Path]) -> bool:
 
 
 def read_ledgers(
-    config: Config, ledger_paths: Sequence[str | Path], *, format_name: str | None = None, stream=None, spill: Path | None = None
+    config: Config,
+    ledger_paths: Sequence[str | Path],
+    *,
+    format_name: str | None = None,
+    allow_empty: bool = False,
+    stream=None,
+    spill: Path | None = None,
 ) -> list[FrameLedger]:
     """Read every ledger completely; any bad row rejects the run before anything is written.
 
     `format_name` (else `[ledger] format`): the export format, or `auto` to find each file's
-    from its content; a generic CSV is read here, the others by `ledger.formats`. `spill`: a folder for the blocks (by default one beside the database, for runs of at
+    from its content; a generic CSV is read here, the others by `ledger.formats`. A ledger with
+    no transactions is refused (`EmptyLedgerError`) unless `allow_empty`. `spill`: a folder for the blocks (by default one beside the database, for runs of at
     least `SPILL_BYTES`); `stream`: where the progress line goes (stderr), if a terminal.
     """
     fmt = ledger_format(config)
@@ -79,6 +86,13 @@ def read_ledgers(
             ledgers.append(FrameLedger.of(ledger.path, ledger.name, ledger.sha256, transactions_frame(ledger.transactions)))
         finally:
             progress.finish()
+    if not allow_empty:
+        for ledger in ledgers:
+            if not ledger.rows:
+                raise EmptyLedgerError(
+                    f"{ledger.path}: no transactions in this ledger (an export that failed?); nothing recorded"
+                    " (--allow-empty records an empty night)"
+                )
     return ledgers
 
 
