@@ -144,7 +144,7 @@ def history_needs(compact: Compact, policy: Policy) -> HistoryNeeds | None:
     )
     bands = {}
     if struct.enabled:
-        bands = {n: structuring_band(policy.amount_threshold, struct.band_fraction, c) for n, c in enumerate(compact.currencies)}
+        bands = {n: structuring_band(policy.threshold_for(c), struct.band_fraction, c) for n, c in enumerate(compact.currencies)}
     return HistoryNeeds(
         currencies=list(compact.currencies),
         vendor_keys=dict(zip(hashes, compact.key_list)),

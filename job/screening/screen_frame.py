@@ -190,7 +190,7 @@ def rule_hits(
     """Hits of the run-wide rules. `lookup(positions)` gives (id, ISO date) of those rows."""
     base = compact.frame
     currencies, key_list = compact.currencies, compact.key_list
-    limits = {n: threshold_minor(policy.amount_threshold, c) for n, c in enumerate(currencies)}
+    limits = {n: threshold_minor(policy.threshold_for(c), c) for n, c in enumerate(currencies)}
     found = []
     large = base.filter(pl.col("amount").abs() > pl.col("cur").replace_strict(limits, return_dtype=pl.Int64)).select("row", "cur", "amount")
     if large.height:
@@ -267,7 +267,7 @@ def _structuring(base, key_list, currencies, policy: Policy, history) -> dict[in
     rule = policy.structuring
 
     def band_of(currency: str) -> tuple[int, int]:
-        return structuring_band(policy.amount_threshold, rule.band_fraction, currency)
+        return structuring_band(policy.threshold_for(currency), rule.band_fraction, currency)
 
     bands = {n: band_of(c) for n, c in enumerate(currencies)}
     band = base.filter(in_band(bands))

@@ -64,6 +64,9 @@ BUILTIN_CODES = ("large_amount", "vague_memo", "unfamiliar_vendor", "structuring
 RULE_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
 
 
+CURRENCY_CODE = re.compile(r"[A-Z]{3}")
+
+
 class Section(BaseModel):
     """One table of the file: frozen, strict about types, and no keys but its own."""
 
@@ -145,6 +148,11 @@ class Policy(Section):
     amount_threshold: Annotated[Amount, Field(ge=0), Problem("must be a non-negative amount")] = Field(
         Decimal("10000.00"), description="flag amounts strictly above this (10000.00 is not flagged), in each currency"
     )
+    thresholds: dict[str, Amount] = Field(
+        default_factory=dict,
+        description="amount_threshold per currency (ISO 4217 code = amount); others use amount_threshold",
+        examples=[{"JPY": "1500000", "EUR": "9000.00"}],
+    )
     vague_memo_terms: LowerStrings = Field(DEFAULT_VAGUE_TERMS, description="whole words, any case")
     known_vendors: Strings = Field((), description="vendors that are never unfamiliar")
     known_vendors_file: FilePath = Field(
@@ -188,6 +196,20 @@ class Policy(Section):
         if info.context is None:
             return rules
         return tuple(rule.model_copy(update={"key": f"policy.rules[{n}]"}) for n, rule in enumerate(rules, 1))
+
+    @field_validator("thresholds")
+    @classmethod
+    def _check_thresholds(cls, thresholds: dict[str, Decimal]) -> dict[str, Decimal]:
+        for code, amount in thresholds.items():
+            if not CURRENCY_CODE.fullmatch(code):
+                raise SettingError(f"{code!r} is not a currency code: use three capital letters, e.g. JPY")
+            if amount < 0:
+                raise SettingError(f"{code}: must be a non-negative amount")
+        return thresholds
+
+    def threshold_for(self, currency: str) -> Decimal:
+        """The large-amount threshold in `currency`: its own in `thresholds`, else `amount_threshold`."""
+        return self.thresholds.get(currency, self.amount_threshold)
 
 
 class LedgerSettings(Section):
