@@ -71,3 +71,22 @@ def test_the_config_can_name_the_format(tmp_path: Path) -> None:
     result = audit("run", "--ledger", "bank.dat", cwd=folder)
     assert result.returncode == 0, result.stderr
     assert "; read as bai2)" in result.stdout
+
+
+def test_an_xlsx_export_runs_like_its_csv(tmp_path: Path) -> None:
+    from datetime import date
+
+    from xlsx_writer import Number, write_xlsx
+
+    folder = site(tmp_path)
+    rows = [
+        ["Internal ID", "Date", "Type", "Name", "Memo", "Amount"],
+        ["1", date(2026, 11, 3), "Bill", "Acme Office Supply", "paper", Number("12345.67")],
+        ["2", date(2026, 11, 4), "Bill", "Müller Bürobedarf GmbH", "chairs", Number("250")],
+    ]
+    write_xlsx(folder / "search.xlsx", rows)
+    result = audit("run", "--ledger", "search.xlsx", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    assert "search.xlsx: 2 transactions (2 new; read as netsuite)" in result.stdout
+    amounts = sorted(r["amount"] for r in report_json(folder))
+    assert amounts == ["12345.67", "250.00"]
