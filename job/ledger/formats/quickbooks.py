@@ -60,8 +60,8 @@ def read_table(table: Table, problems: Problems, options: ReadOptions) -> Readin
     """The transactions of a QuickBooks report (pure: the table is already read)."""
     start = find_header(table.rows, is_header)
     if start is None:
-        first = table.rows[0] if table.rows else (None, [])
-        raise problems.fail(first[0], None, "no QuickBooks report header (Date, Transaction Type, Num, Amount or Debit/Credit)")
+        top_row = table.rows[0] if table.rows else (None, [])
+        raise problems.fail(top_row[0], None, "no QuickBooks report header (Date, Transaction Type, Num, Amount or Debit/Credit)")
     header_line, headers = table.rows[start]
     columns = map_columns(headers, ALIASES)
     names = label_columns(headers, columns)

@@ -62,8 +62,8 @@ def read_table(table: Table, problems: Problems, options: ReadOptions) -> Readin
     """The transactions of a Xero export (pure: the table is already read)."""
     start = find_header(table.rows, is_header)
     if start is None:
-        first = table.rows[0] if table.rows else (None, [])
-        raise problems.fail(first[0], None, "no Xero header (Date, Source, Reference, Debit, Credit; or Date, Payee, Spent, Received)")
+        top_row = table.rows[0] if table.rows else (None, [])
+        raise problems.fail(top_row[0], None, "no Xero header (Date, Source, Reference, Debit, Credit; or Date, Payee, Spent, Received)")
     header_line, headers = table.rows[start]
     columns = map_columns(headers, ALIASES)
     names = label_columns(headers, columns)
