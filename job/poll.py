@@ -199,6 +199,14 @@ def time_budget(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
+def _inserted_id(cur) -> int:
+    """The id of the row the cursor's INSERT just added."""
+    row_id = cur.lastrowid
+    if row_id is None:
+        raise RuntimeError("the INSERT added no row")
+    return row_id
+
+
 def _failure_key(inbox_name: str, item: Received) -> str:
     return f"{inbox_name}/{item.uidvalidity}/{item.key}"
 
@@ -235,7 +243,7 @@ async def _record_failure(db, config: Config, inbox, item: Received, exc: Except
         )
         detail = {"error": error, "attempts": attempts, "moved_to": where}
         if cur.rowcount == 1:
-            detail.update(binding(conn, int(cur.lastrowid), exact=item.raw, stored=stored))
+            detail.update(binding(conn, _inserted_id(cur), exact=item.raw, stored=stored))
         append_event(conn, "message_failed", message_id=message_id, detail=detail)
     return f"message {message_id} failed {attempts} times and was moved to {where}: {error}"
 
@@ -305,7 +313,7 @@ def process_message(db, config: Config, item: Received, *, inbox_name: str, sent
             "detail": outcome.detail,
             "subject": inbound.subject,
             "decisions": outcome.decisions,
-            **binding(conn, int(cur.lastrowid), exact=original.raw, stored=inbound.raw),
+            **binding(conn, _inserted_id(cur), exact=original.raw, stored=inbound.raw),
         }
         if seen:  # an earlier, different message carried this Message-ID
             detail["message_id_seen_before"] = len(seen)
@@ -543,7 +551,7 @@ def _items(conn, request_id: str) -> list[Item]:
 
 async def summarize_closed_requests(db, config: Config) -> list[str]:
     """Resume the agent for each closed request that has no summary yet; return warnings."""
-    warnings = []
+    warnings: list[str] = []
     rows = db.conn.execute("SELECT id, conversation_id FROM requests WHERE status = 'closed' AND summary = ''").fetchall()
     if not rows:
         return warnings

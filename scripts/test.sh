@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what the test suite needs (Dovecot for the real IMAP server, the package with its
-# test extras), check job/ with ruff (lint, then format), and run the whole suite with line
-# coverage of job/ (files not fully covered are listed), failing below 94% for the whole suite.
+# test extras), check job/ with ruff (lint, then format) and mypy (types), and run the whole
+# suite with line coverage of job/ (files not fully covered are listed), failing below 94% for
+# the whole suite.
 # Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,8 @@ echo "ruff check job"
 "$PYTHON" -m ruff check job
 echo "ruff format --check job"
 "$PYTHON" -m ruff format --check job
+echo "mypy job"
+"$PYTHON" -m mypy job
 
 # The whole suite must keep line coverage at least where it is (96.4% when first measured; 94.4% since the
 # export readers and the seal checks came in with their error branches partly covered);

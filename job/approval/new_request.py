@@ -50,7 +50,7 @@ def request_items(flagged: FlaggedFrame, limit: int | None = None) -> Iterator[R
     """Every flagged row (or the first `limit`) as the request numbers it (rank order), one
     chunk at a time. Its reasons are one text, joined as the request shows them, with the
     agent's concern last (`FlaggedFrame.reasons_text`)."""
-    columns = [
+    columns: list[str | pl.Expr] = [
         "txn_id",
         pl.col("date").dt.to_string("%Y-%m-%d"),
         pl.col("vendor").cast(pl.String),

@@ -9,6 +9,8 @@ audit id will be the run's first id plus that position.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from datetime import date
+from typing import cast
 
 import polars as pl
 
@@ -69,13 +71,15 @@ class Batch:
     def zones(self, next_pk: int) -> list[tuple]:
         """Per chosen ledger: (first id, last id, first date, last date) of its new rows, or
         Nones, when the run's rows get ids from `next_pk` on."""
-        found, pk = [], next_pk
+        found: list[tuple] = []
+        pk = next_pk
         for _, blocks in self.parts:
             rows = sum(b.rows for b in blocks)
             if not rows:
                 found.append((None, None, None, None))
                 continue
             days = pl.concat([b.load(["date"]).select(low=pl.col("date").min(), high=pl.col("date").max()) for b in blocks if b.rows])
-            found.append((pk, pk + rows - 1, days["low"].min().isoformat(), days["high"].max().isoformat()))
+            low, high = cast(date, days["low"].min()), cast(date, days["high"].max())  # a Date column's bounds
+            found.append((pk, pk + rows - 1, low.isoformat(), high.isoformat()))
             pk += rows
         return found

@@ -35,6 +35,7 @@ from datetime import date
 from pathlib import Path
 
 import polars as pl
+from polars.datatypes import DataTypeClass
 
 from job.errors import LedgerError
 from job.ledger.ingest import (
@@ -54,7 +55,7 @@ __all__ = ["Block", "FrameLedger", "Unsupported", "TXN_SCHEMA", "read_ledger_fas
 
 BLOCK_BYTES = 32 << 20
 MAX_UNIT_DIGITS = 14  # larger amounts are left to `ingest` (and never fit SQLite's 64 bits anyway)
-TXN_SCHEMA = {
+TXN_SCHEMA: dict[str, pl.DataType | DataTypeClass] = {
     "txn_id": pl.String,
     "date": pl.Date,
     "amount_minor": pl.Int64,
@@ -95,6 +96,7 @@ class Block:
     def load(self, columns: list[str] | None = None) -> pl.DataFrame:
         if self._frame is not None:
             return self._frame if columns is None else self._frame.select(columns)
+        assert self.path is not None, "a block is in memory or spilled to a file"
         return pl.read_ipc(self.path, columns=columns)
 
 
@@ -393,7 +395,7 @@ class _BlockReader:
                 self._check_duplicates(first_line + index)  # an earlier duplicate id wins
                 raise error from None
         fixed = transactions_frame(read).with_columns(row=pl.Series(rows, dtype=pl.UInt32))
-        return out.with_row_index("row").update(fixed, on="row", how="left").drop("row").cast(TXN_SCHEMA)
+        return out.with_row_index("row").update(fixed, on="row", how="left").drop("row").cast(pl.Schema(TXN_SCHEMA))
 
     def _check_duplicates(self, before_line: int | None) -> None:
         """Raise for the first repeated id (on a line before `before_line`, if given)."""

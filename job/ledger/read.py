@@ -82,8 +82,8 @@ def read_ledgers(
         try:
             ledgers.append(read_ledger_fast(p, fmt, progress=progress.update, spill=spill))
         except Unsupported:  # a shape only the row-by-row reader reads exactly
-            ledger = read_ledger(p, fmt)
-            ledgers.append(FrameLedger.of(ledger.path, ledger.name, ledger.sha256, transactions_frame(ledger.transactions)))
+            row_ledger = read_ledger(p, fmt)
+            ledgers.append(FrameLedger.of(row_ledger.path, row_ledger.name, row_ledger.sha256, transactions_frame(row_ledger.transactions)))
         finally:
             progress.finish()
     if not allow_empty:

@@ -24,6 +24,7 @@ import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from publicsuffixlist import PublicSuffixList
 
@@ -106,7 +107,7 @@ def _single_address(raw_values: Sequence[str], name: str) -> tuple[str | None, s
     if len(raw) > MAX_ADDRESS_HEADER:
         return None, f"{name} header is too long ({len(raw)} characters; at most {MAX_ADDRESS_HEADER})"
     parsed_header = _parse_address_header(name, raw)
-    addresses = getattr(parsed_header, "addresses", ()) if parsed_header is not None else ()
+    addresses: Sequence[Any] = getattr(parsed_header, "addresses", ()) if parsed_header is not None else ()
     if len(addresses) != 1:
         return None, f"{name} holds {len(addresses)} addresses; exactly one is required"
     defects = [str(d) for d in getattr(parsed_header, "defects", ())]

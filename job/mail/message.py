@@ -19,9 +19,10 @@ import io
 import re
 import secrets
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from email.mime.application import MIMEApplication
+from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from functools import lru_cache
@@ -162,7 +163,8 @@ _SMTP_BYTES = email.policy.compat32.clone(linesep="\r\n", max_line_length=78)
 
 
 def _text_part(text: str, subtype: str) -> MIMEText:
-    return MIMEText(text, subtype, _UTF8_QP)
+    # The stub types the charset as a name only; MIMEText hands it to set_payload, which takes a Charset.
+    return MIMEText(text, subtype, _UTF8_QP)  # type: ignore[arg-type]
 
 
 def compose(
@@ -204,6 +206,7 @@ def compose(
     headers["X-Auto-Response-Suppress"] = "All"
     for key, value in (extra_headers or {}).items():
         headers[key] = sanitize_header(value)
+    msg: MIMEBase
     if html is None:
         msg = _text_part(plain, "plain")
     else:
@@ -214,6 +217,7 @@ def compose(
         body, msg = msg, MIMEMultipart("mixed")
         msg.attach(body)
         for filename, data in attachments:
+            part: MIMEBase
             if isinstance(data, bytes):
                 part = MIMEApplication(data, "zip")
             else:
@@ -224,7 +228,8 @@ def compose(
         if value.isascii():
             msg[name] = value
         else:
-            msg[name] = email.header.Header(value, "utf-8", header_name=name)
+            # The stub types header values as str only; the compat32 policy takes a Header.
+            msg[name] = email.header.Header(value, "utf-8", header_name=name)  # type: ignore[assignment]
     buffer = io.BytesIO()
     email.generator.BytesGenerator(buffer, policy=_SMTP_BYTES).flatten(msg)
     return Composed(headers, buffer.getvalue())
@@ -295,16 +300,24 @@ def _part_text(part: email.message.Message) -> str | None:
         payload = part.get_payload(decode=True)
     except Exception:
         return None
-    if payload is None:
+    if not isinstance(payload, bytes):  # decode=True gives the bytes of a leaf part, or None
         return None
     charset = part.get_content_charset() or "utf-8"
     try:
         text = payload.decode(charset, errors="replace")
     except (LookupError, UnicodeError, TypeError, ValueError):  # an unknown or unusable charset
         text = payload.decode("utf-8", errors="replace")
-    if part.get_content_type() == "text/plain" and (part.get_param("format") or "").lower() == "flowed":
-        text = unflow(text, delsp=(part.get_param("delsp") or "").lower() == "yes")
+    if part.get_content_type() == "text/plain" and _param(part, "format").lower() == "flowed":
+        text = unflow(text, delsp=_param(part, "delsp").lower() == "yes")
     return text
+
+
+def _param(part: email.message.Message, name: str) -> str:
+    """The value of a Content-Type parameter, "" when absent (an RFC 2231 one decoded)."""
+    value = part.get_param(name)
+    if isinstance(value, tuple):
+        return email.utils.collapse_rfc2231_value(value)
+    return value or ""
 
 
 def unflow(text: str, *, delsp: bool = False) -> str:
@@ -347,14 +360,15 @@ def _is_file(part: email.message.Message) -> bool:
         return True
 
 
-def _own_parts(part: email.message.Message):
+def _own_parts(part: email.message.Message) -> Iterator[email.message.Message]:
     """The message's own leaf parts: never inside an attached or forwarded message or a file."""
     if part.get_content_maintype() == "message" or _is_file(part):
         return
     if part.is_multipart():
         payload = part.get_payload()
         for sub in payload if isinstance(payload, list) else ():
-            yield from _own_parts(sub)
+            if isinstance(sub, email.message.Message):  # always, in a parsed multipart
+                yield from _own_parts(sub)
         return
     yield part
 

@@ -191,7 +191,9 @@ def _rewrite_parts(raw: bytes, tokens: set[str]) -> bytes:
             decoded = _decoded_header(value)
             if decoded != str(value) and holds_text(decoded, tokens):
                 cleaned = redact_text(decoded, tokens)
-                part.replace_header(name, cleaned if cleaned.isascii() else email.header.Header(cleaned, "utf-8", header_name=name))
+                # The stub types header values as str only; the compat32 policy takes a Header.
+                value_out = cleaned if cleaned.isascii() else email.header.Header(cleaned, "utf-8", header_name=name)
+                part.replace_header(name, value_out)  # type: ignore[arg-type]
         payload = _decoded_payload(part)
         if payload is not None and holds_text(payload.decode("latin-1"), tokens):
             del part["Content-Transfer-Encoding"]

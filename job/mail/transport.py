@@ -18,6 +18,7 @@ import ssl
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from job.config import ImapSettings, MailSettings, ServerSettings, SmtpSettings
 from job.errors import ConfigError, MailError
@@ -224,7 +225,7 @@ class ImapInbox:
     def __init__(self, server: ImapSettings) -> None:
         self.server = server
         self.name = f"imap:{server.host}:{server.port}/{server.folder}"
-        self.client = None
+        self.client: Any = None  # an aioimaplib client once entered (the library ships no types)
         self.uidvalidity = 0
 
     @property

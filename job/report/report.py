@@ -9,13 +9,12 @@ from __future__ import annotations
 import calendar
 import csv
 import hashlib
-import io
 import json
 import time
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
-from typing import IO
+from typing import IO, TextIO
 
 from job.approval.request import safe_cell
 from job.errors import InputError
@@ -124,7 +123,7 @@ def csv_row(row: dict) -> list[str]:
     return [safe_cell(";".join(row[f]) if f == "flags" else str(row[f])) for f in REPORT_FIELDS]
 
 
-def write_report(db, out: io.TextIOBase, fmt: str, *, since: str | None = None, until: str | None = None, bom: bool = False) -> int:
+def write_report(db, out: TextIO, fmt: str, *, since: str | None = None, until: str | None = None, bom: bool = False) -> int:
     """Write the report as csv or json; return the number of rows. CSV cells are spreadsheet-
     safe (`csv_row`); `bom` starts a CSV with a UTF-8 BOM (files, not standard output).
     JSON is the data exactly."""

@@ -172,8 +172,9 @@ def _result_text(event: ToolResultsEvent) -> str:
     texts = []
     for result in event.results:
         for part in result.result.parts:
-            if isinstance(getattr(part, "content", None), str):
-                texts.append(part.content)
+            content = getattr(part, "content", None)
+            if isinstance(content, str):
+                texts.append(content)
     return "\n".join(texts)
 
 
@@ -359,7 +360,7 @@ def accept_review(review: BatchReview, batch: Sequence[ReviewItem], outcome: Rev
 
 
 async def _review_batch(
-    agent: Agent, batch: Sequence[ReviewItem], storage: SqliteStorage, number: int, total: int
+    agent: Agent[BatchReview], batch: Sequence[ReviewItem], storage: SqliteStorage, number: int, total: int
 ) -> tuple[BatchReview | None, str, Any]:
     prompt = f"Batch {number} of {total}. Review these flagged transactions.\n" + json.dumps(
         {"items": [item.as_prompt_dict() for item in batch]}, ensure_ascii=False
@@ -440,6 +441,8 @@ async def review_offline(groups: Sequence[tuple[ReviewItem, int]], settings: Mod
         except (ValidationError, ValueError) as exc:
             outcome.refused.append(f"batch {number}: the reviewer's answer did not match the schema ({type(exc).__name__})")
             continue
+        if review is None:  # the offline reviewer always answers
+            raise ModelError(f"batch {number}: the offline reviewer gave no answer")
         grouped = ReviewOutcome()
         accept_review(review, [ReviewItem(name, "", "", "", "", "", ()) for name in turn], grouped)
         outcome.refused.extend(grouped.refused)
@@ -473,7 +476,7 @@ def _suspend(event: Any) -> str:
     raise AwaitingApprover("the approval request was emailed; waiting for the approver's reply")
 
 
-def _approval_agent(settings: ModelSettings) -> Agent:
+def _approval_agent(settings: ModelSettings) -> Agent[RunSummary]:
     return Agent(
         AGENT_NAME,
         SYSTEM_PROMPT,

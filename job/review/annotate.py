@@ -9,12 +9,16 @@ rule codes (`agent.review_offline`), each group shown by its most important row.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from job.config import Config
 from job.ledger.ingest import format_amount
 from job.screening.flagged import FlaggedFrame
+
+if TYPE_CHECKING:  # the agent is imported only when there is something to review
+    from job.review.agent import ReviewOutcome
 
 __all__ = ["Review", "annotate", "review_items", "review_groups"]
 
@@ -26,7 +30,7 @@ class Review:
     """What the review gave: its outcome (`agent.ReviewOutcome`, None when nothing was
     reviewed), summary, model usage (calls, prompt and completion tokens) and refusals."""
 
-    outcome: object = None
+    outcome: ReviewOutcome | None = None
     summary: str = ""
     usage: tuple[int, int, int] = (0, 0, 0)
     refused: list[str] = field(default_factory=list)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 from job.ledger.ingest import format_amount_display
 from job.screening.screen import AMENDED
@@ -39,6 +40,12 @@ class Version:
     account: str
     run_id: int | None  # None: an earlier row of this run
 
+    @classmethod
+    def from_facts(cls, txn_id: str, version: int, facts: Mapping[str, Any], run_id: int | None = None) -> Version:
+        """The version `version` of `txn_id` with the `FACTS` of `facts`."""
+        date, amount_minor, currency, vendor, memo, account = (facts[name] for name in FACTS)
+        return cls(txn_id, version, date, amount_minor, currency, vendor, memo, account, run_id)
+
 
 @dataclass(frozen=True, slots=True)
 class Amendment:
@@ -51,7 +58,7 @@ class Amendment:
 
 def _shown(name: str, value: object, currency: str) -> str:
     if name == "amount_minor":
-        return f"{format_amount_display(int(value), currency)} {currency}"
+        return f"{format_amount_display(int(cast(int, value)), currency)} {currency}"
     return repr(str(value)) if name in ("vendor", "memo", "account") else str(value)
 
 
@@ -87,12 +94,12 @@ def find_amendments(rows: Sequence[tuple[int, Mapping[str, object]]], latest: Ma
         txn_id = str(facts["txn_id"])
         before = current.get(txn_id)
         if before is None:  # the first time this id is seen at all: a new transaction
-            current[txn_id] = Version(txn_id, 1, *(facts[name] for name in FACTS), run_id=None)  # type: ignore[arg-type]
+            current[txn_id] = Version.from_facts(txn_id, 1, facts)
             continue
         if all(getattr(before, name) == facts[name] for name in FACTS):
             skip.append(position)
             continue
         version = before.version + 1
-        current[txn_id] = Version(txn_id, version, *(facts[name] for name in FACTS), run_id=None)  # type: ignore[arg-type]
+        current[txn_id] = Version.from_facts(txn_id, version, facts)
         amendments.append(Amendment(position, txn_id, version, _reason(before, facts, version), current[txn_id]))
     return amendments, skip

@@ -10,7 +10,7 @@ event and the database read it in rank order, a chunk at a time.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import polars as pl
 
@@ -44,7 +44,7 @@ class FlaggedFrame:
         ).to_series()
         return cls(items, order)
 
-    def in_rank_order(self, columns: list[str | pl.Expr], *, limit: int | None = None) -> Iterator[tuple[int, list[tuple]]]:
+    def in_rank_order(self, columns: Sequence[str | pl.Expr], *, limit: int | None = None) -> Iterator[tuple[int, list[tuple]]]:
         """(rank of the first, rows of `columns`) in rank order, a chunk at a time; the first
         `limit` rows only, if given."""
         narrow = self.items.select(columns)

@@ -23,7 +23,7 @@ from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import polars as pl
 
@@ -136,7 +136,7 @@ def history_needs(compact: Compact, policy: Policy) -> HistoryNeeds | None:
     base = compact.frame
     if base is None or not base.height or not (dup.enabled or struct.enabled):
         return None
-    days = [day_text(base["day"].min()), day_text(base["day"].max())]
+    days = [day_text(cast(int, base["day"].min())), day_text(cast(int, base["day"].max()))]  # day numbers
     hashes = [vendor_hash(key) for key in compact.key_list]
     # lazy: built only when there are digests to compare them with (a first import has none)
     tonight = base.lazy().select(
@@ -245,7 +245,7 @@ class DigestPart(NamedTuple):
     day: str
     currency: str
     part: int
-    count: int
+    payments: int  # the `count` column (a field named count would hide tuple.count)
     hashes: bytes
     amounts: bytes
     ids: bytes
@@ -264,6 +264,7 @@ def make_digests(compact: Compact, next_pk: int) -> list[DigestPart]:
     by (vendor hash, amount, id), so a part is built from its own rows alone."""
     hashes = dict(enumerate(vendor_hash(key) for key in compact.key_list))
     base = compact.frame
+    assert base is not None, "the compact rows are kept until the digests are made"
     parts = []
     groups = base.select("day", "cur").unique().sort("day", "cur").rows()
     for day, cur in groups:
@@ -308,7 +309,7 @@ def day_text(days_since_epoch: int) -> str:
 
 def write_digests(conn, run_id: int, parts: Iterable[DigestPart]) -> int:
     """Record a run's digest rows; returns how many."""
-    rows = [(run_id, p.day, p.currency, p.part, p.count, p.hashes, p.amounts, p.ids) for p in parts]
+    rows = [(run_id, p.day, p.currency, p.part, p.payments, p.hashes, p.amounts, p.ids) for p in parts]
     conn.executemany(
         "INSERT INTO payment_digests (run_id, date, currency, part, payments, vendor_hashes, amounts, transaction_ids)"
         " VALUES (?,?,?,?,?,?,?,?)",

@@ -26,6 +26,7 @@ from datetime import date
 from decimal import Decimal
 
 import polars as pl
+from polars.datatypes import DataTypeClass
 
 from job.config import Config, UserRule
 from job.errors import ConfigError
@@ -34,7 +35,7 @@ from job.ledger.ingest import currency_exponent
 __all__ = ["RULE_COLUMNS", "CompiledRule", "compile_rules", "match_rules", "rule_columns", "amount_expression"]
 
 AMOUNT_SCALE = 4  # the most decimals any currency has (CLF, UYW)
-RULE_COLUMNS = {
+RULE_COLUMNS: dict[str, pl.DataType | DataTypeClass] = {
     "id": pl.String,
     "date": pl.Date,
     "amount": pl.Decimal(38, AMOUNT_SCALE),

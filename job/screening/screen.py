@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_CEILING, Decimal
 from fractions import Fraction
+from typing import TypeVar
 
 from job.ledger.ingest import currency_exponent, format_amount_display
 
@@ -173,9 +174,12 @@ def find_structuring(payments: Sequence[tuple[object, str, int]], *, min_payment
     return hits
 
 
+K = TypeVar("K")  # what the caller identifies a candidate by
+
+
 def match_earlier_payments(
-    candidates: Iterable[tuple[object, str, str, int, int]], past: Sequence[PastPayment], *, window_days: int
-) -> dict[object, PastPayment]:
+    candidates: Iterable[tuple[K, str, str, int, int]], past: Sequence[PastPayment], *, window_days: int
+) -> dict[K, PastPayment]:
     """For each candidate (key, vendor key, currency, amount, day number), the earlier-run
     payment it repeats: same vendor, currency and amount, at most `window_days` days apart.
     The nearest in days wins, then the one listed first."""
@@ -184,7 +188,7 @@ def match_earlier_payments(
         index.setdefault((payment.vendor_key, payment.currency, payment.amount_minor), []).append(
             (day_number(payment.date), order, payment)
         )
-    found: dict[object, PastPayment] = {}
+    found: dict[K, PastPayment] = {}
     for key, vendor_key, currency, amount, day in candidates:
         best = None
         for past_day, order, payment in index.get((vendor_key, currency, amount), ()):

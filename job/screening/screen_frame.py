@@ -189,6 +189,7 @@ def rule_hits(
 ) -> list[pl.DataFrame]:
     """Hits of the run-wide rules. `lookup(positions)` gives (id, ISO date) of those rows."""
     base = compact.frame
+    assert base is not None, "the compact rows are kept until screening is done"
     currencies, key_list = compact.currencies, compact.key_list
     limits = {n: threshold_minor(policy.threshold_for(c), c) for n, c in enumerate(currencies)}
     found = []
@@ -244,15 +245,13 @@ def _vague_memos(memos: pl.Series, terms: Sequence[str]) -> list[tuple[int, str 
     if rows.len() == 0:
         return []
     texts = memos.gather(rows)
-    verdict: dict[str, str | bool | None] = {}
+    verdict: dict[str, str | None] = {}  # the vague memos only
     for text in texts.unique().to_list():
         if pattern is not None and (hit := pattern.search(text)):
             verdict[text] = hit.group(1).lower()
         elif not text.strip():
             verdict[text] = None
-        else:
-            verdict[text] = False
-    return [(row, verdict[text]) for row, text in zip(rows.to_list(), texts.to_list()) if verdict[text] is not False]
+    return [(row, verdict[text]) for row, text in zip(rows.to_list(), texts.to_list()) if text in verdict]
 
 
 def in_band(bands: dict[int, tuple[int, int]]) -> pl.Expr:

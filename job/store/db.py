@@ -574,7 +574,9 @@ def content_sha256(raw: bytes) -> str:
     have the same hash."""
     from job.mail.message import content_id  # only when a message is read: it imports the templates' engine
 
-    return CONTENT_ID.fullmatch(content_id(raw.encode() if isinstance(raw, str) else bytes(raw))).group(1)
+    match = CONTENT_ID.fullmatch(content_id(raw.encode() if isinstance(raw, str) else bytes(raw)))
+    assert match is not None, "content_id names the content by its hash"
+    return match.group(1)
 
 
 CONTENT_ID = re.compile(r"<sha256\.([0-9a-f]{64})@no-message-id>")

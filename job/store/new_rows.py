@@ -105,6 +105,7 @@ def choose_new_rows(conn, source: str, ledgers: Sequence[FrameLedger]) -> NewRow
                 kept.append(Block(fresh, block.path.with_suffix(".new.arrow") if block.path else None))
                 rows_kept = fresh.height
             if found:
+                assert keep is not None, "amendments found without a mask of the rows kept"
                 index = keep.cum_sum().to_list()  # the row's place among the kept rows, plus one
                 for a in found:
                     amended[position + new + index[a.position] - 1] = a
@@ -132,7 +133,7 @@ def _earlier_versions(parts: list[tuple[FrameLedger, list[Block]]], candidates: 
         for block in blocks:
             frame = block.load()
             for row in frame.filter(frame["txn_id"].is_in(wanted)).iter_rows(named=True):
-                found[row["txn_id"]] = Version(row["txn_id"], 1, *(_facts(row)[name] for name in FACTS), run_id=None)
+                found[row["txn_id"]] = Version.from_facts(row["txn_id"], 1, _facts(row))
     return found
 
 

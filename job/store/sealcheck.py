@@ -159,7 +159,7 @@ def _check_literal(conn, table: str, sealed: dict[Any, tuple[_Unit, dict]], sinc
     for values in cursor:
         row = literal(table, dict(zip(names, values)))
         unit, expected = sealed.pop(row["id"], (None, None))
-        if unit is None:
+        if unit is None or expected is None:
             raise _Mismatch(f"{table} row {_label(table, row)}: in no run's seal (added outside a run)")
         column = _first_difference(table, expected, row)
         if column:
@@ -327,13 +327,13 @@ def _decisions_by_row(events: Sequence[LogEvent]) -> dict[int, list[LogEvent]]:
     return found
 
 
-def _replay_statuses(units: Sequence[_Unit], events: Sequence[LogEvent]) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+def _replay_statuses(units: Sequence[_Unit], events: Sequence[LogEvent]) -> tuple[list[tuple[int, str]], list[tuple[int, str | None]]]:
     """From the decision events: each decided row's status when sealed (what the first decision
     after its seal changed) and its status now (what the last decision made it)."""
     ranged = sorted((u.seal["transactions"]["first_id"], u.seal["transactions"]["last_id"], u) for u in units if u.seal["transactions"])
     starts = [r[0] for r in ranged]
     sealed_status: list[tuple[int, str]] = []
-    last_status: list[tuple[int, str]] = []
+    last_status: list[tuple[int, str | None]] = []  # None: a decision event naming no decision
     for pk, decided in _decisions_by_row(events).items():
         n = bisect.bisect_right(starts, pk) - 1
         unit = ranged[n][2] if n >= 0 and pk <= ranged[n][1] else None
@@ -456,7 +456,8 @@ def _check_against_digests(conn, unit: _Unit) -> None:
     first, last = part["first_id"], part["last_id"]
     count = last - first + 1
     day_of = array("q", [-1]) * count  # per row: the number of its digest's (date, currency)
-    amounts, hashes, days = array("q", [0]) * count, array("q", [0]) * count, {}
+    amounts, hashes = array("q", [0]) * count, array("q", [0]) * count
+    days: dict[tuple[str, str], int] = {}  # (date, currency) -> its number
     for day, currency, vh_blob, amount_blob, id_blob in conn.execute(
         "SELECT date, currency, vendor_hashes, amounts, transaction_ids FROM payment_digests WHERE run_id BETWEEN ? AND ?"
         " ORDER BY date, currency, part",

@@ -254,7 +254,7 @@ def _read_entry(element, statement: _Statement, rows: Rows, problems: Problems, 
         return count
     entry_ref = entry.text("AcctSvcrRef")
     entry_info = entry.text("AddtlNtryInf")
-    details = [_Index(d, strip) for d in entry.all("NtryDtls/TxDtls")]
+    details: list[_Index | None] = [_Index(d, strip) for d in entry.all("NtryDtls/TxDtls")]
     detail_lines = [d.sourceline for d in entry.all("NtryDtls/TxDtls")]
     if not details:
         details = [None]
